@@ -56,8 +56,8 @@ const actor_metrics& node_services::metrics_for(std::string_view kind) {
   m->mailbox_depth = &registry_.get_gauge(
       "troupe_actor_mailbox_depth", "Messages waiting in the mailboxes of actors of a kind", l);
   m->handler_seconds = &registry_.get_histogram(
-      "troupe_actor_handler_seconds", "Time to handle one message (sampled)", l,
-      metrics::histogram::exponential_buckets(1e-6, 4.0, 12));
+      "troupe_actor_handler_seconds", "Time to handle one message (sampled)",
+      metrics::histogram::default_latency_buckets(), l);
   auto& ref = *m;
   kinds_.emplace(std::string{kind}, std::move(m));
   return ref;

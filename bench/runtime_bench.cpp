@@ -106,7 +106,7 @@ std::unique_ptr<troupe::node> troupe_node(double sampling) {
   auto cfg = troupe::default_config();
   cfg.scheduler.threads = 2;
   cfg.metrics.enabled = true;  // metrics on, served over HTTP
-  cfg.log.level = "warn";
+  cfg.log.level = troupe::log_level::warn;
   cfg.trace.sampling_ratio = sampling;
   cfg.trace.queue_capacity = 1 << 20;
   auto n = troupe::node::start(cfg);

@@ -138,7 +138,7 @@ result<std::unique_ptr<node>> node::start(node_config cfg) {
 
 result<void> node::init() {
   logging::settings ls;
-  ls.level = config_.log.level;
+  ls.level = std::string{to_string(config_.log.level)};
   ls.file = config_.log.file;
   ls.pattern = config_.log.pattern;
   if (auto r = logging::configure(ls); !r.ok()) return r;
@@ -173,7 +173,7 @@ result<void> node::init() {
   cc->services = services_.get();
   cc->add_message_type<span_context>("troupe::span_context");
   cc->add_message_type<std::vector<std::string>>("std::vector<std::string>");
-  cc->set("scheduler.policy", caf::atom_from_string(config_.scheduler.policy));
+  cc->set("scheduler.policy", caf::atom_from_string(std::string{to_string(config_.scheduler.policy)}));
   if (config_.scheduler.threads > 0)
     cc->set("scheduler.max-threads", static_cast<size_t>(config_.scheduler.threads));
   if (config_.scheduler.busy_poll) cc->set("work-stealing.moderate-poll-attempts", size_t{0});
@@ -182,7 +182,7 @@ result<void> node::init() {
   caf_config_ = std::move(cc);
   system_ = std::make_unique<caf::actor_system>(*caf_config_);
   clk_ptr->attach(system_.get());
-  if (config_.scheduler.policy == "testing")
+  if (config_.scheduler.policy == scheduler_policy::testing)
     test_ = std::make_unique<test_driver>(
         dynamic_cast<caf::scheduler::test_coordinator&>(system_->scheduler()));
 
@@ -194,7 +194,7 @@ result<void> node::init() {
     log_->info("metrics at http://{}:{}/metrics", config_.metrics.bind, metrics_server_->port());
   }
   log_->debug("node {} started (scheduler {}, sampling {})", config_.node.name,
-              config_.scheduler.policy, config_.trace.sampling_ratio);
+              to_string(config_.scheduler.policy), config_.trace.sampling_ratio);
   return ok();
 }
 

@@ -214,9 +214,9 @@ class test_worker final : public troupe::actor {
 
 std::unique_ptr<troupe::node> test_node() {
   auto cfg = troupe::default_config();
-  cfg.scheduler.policy = "testing";
+  cfg.scheduler.policy = troupe::scheduler_policy::testing;
   cfg.metrics.enabled = false;
-  cfg.log.level = "off";
+  cfg.log.level = troupe::log_level::off;
   auto n = troupe::node::start(cfg);
   REQUIRE(n.ok());
   return std::move(*n);

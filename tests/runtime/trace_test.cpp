@@ -133,7 +133,7 @@ TEST_SUITE("trace") {
     auto cfg = troupe::default_config();
     cfg.scheduler.threads = 2;
     cfg.metrics.enabled = false;
-    cfg.log.level = "info";
+    cfg.log.level = troupe::log_level::info;
     cfg.log.file = log_file;
     cfg.trace.sampling_ratio = 1.0;
     cfg.trace.export_path = trace_file;
@@ -208,7 +208,7 @@ TEST_SUITE("trace") {
     auto cfg = troupe::default_config();
     cfg.scheduler.threads = 2;
     cfg.metrics.enabled = false;
-    cfg.log.level = "off";
+    cfg.log.level = troupe::log_level::off;
     auto started = troupe::node::start(cfg);
     REQUIRE(started.ok());
     auto& n = **started;
@@ -225,7 +225,7 @@ TEST_SUITE("trace") {
     auto cfg = troupe::default_config();
     cfg.scheduler.threads = 2;
     cfg.metrics.enabled = false;
-    cfg.log.level = "off";
+    cfg.log.level = troupe::log_level::off;
     auto started = troupe::node::start(cfg);
     REQUIRE(started.ok());
     auto& n = **started;

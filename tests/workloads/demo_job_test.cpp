@@ -10,7 +10,7 @@ std::unique_ptr<troupe::node> make_node() {
   auto cfg = troupe::default_config();
   cfg.scheduler.threads = 2;
   cfg.metrics.enabled = false;
-  cfg.log.level = "off";
+  cfg.log.level = troupe::log_level::off;
   auto n = troupe::node::start(cfg);
   REQUIRE(n.ok());
   return std::move(*n);

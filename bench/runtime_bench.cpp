@@ -33,7 +33,8 @@ caf::behavior caf_sink(caf::event_based_actor*) {
 caf::behavior caf_blaster(caf::event_based_actor* self, caf::actor sink) {
   return {[=](go_atom, int n) -> caf::result<bool> {
     for (int i = 0; i < n; ++i) self->send(sink, i);
-    return self->delegate(sink, done_atom::value);
+    self->delegate(sink, done_atom::value);
+    return caf::delegated<bool>{};
   }};
 }
 

@@ -86,6 +86,12 @@ result<void> configure(const settings& in) {
   return ok();
 }
 
+void flush() {
+  auto& s = global();
+  std::lock_guard<std::mutex> guard{s.mu};
+  for (auto& l : s.loggers) l->flush();
+}
+
 std::shared_ptr<spdlog::logger> get(std::string_view module) {
   auto& s = global();
   std::lock_guard<std::mutex> guard{s.mu};

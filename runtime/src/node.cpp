@@ -288,8 +288,11 @@ result<caf::message> node::request_message(const actor_ref& to, duration timeout
   result<caf::message> out = error{runtime::errc::internal, "no answer"};
   auto req = ctx ? self->request(to.handle(), timeout, *ctx, std::move(msg))
                  : self->request(to.handle(), timeout, std::move(msg));
-  req.receive([&](caf::message& answer) { out = std::move(answer); },
-              [&](caf::error& e) { out = from_caf(e, "request"); });
+  req.receive([&](caf::error& e) { out = from_caf(e, "request"); },
+              caf::others >> [&](caf::message_view& x) -> caf::result<caf::message> {
+                out = x.move_content_to_message();
+                return caf::message{};
+              });
   if (ctx && ctx->sampled) {
     span_record s;
     s.trace_hi = ctx->trace_hi;
@@ -364,6 +367,7 @@ void node::stop() {
   tracer_->flush();
   if (metrics_server_) metrics_server_->stop();
   log_->debug("node {} stopped", config_.node.name);
+  logging::flush();
 }
 
 }  // namespace troupe

@@ -27,6 +27,7 @@ struct child_state {
   caf::actor handle;
   child_status status = child_status::stopped;
   uint64_t generation = 0;  // bumps on every start; guards stale timers
+  bool exit_seen = false;   // its link's exit message already arrived
 };
 
 std::vector<restart_type> types_of(const supervisor_spec& spec) {
@@ -116,6 +117,7 @@ class supervisor_actor final : public actor {
       return false;
     }
     c.handle = ref.handle();
+    c.exit_seen = false;
     c.status = child_status::running;
     ++c.generation;
     link_to(c.handle);
@@ -151,6 +153,10 @@ class supervisor_actor final : public actor {
     if (!idx) return;
     auto& c = children_[*idx];
     bool expected = c.status == child_status::stopping;
+    // The link delivers an exit message for an abnormal exit; it may come
+    // after this down message and must then still be known as a child's.
+    if (!c.exit_seen && dm.reason && dm.reason != caf::exit_reason::normal)
+      former_children_.insert(dm.source);
     unlink_from(c.handle);
     c.handle = nullptr;
     c.status = child_status::stopped;
@@ -260,7 +266,11 @@ class supervisor_actor final : public actor {
   }
 
   void on_exit_msg(caf::exit_msg& em) {
-    if (index_of(em.source)) return;  // a child: its down message does the work
+    if (auto idx = index_of(em.source)) {  // a child: its down message does the work
+      children_[*idx].exit_seen = true;
+      return;
+    }
+    if (former_children_.erase(em.source) > 0) return;
     if (em.reason == caf::exit_reason::normal) return;
     // A linked parent (or anyone else) failed: stop the children, then exit.
     terminate_with(em.reason);
@@ -271,6 +281,7 @@ class supervisor_actor final : public actor {
   std::shared_ptr<spdlog::logger> log_;
   std::vector<child_state> children_;
   std::set<size_t> pending_starts_;
+  std::set<caf::actor_addr> former_children_;  // exited, their exit message still due
   duration pending_delay_{};
   uint64_t restart_generation_ = 0;
   mode mode_ = mode::running;

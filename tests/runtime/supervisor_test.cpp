@@ -247,8 +247,8 @@ using strings = std::vector<std::string>;
 
 TEST_SUITE("supervisor actor") {
   TEST_CASE("children start in order and one_for_one restarts only the crashed one") {
+    journal j;  // declared first: it must outlive the node's actors
     auto n = test_node();
-    journal j;
     n->spawn_supervisor(spec(restart_strategy::one_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
     n->test()->run();
     CHECK(j.events == strings{"start:a", "start:b", "start:c"});
@@ -261,8 +261,8 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("one_for_all stops every sibling and restarts all in start order") {
+    journal j;  // declared first: it must outlive the node's actors
     auto n = test_node();
-    journal j;
     n->spawn_supervisor(spec(restart_strategy::one_for_all, j, {{"a", P}, {"b", P}, {"c", P}}));
     n->test()->run();
     caf::anon_send(j.live["b"], crash_atom::value);
@@ -272,8 +272,8 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("rest_for_one restarts the crashed child and those started after it") {
+    journal j;  // declared first: it must outlive the node's actors
     auto n = test_node();
-    journal j;
     n->spawn_supervisor(spec(restart_strategy::rest_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
     n->test()->run();
     auto a = j.live["a"];
@@ -285,8 +285,8 @@ TEST_SUITE("supervisor actor") {
 
   TEST_CASE("restart types: permanent after normal exit, transient after crash only, "
             "temporary never") {
+    journal j;  // declared first: it must outlive the node's actors
     auto n = test_node();
-    journal j;
     n->spawn_supervisor(spec(restart_strategy::one_for_one, j,
                              {{"perm", P}, {"trans", T}, {"temp", X}}, 10));
     n->test()->run();
@@ -305,8 +305,8 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("a restart waits for the backoff delay on the node's clock") {
+    journal j;  // declared first: it must outlive the node's actors
     auto n = test_node();
-    journal j;
     auto sp = spec(restart_strategy::one_for_one, j, {{"a", P}});
     sp.backoff.initial = 100ms;
     n->spawn_supervisor(sp);
@@ -323,8 +323,8 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("a crash storm escalates up the tree and ends, never loops forever") {
+    journal j;  // declared first: it must outlive the node's actors
     auto n = test_node();
-    journal j;
     troupe::supervisor_spec inner;
     inner.name = "inner";
     inner.intensity = {3, 5s};
@@ -360,8 +360,8 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("stopping the node drains mailboxes and stops children in reverse start order") {
+    journal j;  // declared first: it must outlive the node's actors
     auto n = test_node();
-    journal j;
     n->spawn_supervisor(spec(restart_strategy::one_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
     n->test()->run();
     for (int i = 0; i < 3; ++i) caf::anon_send(j.live["a"], work_atom::value);
@@ -370,8 +370,8 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("a nested supervisor restarts independently of its parent's other children") {
+    journal j;  // declared first: it must outlive the node's actors
     auto n = test_node();
-    journal j;
     auto inner = spec(restart_strategy::one_for_all, j, {{"x", P}, {"y", P}});
     inner.name = "inner";
     troupe::supervisor_spec root;

@@ -27,6 +27,9 @@ inline constexpr const char* default_pattern = "%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n]
 /// for an unknown level; io_error when the file cannot be opened.
 [[nodiscard]] result<void> configure(const settings& s);
 
+/// Flushes every module logger (node::stop calls it).
+void flush();
+
 /// The logger of `module` (created on first use with the current settings).
 std::shared_ptr<spdlog::logger> get(std::string_view module);
 

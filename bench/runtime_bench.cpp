@@ -51,7 +51,10 @@ caf::behavior caf_pinger(caf::event_based_actor* self, caf::actor ponger) {
         rp.deliver(acc);
         return;
       }
-      self->request(ponger, caf::infinite, acc).then([=](int y) { (*step)(left - 1, y); });
+      // Same timeout as the troupe side: a timed request arms a timer.
+      self->request(ponger, std::chrono::seconds{60}, acc).then([=](int y) {
+        (*step)(left - 1, y);
+      });
     };
     (*step)(n, 0);
     return rp;
@@ -104,7 +107,11 @@ void BM_caf_request_roundtrip(benchmark::State& state) {
 // -- troupe ---------------------------------------------------------------------
 
 std::unique_ptr<troupe::node> troupe_node(double sampling) {
-  auto cfg = troupe::default_config();
+  // Defaults plus TROUPE_* environment overrides (e.g.
+  // TROUPE_METRICS_LATENCY_SAMPLE_EVERY=1 to time every message).
+  auto loaded = troupe::load_config_string("", "<bench>", troupe::snapshot_environment());
+  if (!loaded.ok()) return nullptr;
+  auto cfg = *loaded;
   cfg.scheduler.threads = 2;
   cfg.metrics.enabled = true;  // metrics on, served over HTTP
   cfg.log.level = troupe::log_level::warn;

@@ -1119,8 +1119,10 @@ config_schema<node_config> node_config_schema() {
       .string("bind", &metrics_section::bind, "127.0.0.1",
               "Address the metrics endpoint listens on.")
       .port("port", &metrics_section::port, 0, "TCP port; 0 = pick a free one.")
-      .integer("latency_sample_every", &metrics_section::latency_sample_every, 1,
-               {1, 1'000'000}, "Record the latency of one message in every N.");
+      .integer("latency_sample_every", &metrics_section::latency_sample_every, 16,
+               {1, 1'000'000},
+               "Time one message in every N per actor into the handler latency histogram "
+               "and update the mailbox depth gauge (message counts are always exact).");
   s.section("trace", &node_config::trace, "Message tracing.")
       .real("sampling_ratio", &trace_section::sampling_ratio, 0.0, {0.0, 1.0},
             "Fraction of messages traced; 0 = off.")

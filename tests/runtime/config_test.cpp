@@ -358,7 +358,7 @@ TEST_SUITE("config") {
     CHECK(c.metrics.enabled);
     CHECK(c.metrics.bind == "127.0.0.1");
     CHECK(c.metrics.port == 0);
-    CHECK(c.metrics.latency_sample_every == 1);
+    CHECK(c.metrics.latency_sample_every == 16);
     CHECK(c.trace.sampling_ratio == 0.0);
     CHECK(c.trace.export_path.empty());
     CHECK(c.trace.queue_capacity == 65536);

@@ -454,7 +454,7 @@ struct metrics_section {
   bool enabled = true;
   std::string bind = "127.0.0.1";
   std::uint16_t port = 0; ///< 0 = pick a free port
-  std::uint32_t latency_sample_every = 1;
+  std::uint32_t latency_sample_every = 16;
   bool operator==(const metrics_section&) const = default;
 };
 

@@ -2,7 +2,8 @@
 # One entry point for building and running troupe on Debian 12.
 #   scripts/dev.sh run    install deps, build, run the main job (troupe demo)
 #   scripts/dev.sh test   install deps, build, run the default test suite (ctest -j2, no `long`)
-#   scripts/dev.sh long   the long runs: soaks, full-trace replays, fuzzing (ctest -L long)
+#   scripts/dev.sh long   the long runs: soaks, full-trace replays, and the libFuzzer
+#                         targets in a clang build (ctest -L long in build/ and build-fuzz/)
 #   scripts/dev.sh bench  build with benchmarks and run them
 #   scripts/dev.sh asan|tsan  build with sanitizers into build-asan/build-tsan and run the tests
 set -euo pipefail
@@ -30,9 +31,14 @@ case "$mode" in
     exec ctest --test-dir build -j2 --output-on-failure -LE long "$@"
     ;;
   long)
+    # gcc build: soaks and replays; clang build: libFuzzer targets.
     configure build
     cmake --build build -j "$jobs"
-    exec ctest --test-dir build --output-on-failure -L long "$@"
+    ctest --test-dir build --output-on-failure -L long "$@"
+    configure build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+      -DTROUPE_BUILD_FUZZ=ON -DTROUPE_BUILD_TESTS=ON
+    cmake --build build-fuzz -j "$jobs"
+    exec ctest --test-dir build-fuzz --output-on-failure -L long "$@"
     ;;
   bench)
     configure build-bench -DTROUPE_BUILD_BENCH=ON -DCMAKE_BUILD_TYPE=Release -DTROUPE_BUILD_TESTS=OFF

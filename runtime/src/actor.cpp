@@ -121,7 +121,6 @@ caf::invoke_message_result actor::consume_traced(caf::mailbox_element& x) {
     s.status = status;
     s.status_message = std::move(message);
     s.attributes.emplace_back("actor.id", std::to_string(id()));
-    s.attributes.emplace_back("actor.kind", name());
     if (element->content().size() > 0) {
       auto head = element->content().stringify(0);
       if (head.size() > 64) head.resize(64);

@@ -189,6 +189,9 @@ void tracer::record(span_record span) {
     }
     queue_.push_back(std::move(span));
     ++enqueued_seq_;
+    // Wake the exporter only for a full batch; otherwise it wakes on its own
+    // timer. A wake-up per span would cost a futex call per message.
+    if (queue_.size() < export_batch) return;
   }
   cv_.notify_one();
 }
@@ -196,19 +199,26 @@ void tracer::record(span_record span) {
 void tracer::flush() {
   std::unique_lock<std::mutex> guard{mu_};
   auto target = enqueued_seq_;
+  ++flush_waiters_;
   cv_.notify_one();
   flushed_cv_.wait(guard, [&] { return written_seq_ >= target || stop_; });
+  --flush_waiters_;
 }
 
 void tracer::run() {
   std::vector<span_record> batch;
   std::unique_lock<std::mutex> guard{mu_};
   for (;;) {
-    cv_.wait(guard, [&] { return stop_ || !queue_.empty(); });
-    if (queue_.empty() && stop_) break;
+    cv_.wait_for(guard, export_interval, [&] {
+      return stop_ || queue_.size() >= export_batch || (flush_waiters_ > 0 && !queue_.empty());
+    });
+    if (queue_.empty()) {
+      if (stop_) break;
+      flushed_cv_.notify_all();
+      continue;
+    }
     batch.clear();
-    constexpr size_t max_batch = 512;
-    while (!queue_.empty() && batch.size() < max_batch) {
+    while (!queue_.empty() && batch.size() < export_batch) {
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }

@@ -10,6 +10,7 @@
 /// never blocks an actor.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -141,6 +142,11 @@ class tracer {
   void run();
   uint64_t next_id() noexcept;
 
+  /// Spans per exporter write; a full batch wakes the exporter at once.
+  static constexpr size_t export_batch = 512;
+  /// Otherwise the exporter writes what has queued at this interval.
+  static constexpr std::chrono::milliseconds export_interval{50};
+
   const double ratio_;
   const uint64_t threshold_;  // sampled when trace_lo < threshold_ (or ratio 1)
   const size_t capacity_;
@@ -158,6 +164,7 @@ class tracer {
   uint64_t enqueued_seq_ = 0;      // guarded by mu_
   uint64_t written_seq_ = 0;       // guarded by mu_
   bool stop_ = false;              // guarded by mu_
+  int flush_waiters_ = 0;          // guarded by mu_
   std::thread thread_;
 };
 

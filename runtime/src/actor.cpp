@@ -57,12 +57,20 @@ void actor::init_instruments() {
 caf::invoke_message_result actor::consume(caf::mailbox_element& x) {
   if (!instruments_ready_) init_instruments();
   auto& content = x.content();
-  if (content.size() == 1 && content.match_element<drain_atom>(0) && !x.mid.is_response()) {
-    on_drain();
-    return caf::invoke_message_result::consumed;
+  bool traced = false;
+  switch (content.size()) {
+    case 1:
+      if (content.match_element<drain_atom>(0) && !x.mid.is_response()) {
+        on_drain();
+        return caf::invoke_message_result::consumed;
+      }
+      break;
+    case 2:
+      traced = content.match_element<span_context>(0) && content.match_element<caf::message>(1);
+      break;
+    default:
+      break;
   }
-  bool traced = content.size() == 2 && content.match_element<span_context>(0) &&
-                content.match_element<caf::message>(1);
   if (metrics_ == nullptr) return traced ? consume_traced(x) : super::consume(x);
   // Latency and mailbox depth are sampled every `sample_every_` messages; the
   // handled counter counts every message.

@@ -85,11 +85,17 @@ class traced_response {
 
   template <class F>
   void then(F f) {
-    handle_.then(wrap(std::move(f)));
+    if (ctx_)
+      handle_.then(wrap(std::move(f)));
+    else
+      handle_.then(std::move(f));  // nothing to restore: no wrapper cost
   }
   template <class F, class OnError>
   void then(F f, OnError g) {
-    handle_.then(wrap(std::move(f)), wrap(std::move(g)));
+    if (ctx_)
+      handle_.then(wrap(std::move(f)), wrap(std::move(g)));
+    else
+      handle_.then(std::move(f), std::move(g));
   }
 
  private:

@@ -1,0 +1,99 @@
+#pragma once
+/// Resource accounting over a cluster topology. It can never overcommit:
+/// `commit` checks a whole placement plan against the current state and
+/// applies all of it or none of it; `check_invariants` recomputes every
+/// counter from the live allocations.
+
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "troupe/placement/mig.hpp"
+#include "troupe/placement/request.hpp"
+#include "troupe/placement/topology.hpp"
+
+namespace troupe::placement {
+
+/// Live usage of one GPU.
+struct gpu_state {
+  bool whole_taken = false;  ///< allocated as a whole GPU
+  uint32_t used_milli = 0;   ///< sum of milli-GPU shares on it
+  uint32_t shares = 0;       ///< number of milli-GPU shares on it
+  std::optional<mig_gpu_layout> mig;  ///< set for MIG GPUs
+
+  /// Free for a whole-GPU bundle.
+  bool free_whole() const noexcept { return !whole_taken && used_milli == 0 && !mig; }
+};
+
+/// Live usage of one node.
+struct node_state {
+  std::vector<gpu_state> gpus;
+  uint64_t used_cpu_milli = 0;
+  uint64_t used_memory_mib = 0;
+  bool schedulable = true;  ///< false: cordoned, draining or down
+};
+
+class cluster_state {
+ public:
+  /// Aborts if the topology is invalid (validate it at the boundary first).
+  explicit cluster_state(cluster_topology topology);
+
+  const cluster_topology& topology() const noexcept { return topo_; }
+  size_t node_count() const noexcept { return nodes_.size(); }
+  const node_spec& spec(node_id n) const { return topo_.nodes.at(n.value()); }
+  const node_state& state(node_id n) const { return nodes_.at(n.value()); }
+
+  uint64_t free_cpu_milli(node_id n) const;
+  uint64_t free_memory_mib(node_id n) const;
+  /// Whole GPUs free on `n` whose model `b` allows.
+  uint32_t free_whole_gpus(node_id n, const bundle& b) const;
+  uint32_t free_whole_gpus(node_id n) const;
+
+  /// Whether node `n` may host bundle `b` of a request that is (or is not)
+  /// spot tolerant, ignoring free capacity: schedulable, labels, spot,
+  /// GPU models and sharing modes present.
+  bool eligible(node_id n, const bundle& b, bool spot_tolerant) const;
+
+  /// Checks `plan` for `req` against the current state and applies it, all
+  /// or nothing. Errors: invalid_argument (the plan breaks a rule: names
+  /// the bundle and why), insufficient (capacity taken). The state is
+  /// unchanged on error.
+  [[nodiscard]] result<allocation_id> commit(const gang_request& req, placement_plan plan,
+                                             time_point now);
+  /// Frees an allocation; not_found if unknown. Returns what was freed.
+  [[nodiscard]] result<allocation> release(allocation_id id);
+  /// Marks a node (un)schedulable; running allocations stay.
+  void set_schedulable(node_id n, bool schedulable);
+
+  const std::map<allocation_id, allocation>& allocations() const noexcept { return allocs_; }
+  const allocation* find(allocation_id id) const;
+
+  uint64_t total_gpu_milli() const noexcept { return total_gpu_milli_; }
+  uint64_t allocated_gpu_milli() const noexcept { return allocated_gpu_milli_; }
+  uint32_t total_gpus() const noexcept { return static_cast<uint32_t>(total_gpu_milli_ / 1000); }
+
+  /// Recomputes usage from the allocations and aborts with context if any
+  /// counter differs or any capacity is exceeded. For tests and debug.
+  void check_invariants() const;
+
+  /// Applies a bundle placement to a node state copy (used by placers to
+  /// simulate several bundles on one node). invalid_argument/insufficient
+  /// when it does not fit.
+  [[nodiscard]] result<void> apply_to(node_state& ns, const node_spec& spec, const bundle& b,
+                                      const bundle_placement& p) const;
+
+ private:
+  void unapply(node_state& ns, const bundle_placement& p) const;
+
+  cluster_topology topo_;
+  std::vector<node_state> nodes_;
+  std::map<allocation_id, allocation> allocs_;
+  uint64_t next_id_ = 1;
+  uint64_t total_gpu_milli_ = 0;
+  uint64_t allocated_gpu_milli_ = 0;
+};
+
+/// Whether `model` is allowed by `b` (an empty list allows any).
+bool model_allowed(const bundle& b, std::string_view model) noexcept;
+
+}  // namespace troupe::placement

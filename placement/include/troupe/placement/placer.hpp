@@ -1,0 +1,71 @@
+#pragma once
+/// Finding where a gang goes: candidates per node, a pluggable scorer, the
+/// five strategies, elastic sizing, and an explanation when nothing fits.
+/// Plain code over a const cluster_state: no actors, no I/O, no clock.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "troupe/placement/cluster_state.hpp"
+
+namespace troupe::placement {
+
+/// Scores one candidate placement of one bundle on one node, given the
+/// node's state before it (lower is better). The placer keeps the best.
+class scorer {
+ public:
+  virtual ~scorer() = default;
+  virtual double score(const node_spec& spec, const node_state& before, const bundle& b,
+                       const bundle_placement& candidate) const = 0;
+};
+
+/// Best fit: leave as little free GPU capacity as possible on the chosen
+/// node and GPU, so large free blocks stay whole.
+class best_fit_scorer final : public scorer {
+ public:
+  double score(const node_spec& spec, const node_state& before, const bundle& b,
+               const bundle_placement& candidate) const override;
+};
+
+/// The result of a placement attempt.
+struct placement_outcome {
+  std::optional<placement_plan> plan;  ///< set when the gang fits now
+  uint32_t bundles_placed = 0;         ///< elastic: how many bundles the plan holds
+  bool never_fits = false;             ///< true: not even an empty cluster could host it
+  std::string explanation;             ///< why not, when no plan
+  double allreduce_gbps = 0;           ///< estimated ring all-reduce bottleneck of the plan
+};
+
+/// Whole-GPU candidates for `b` on one node, given its state `ns`
+/// (best island first); used by placers and scorers.
+std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_id n,
+                                                 const node_state& ns, const bundle& b,
+                                                 uint32_t bundle_index);
+
+/// Estimated ring all-reduce bottleneck bandwidth (GB/s) across the GPUs of
+/// a plan: NVLink inside one island, PCIe inside one node, the NIC rail
+/// between nodes, divided by the uplink oversubscription across racks.
+double estimate_allreduce_gbps(const cluster_state& st, const placement_plan& plan);
+
+class placer {
+ public:
+  /// `s` scores candidates; null means best fit. Not owned; must outlive.
+  explicit placer(const scorer* s = nullptr) : scorer_(s) {}
+
+  /// Where `req` fits in `st` now, or why it does not.
+  placement_outcome place(const cluster_state& st, const gang_request& req) const;
+
+ private:
+  std::optional<placement_plan> place_exact(const cluster_state& st,
+                                            const gang_request& req) const;
+  const scorer& active() const;
+  const scorer* scorer_;
+};
+
+/// Why `req` does not fit `st` now (or ever): one or more sentences with
+/// the numbers, e.g. "needs 8 GPUs in one NVLink domain; largest free
+/// domain has 6 (node n17)".
+std::string explain_pending(const cluster_state& st, const gang_request& req, bool* never_fits);
+
+}  // namespace troupe::placement

@@ -1,0 +1,603 @@
+#include "troupe/placement/placer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <set>
+
+namespace troupe::placement {
+namespace {
+
+constexpr double inf = std::numeric_limits<double>::infinity();
+
+/// Node states as the gang being placed would leave them.
+class scratch {
+ public:
+  explicit scratch(const cluster_state& st) : st_(st) {}
+  const node_state& get(node_id n) const {
+    auto it = touched_.find(n.value());
+    return it != touched_.end() ? it->second : st_.state(n);
+  }
+  node_state& mut(node_id n) {
+    auto it = touched_.find(n.value());
+    if (it == touched_.end()) it = touched_.emplace(n.value(), st_.state(n)).first;
+    return it->second;
+  }
+
+ private:
+  const cluster_state& st_;
+  std::map<uint32_t, node_state> touched_;
+};
+
+/// Free GPU capacity of a node in milli-GPUs (MIG GPUs by compute slices).
+uint64_t free_milli(const node_spec& sp, const node_state& ns) {
+  uint64_t f = 0;
+  for (size_t g = 0; g < sp.gpus.size(); ++g) {
+    const auto& gs = ns.gpus[g];
+    if (gs.mig)
+      f += (7 - std::min<uint32_t>(7, gs.mig->compute_used())) * 1000 / 7;
+    else if (!gs.whole_taken)
+      f += 1000 - gs.used_milli;
+  }
+  return f;
+}
+
+uint64_t consumed_milli(const node_spec& sp, const bundle& b) {
+  if (b.gpus > 0) return 1000ULL * b.gpus;
+  if (b.gpu_milli > 0) return b.gpu_milli;
+  if (!b.mig_profile.empty()) {
+    for (auto& g : sp.gpus)
+      if (auto* p = find_mig_profile(g.model, b.mig_profile)) return p->compute_slices * 1000 / 7;
+  }
+  return 0;
+}
+
+std::vector<uint32_t> order_largest_first(const gang_request& req, uint32_t count) {
+  std::vector<uint32_t> order(count);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    const auto& x = req.bundles[a];
+    const auto& y = req.bundles[b];
+    if (x.gpus != y.gpus) return x.gpus > y.gpus;
+    if (x.gpu_milli != y.gpu_milli) return x.gpu_milli > y.gpu_milli;
+    return x.cpu_milli > y.cpu_milli;
+  });
+  return order;
+}
+
+bool all_whole_gpu(const gang_request& req) {
+  return std::all_of(req.bundles.begin(), req.bundles.end(),
+                     [](const bundle& b) { return b.gpus > 0; });
+}
+
+uint32_t total_gpus(const gang_request& req) {
+  uint32_t n = 0;
+  for (auto& b : req.bundles) n += b.gpus;
+  return n;
+}
+
+}  // namespace
+
+// -- candidates and scoring ----------------------------------------------------------
+
+std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_id n,
+                                                 const node_state& ns, const bundle& b,
+                                                 uint32_t bundle_index) {
+  std::vector<bundle_placement> out;
+  const auto& sp = st.spec(n);
+  if (ns.used_cpu_milli + b.cpu_milli > sp.cpu_milli) return out;
+  if (ns.used_memory_mib + b.memory_mib > sp.memory_mib) return out;
+  bundle_placement base;
+  base.bundle = bundle_index;
+  base.node = n;
+  base.cpu_milli = b.cpu_milli;
+  base.memory_mib = b.memory_mib;
+  if (b.gpus > 0) {
+    std::map<uint32_t, std::vector<uint32_t>> by_domain;
+    size_t total = 0;
+    for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
+      if (sp.gpus[g].sharing != gpu_sharing::whole || !ns.gpus[g].free_whole() ||
+          !model_allowed(b, sp.gpus[g].model))
+        continue;
+      by_domain[sp.gpus[g].nvlink_domain].push_back(g);
+      ++total;
+    }
+    if (total < b.gpus) return out;
+    for (auto& [d, gpus] : by_domain) {
+      if (gpus.size() < b.gpus) continue;
+      auto c = base;
+      c.gpus.assign(gpus.begin(), gpus.begin() + b.gpus);
+      out.push_back(std::move(c));
+    }
+    if (out.empty()) {  // span islands: biggest first, fewest islands
+      std::vector<std::vector<uint32_t>> doms;
+      for (auto& [d, gpus] : by_domain) doms.push_back(gpus);
+      std::stable_sort(doms.begin(), doms.end(),
+                       [](auto& x, auto& y) { return x.size() > y.size(); });
+      auto c = base;
+      for (auto& d : doms)
+        for (auto g : d)
+          if (c.gpus.size() < b.gpus) c.gpus.push_back(g);
+      std::sort(c.gpus.begin(), c.gpus.end());
+      out.push_back(std::move(c));
+    }
+  } else if (b.gpu_milli > 0) {
+    for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
+      const auto& gs = sp.gpus[g];
+      const auto& st_g = ns.gpus[g];
+      if (gs.sharing == gpu_sharing::mig || !model_allowed(b, gs.model) || st_g.whole_taken)
+        continue;
+      if (st_g.used_milli + b.gpu_milli > 1000) continue;
+      if (gs.sharing == gpu_sharing::time_sliced && st_g.shares + 1 > gs.time_slice_replicas)
+        continue;
+      auto c = base;
+      c.shared_gpu = g;
+      c.gpu_milli = b.gpu_milli;
+      out.push_back(std::move(c));
+    }
+  } else if (!b.mig_profile.empty()) {
+    for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
+      if (sp.gpus[g].sharing != gpu_sharing::mig || !ns.gpus[g].mig ||
+          !model_allowed(b, sp.gpus[g].model))
+        continue;
+      auto start = ns.gpus[g].mig->first_fit(b.mig_profile);
+      if (!start) continue;
+      auto c = base;
+      c.shared_gpu = g;
+      c.mig_profile = b.mig_profile;
+      c.mig_start = *start;
+      out.push_back(std::move(c));
+    }
+  } else {
+    out.push_back(base);
+  }
+  return out;
+}
+
+double best_fit_scorer::score(const node_spec& sp, const node_state& before, const bundle& b,
+                              const bundle_placement& c) const {
+  double node_after =
+      static_cast<double>(free_milli(sp, before)) - static_cast<double>(consumed_milli(sp, b));
+  double local_after = 0;  // free capacity left in the island or on the GPU used
+  if (!c.gpus.empty()) {
+    auto d = sp.gpus[c.gpus.front()].nvlink_domain;
+    for (uint32_t g = 0; g < sp.gpus.size(); ++g)
+      if (sp.gpus[g].nvlink_domain == d && before.gpus[g].free_whole()) local_after += 1000;
+    local_after -= 1000.0 * static_cast<double>(c.gpus.size());
+  } else if (c.shared_gpu) {
+    const auto& gs = before.gpus[*c.shared_gpu];
+    local_after = gs.mig ? (7.0 - gs.mig->compute_used()) * 1000 / 7 -
+                               static_cast<double>(consumed_milli(sp, b))
+                         : 1000.0 - gs.used_milli - b.gpu_milli;
+  }
+  return node_after + local_after / 1024.0;
+}
+
+// -- bandwidth estimate -------------------------------------------------------------
+
+double estimate_allreduce_gbps(const cluster_state& st, const placement_plan& plan) {
+  struct where {
+    uint32_t node, domain, rack;
+    std::string model;
+  };
+  std::vector<where> gpus;
+  for (auto& bp : plan.bundles) {
+    const auto& sp = st.spec(bp.node);
+    for (auto g : bp.gpus)
+      gpus.push_back({bp.node.value(), sp.gpus[g].nvlink_domain, sp.rack, sp.gpus[g].model});
+  }
+  if (gpus.size() <= 1) return gpus.empty() ? 0.0 : inf;
+  std::set<uint32_t> nodes, racks;
+  std::set<std::pair<uint32_t, uint32_t>> domains;
+  double nvl = inf;
+  for (auto& w : gpus) {
+    nodes.insert(w.node);
+    racks.insert(w.rack);
+    domains.insert({w.node, w.domain});
+    nvl = std::min(nvl, nvlink_gbps(w.model));
+  }
+  if (domains.size() == 1) return nvl > 0 ? nvl : pcie_gbps;
+  double bw = domains.size() > nodes.size() ? std::min(nvl > 0 ? nvl : pcie_gbps, pcie_gbps)
+                                            : (nvl > 0 ? nvl : pcie_gbps);
+  if (nodes.size() > 1) {
+    double nic = inf;
+    for (auto n : nodes) nic = std::min(nic, st.spec(node_id{n}).nic_gbps / 8.0);
+    bw = std::min(bw, nic);
+  }
+  if (racks.size() > 1) {
+    double over = 1.0;
+    for (auto r : racks) over = std::max(over, st.topology().racks[r].uplink_oversubscription);
+    bw /= over;
+  }
+  return bw;
+}
+
+// -- the placer --------------------------------------------------------------------------
+
+const scorer& placer::active() const {
+  static const best_fit_scorer fallback;
+  return scorer_ != nullptr ? *scorer_ : fallback;
+}
+
+namespace {
+
+struct choice {
+  double score = inf;
+  bundle_placement where;
+};
+
+/// Places bundles one at a time on the best candidate among `nodes`;
+/// `bias(n)` is added to every candidate's score on node n.
+template <class NodeOk, class Bias>
+std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
+                                     const gang_request& req, const std::vector<uint32_t>& order,
+                                     const std::vector<node_id>& nodes, NodeOk node_ok, Bias bias) {
+  scratch s{st};
+  placement_plan plan;
+  std::set<uint32_t> used;
+  for (auto i : order) {
+    const auto& b = req.bundles[i];
+    choice best;
+    for (auto n : nodes) {
+      if (!node_ok(n, used) || !st.eligible(n, b, req.spot_tolerant)) continue;
+      const auto& ns = s.get(n);
+      for (auto& c : candidates_on_node(st, n, ns, b, i)) {
+        double v = sc.score(st.spec(n), ns, b, c) + bias(n, used);
+        if (v < best.score) best = {v, std::move(c)};
+      }
+    }
+    if (best.score == inf) return std::nullopt;
+    auto r = st.apply_to(s.mut(best.where.node), st.spec(best.where.node), b, best.where);
+    TROUPE_ASSERT(r.ok(), "placer: a chosen candidate did not apply");
+    used.insert(best.where.node.value());
+    plan.score += best.score;
+    plan.bundles.push_back(std::move(best.where));
+  }
+  return plan;
+}
+
+/// All bundles on one node (optionally with every whole GPU in one island).
+std::optional<placement_plan> single_node(const cluster_state& st, const scorer& sc,
+                                          const gang_request& req,
+                                          const std::vector<uint32_t>& order, bool one_domain) {
+  std::optional<placement_plan> best;
+  uint32_t need = total_gpus(req);
+  for (uint32_t k = 0; k < st.node_count(); ++k) {
+    node_id n{k};
+    bool ok = std::all_of(order.begin(), order.end(), [&](uint32_t i) {
+      return st.eligible(n, req.bundles[i], req.spot_tolerant);
+    });
+    if (!ok) continue;
+    const auto& sp = st.spec(n);
+    // Islands to try: every island with enough free GPUs, or "any" (-1).
+    std::vector<int64_t> islands;
+    if (one_domain) {
+      std::map<uint32_t, uint32_t> free;
+      for (uint32_t g = 0; g < sp.gpus.size(); ++g)
+        if (sp.gpus[g].sharing == gpu_sharing::whole && st.state(n).gpus[g].free_whole())
+          ++free[sp.gpus[g].nvlink_domain];
+      for (auto& [d, f] : free)
+        if (f >= need) islands.push_back(d);
+    } else {
+      islands.push_back(-1);
+    }
+    for (auto island : islands) {
+      node_state ns = st.state(n);
+      placement_plan plan;
+      bool fits = true;
+      for (auto i : order) {
+        const auto& b = req.bundles[i];
+        choice c;
+        for (auto& cand : candidates_on_node(st, n, ns, b, i)) {
+          if (island >= 0 && !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
+                return sp.gpus[g].nvlink_domain == static_cast<uint32_t>(island);
+              }))
+            continue;
+          double v = sc.score(sp, ns, b, cand);
+          if (v < c.score) c = {v, std::move(cand)};
+        }
+        if (c.score == inf) {
+          fits = false;
+          break;
+        }
+        auto r = st.apply_to(ns, sp, b, c.where);
+        TROUPE_ASSERT(r.ok(), "placer: a chosen candidate did not apply");
+        plan.score += c.score;
+        plan.bundles.push_back(std::move(c.where));
+      }
+      if (fits && (!best || plan.score < best->score)) best = std::move(plan);
+    }
+  }
+  return best;
+}
+
+std::vector<node_id> all_nodes(const cluster_state& st) {
+  std::vector<node_id> v;
+  for (uint32_t k = 0; k < st.node_count(); ++k) v.push_back(node_id{k});
+  return v;
+}
+
+}  // namespace
+
+std::optional<placement_plan> placer::place_exact(const cluster_state& st,
+                                                  const gang_request& req) const {
+  const auto& sc = active();
+  auto order = order_largest_first(req, static_cast<uint32_t>(req.bundles.size()));
+  auto any = [](node_id, const std::set<uint32_t>&) { return true; };
+  auto unused = [](node_id n, const std::set<uint32_t>& used) { return !used.count(n.value()); };
+  auto no_bias = [](node_id, const std::set<uint32_t>&) { return 0.0; };
+  constexpr double big = 1e12;
+  if (req.require_nvlink_domain) {
+    if (!all_whole_gpu(req)) return std::nullopt;
+    return single_node(st, sc, req, order, true);
+  }
+  switch (req.placement_strategy) {
+    case strategy::strict_pack:
+      return single_node(st, sc, req, order, false);
+    case strategy::pack: {
+      if (auto p = single_node(st, sc, req, order, false)) return p;
+      return greedy(st, sc, req, order, all_nodes(st), any,
+                    [](node_id n, const std::set<uint32_t>& used) {
+                      return used.count(n.value()) ? -big : 0.0;
+                    });
+    }
+    case strategy::spread:
+      return greedy(st, sc, req, order, all_nodes(st), any,
+                    [](node_id n, const std::set<uint32_t>& used) {
+                      return used.count(n.value()) ? big : 0.0;
+                    });
+    case strategy::strict_spread:
+      return greedy(st, sc, req, order, all_nodes(st), unused, no_bias);
+    case strategy::topology: {
+      if (!all_whole_gpu(req)) {
+        gang_request packed = req;
+        packed.placement_strategy = strategy::pack;
+        return place_exact(st, packed);
+      }
+      // 1: one NVLink island; 2: one node.
+      if (auto p = single_node(st, sc, req, order, true)) return p;
+      if (auto p = single_node(st, sc, req, order, false)) return p;
+      // Within a set of nodes: fill the nodes with most free GPUs first
+      // (fewest nodes), staying on nodes already used.
+      auto fill = [&](const std::vector<node_id>& nodes) {
+        return greedy(st, sc, req, order, nodes, any,
+                      [&](node_id n, const std::set<uint32_t>& used) {
+                        double b = used.count(n.value()) ? -big : 0.0;
+                        return b - 1e6 * st.free_whole_gpus(n);
+                      });
+      };
+      // 3: one rack; the rack whose plan uses the fewest nodes, then the
+      // tightest fit.
+      std::map<uint32_t, std::vector<node_id>> by_rack;
+      std::map<uint32_t, uint32_t> rack_free;
+      for (uint32_t k = 0; k < st.node_count(); ++k) {
+        node_id n{k};
+        by_rack[st.spec(n).rack].push_back(n);
+        rack_free[st.spec(n).rack] += st.free_whole_gpus(n, req.bundles.front());
+      }
+      uint32_t need = total_gpus(req);
+      std::optional<placement_plan> best;
+      size_t best_nodes = SIZE_MAX;
+      uint32_t best_free = UINT32_MAX;
+      for (auto& [r, nodes] : by_rack) {
+        if (rack_free[r] < need) continue;
+        auto p = fill(nodes);
+        if (!p) continue;
+        std::set<uint32_t> used;
+        for (auto& bp : p->bundles) used.insert(bp.node.value());
+        if (used.size() < best_nodes || (used.size() == best_nodes && rack_free[r] < best_free)) {
+          best_nodes = used.size();
+          best_free = rack_free[r];
+          best = std::move(p);
+        }
+      }
+      if (best) return best;
+      // 4: fewest racks: racks by free GPUs, most first, added until enough.
+      std::vector<std::pair<uint32_t, uint32_t>> racks;  // free, rack
+      for (auto& [r, f] : rack_free) racks.push_back({f, r});
+      std::stable_sort(racks.begin(), racks.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      std::vector<node_id> nodes;
+      uint32_t have = 0;
+      for (auto& [f, r] : racks) {
+        nodes.insert(nodes.end(), by_rack[r].begin(), by_rack[r].end());
+        have += f;
+        if (have >= need) break;
+      }
+      return fill(nodes);
+    }
+  }
+  return std::nullopt;
+}
+
+placement_outcome placer::place(const cluster_state& st, const gang_request& req) const {
+  placement_outcome out;
+  if (auto v = req.validate(); !v.ok()) {
+    out.never_fits = true;
+    out.explanation = v.err().message();
+    return out;
+  }
+  auto required = req.required_bundles();
+  for (auto k = static_cast<uint32_t>(req.bundles.size()); k >= required && k > 0; --k) {
+    gang_request sub = req;
+    sub.bundles.resize(k);
+    sub.min_bundles = 0;
+    if (auto p = place_exact(st, sub)) {
+      std::sort(p->bundles.begin(), p->bundles.end(),
+                [](auto& a, auto& b) { return a.bundle < b.bundle; });
+      out.allreduce_gbps = estimate_allreduce_gbps(st, *p);
+      out.bundles_placed = k;
+      out.plan = std::move(p);
+      return out;
+    }
+  }
+  out.explanation = explain_pending(st, req, &out.never_fits);
+  return out;
+}
+
+// -- explanations ---------------------------------------------------------------------
+
+std::string explain_pending(const cluster_state& st, const gang_request& req, bool* never) {
+  *never = false;
+  std::string out;
+  auto say = [&](const std::string& s) {
+    if (!out.empty()) out += "; ";
+    out += s;
+  };
+  gang_request need_req = req;
+  need_req.bundles.resize(req.required_bundles());
+  bool any_spot = std::any_of(st.topology().nodes.begin(), st.topology().nodes.end(),
+                              [](const node_spec& n) { return n.capacity == capacity_type::spot; });
+  // Can any node ever host each bundle?
+  for (uint32_t i = 0; i < need_req.bundles.size(); ++i) {
+    const auto& b = need_req.bundles[i];
+    uint32_t eligible = 0, max_gpus = 0;
+    for (uint32_t k = 0; k < st.node_count(); ++k) {
+      node_id n{k};
+      if (st.eligible(n, b, req.spot_tolerant)) ++eligible;
+      uint32_t g = 0;
+      for (auto& gs : st.spec(n).gpus)
+        if (gs.sharing == gpu_sharing::whole && model_allowed(b, gs.model)) ++g;
+      max_gpus = std::max(max_gpus, g);
+    }
+    if (eligible == 0) {
+      *never = true;
+      std::string what = b.gpus > 0        ? std::to_string(b.gpus) + " whole GPUs on one node"
+                         : b.gpu_milli > 0 ? std::to_string(b.gpu_milli) + " milli-GPU"
+                         : !b.mig_profile.empty() ? "MIG " + b.mig_profile
+                                                  : "CPU/memory only";
+      std::string models;
+      for (auto& m : b.gpu_models) models += (models.empty() ? "" : "|") + m;
+      say("bundle " + std::to_string(i) + " needs " + what +
+          (models.empty() ? "" : " of model " + models) +
+          (b.node_selector.empty() ? "" : " on nodes matching its selector") +
+          (b.gpus > 0 ? "; the largest matching node has " + std::to_string(max_gpus) : "") +
+          "; no node can ever host it" +
+          (req.spot_tolerant || !any_spot ? "" : " (spot nodes excluded: request is not spot tolerant)"));
+    }
+  }
+  if (*never) return out;
+  uint32_t need = total_gpus(need_req);
+  const bundle& first = need_req.bundles.front();
+  // Free capacity now, overall and at its largest block.
+  uint32_t free_total = 0, best_node_free = 0, best_domain_free = 0, max_domain = 0,
+           max_node = 0;
+  std::string best_node, best_domain_node;
+  for (uint32_t k = 0; k < st.node_count(); ++k) {
+    node_id n{k};
+    if (!st.eligible(n, first, req.spot_tolerant)) continue;
+    const auto& sp = st.spec(n);
+    std::map<uint32_t, uint32_t> dom_free, dom_size;
+    uint32_t node_free = 0, node_size = 0;
+    for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
+      if (sp.gpus[g].sharing != gpu_sharing::whole || !model_allowed(first, sp.gpus[g].model))
+        continue;
+      ++dom_size[sp.gpus[g].nvlink_domain];
+      ++node_size;
+      if (st.state(n).gpus[g].free_whole() && st.state(n).schedulable) {
+        ++dom_free[sp.gpus[g].nvlink_domain];
+        ++node_free;
+      }
+    }
+    free_total += node_free;
+    max_node = std::max(max_node, node_size);
+    if (node_free > best_node_free) {
+      best_node_free = node_free;
+      best_node = sp.name;
+    }
+    for (auto& [d, sz] : dom_size) max_domain = std::max(max_domain, sz);
+    for (auto& [d, f] : dom_free)
+      if (f > best_domain_free) {
+        best_domain_free = f;
+        best_domain_node = sp.name;
+      }
+  }
+  auto node_ref = [](const std::string& n) { return n.empty() ? std::string{} : " (node " + n + ")"; };
+  if (req.require_nvlink_domain && need > 0) {
+    if (need > max_domain) {
+      *never = true;
+      say("needs " + std::to_string(need) + " GPUs in one NVLink domain; the largest domain has " +
+          std::to_string(max_domain) + " GPUs");
+    } else {
+      say("needs " + std::to_string(need) + " GPUs in one NVLink domain; largest free domain has " +
+          std::to_string(best_domain_free) + node_ref(best_domain_node));
+    }
+    return out;
+  }
+  switch (req.placement_strategy) {
+    case strategy::strict_pack:
+      if (need > max_node) {
+        *never = true;
+        say("needs " + std::to_string(need) + " GPUs on one node; the largest node has " +
+            std::to_string(max_node));
+      } else if (need > 0) {
+        say("needs " + std::to_string(need) + " GPUs on one node; most free on one node is " +
+            std::to_string(best_node_free) + node_ref(best_node));
+      }
+      break;
+    case strategy::strict_spread: {
+      uint32_t can = 0, ever = 0;
+      for (uint32_t k = 0; k < st.node_count(); ++k) {
+        node_id n{k};
+        if (!st.eligible(n, first, req.spot_tolerant)) continue;
+        ++ever;
+        if (!candidates_on_node(st, n, st.state(n), first, 0).empty()) ++can;
+      }
+      if (ever < need_req.bundles.size()) {
+        *never = true;
+        say("needs " + std::to_string(need_req.bundles.size()) +
+            " distinct nodes; only " + std::to_string(ever) + " can host a bundle");
+      } else {
+        say("needs " + std::to_string(need_req.bundles.size()) + " distinct nodes with room; " +
+            std::to_string(can) + " have room now");
+      }
+      break;
+    }
+    default:
+      if (need > 0) {
+        if (free_total < need)
+          say("needs " + std::to_string(need) + " GPUs; " + std::to_string(free_total) +
+              " free on eligible nodes");
+        else
+          say("needs " + std::to_string(need) + " GPUs; " + std::to_string(free_total) +
+              " are free but too fragmented: most free on one node is " +
+              std::to_string(best_node_free) + node_ref(best_node));
+      }
+      break;
+  }
+  if (first.gpu_milli > 0) {
+    uint32_t best = 0;
+    std::string where;
+    for (uint32_t k = 0; k < st.node_count(); ++k) {
+      node_id n{k};
+      if (!st.eligible(n, first, req.spot_tolerant)) continue;
+      const auto& sp = st.spec(n);
+      for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
+        const auto& gs = st.state(n).gpus[g];
+        if (sp.gpus[g].sharing == gpu_sharing::mig || gs.whole_taken) continue;
+        uint32_t f = 1000 - gs.used_milli;
+        if (f > best) {
+          best = f;
+          where = sp.name + " GPU " + std::to_string(g);
+        }
+      }
+    }
+    say("needs a GPU with " + std::to_string(first.gpu_milli) + " milli free; the most free is " +
+        std::to_string(best) + (where.empty() ? "" : " (" + where + ")"));
+  }
+  if (!first.mig_profile.empty()) say("no free slot for MIG profile " + first.mig_profile);
+  if (out.empty()) {
+    uint64_t cpu = 0, mem = 0;
+    for (uint32_t k = 0; k < st.node_count(); ++k) {
+      cpu = std::max(cpu, st.free_cpu_milli(node_id{k}));
+      mem = std::max(mem, st.free_memory_mib(node_id{k}));
+    }
+    say("needs " + std::to_string(first.cpu_milli) + " mCPU and " +
+        std::to_string(first.memory_mib) + " MiB on one node; most free is " +
+        std::to_string(cpu) + " mCPU / " + std::to_string(mem) + " MiB");
+  }
+  return out;
+}
+
+}  // namespace troupe::placement

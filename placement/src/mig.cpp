@@ -27,11 +27,11 @@
 
 #include "troupe/placement/mig.hpp"
 
-#include "troupe/runtime/errc.hpp"
-
 #include <algorithm>
 #include <string>
 #include <utility>
+
+#include "troupe/runtime/errc.hpp"
 
 namespace troupe::placement {
 namespace {
@@ -76,8 +76,12 @@ std::vector<mig_profile> seven_slice_profiles(uint64_t small_gb, uint64_t quarte
                                               uint64_t half_gb, uint64_t full_gb) {
   auto row = [](std::string name, uint32_t compute, uint32_t memory, uint64_t gb,
                 uint32_t max, std::vector<uint32_t> starts) {
-    return mig_profile{std::move(name), compute, memory,
-                       gb * 1024,       max,     std::move(starts)};
+    return mig_profile{.name = std::move(name),
+                       .compute_slices = compute,
+                       .memory_slices = memory,
+                       .memory_mib = gb * 1024,
+                       .max_instances = max,
+                       .starts = std::move(starts)};
   };
   return {
       row(gb_name(1, small_gb), 1, 1, small_gb, 7, {0, 1, 2, 3, 4, 5, 6}),
@@ -171,7 +175,7 @@ bool find_starts(const std::vector<const mig_profile*>& items, size_t i, uint8_t
   return false;
 }
 
-} // namespace
+}  // namespace
 
 // ---------------------------------------------------------------------------
 // Table lookups.
@@ -323,7 +327,7 @@ bool mig_gpu_layout::valid() const {
   std::vector<uint32_t> counts(profiles_->size(), 0);
   for (size_t i = 0; i < instances_.size(); ++i) {
     const mig_instance& inst = instances_[i];
-    if (i > 0 && instances_[i - 1].start >= inst.start) return false; // ordered, unique
+    if (i > 0 && instances_[i - 1].start >= inst.start) return false;  // ordered, unique
     const mig_profile* p = find_in(*profiles_, inst.profile);
     if (p == nullptr || !lists_start(*p, inst.start)) return false;
     const uint8_t m = mig_memory_mask(*p, inst.start);
@@ -410,4 +414,4 @@ pack_profiles(std::string_view gpu_model,
   return out;
 }
 
-} // namespace troupe::placement
+}  // namespace troupe::placement

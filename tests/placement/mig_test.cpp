@@ -1,12 +1,14 @@
-#include "troupe/placement/mig.hpp"
-#include "troupe/runtime/errc.hpp"
+#include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <doctest/doctest.h>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "troupe/placement/mig.hpp"
+#include "troupe/runtime/errc.hpp"
 
 using troupe::placement::find_mig_profile;
 using troupe::placement::make_layout;
@@ -68,7 +70,7 @@ struct splitmix64 {
   uint32_t below(uint32_t n) { return static_cast<uint32_t>(next() % n); }
 };
 
-} // namespace
+}  // namespace
 
 TEST_SUITE("mig") {
   TEST_CASE(
@@ -170,7 +172,7 @@ TEST_SUITE("mig") {
     const mig_profile& three_g = *find_mig_profile("A100-80GB", "3g.40gb");
     CHECK(mig_memory_mask(three_g, 0) == 0x0F);
     CHECK(mig_memory_mask(three_g, 4) == 0xF0);
-    CHECK(mig_memory_mask(three_g, 5) == 0); // would run past slice 7
+    CHECK(mig_memory_mask(three_g, 5) == 0);  // would run past slice 7
     CHECK(mig_memory_mask(*find_mig_profile("A100-80GB", "7g.80gb"), 0) == 0xFF);
   }
 
@@ -181,7 +183,7 @@ TEST_SUITE("mig") {
       CHECK(mig_profiles_for(model) == nullptr);
       CHECK(find_mig_profile(model, "1g.10gb") == nullptr);
     }
-    CHECK(find_mig_profile("A100-80GB", "1g.5gb") == nullptr); // a 40GB name
+    CHECK(find_mig_profile("A100-80GB", "1g.5gb") == nullptr);  // a 40GB name
     CHECK(find_mig_profile("A100-80GB", "MIG 1g.10gb") == nullptr);
   }
 
@@ -245,7 +247,7 @@ TEST_SUITE("mig") {
     CHECK(four_three.compute_used() == 7);
     const auto three_three = layout_of("H100-80GB", {{"3g.40gb", 0}, {"3g.40gb", 4}});
     CHECK(three_three.memory_mask() == 0xFF);
-    CHECK(three_three.compute_used() == 6); // one compute slice idles
+    CHECK(three_three.compute_used() == 6);  // one compute slice idles
   }
 
   TEST_CASE("4g plus 4g is rejected because the compute slices run out") {
@@ -307,7 +309,7 @@ TEST_SUITE("mig") {
     auto media = layout_of("H200-141GB", {{"1g.18gb+me", 0}});
     CHECK(rejection(media, "1g.18gb+me", 1) ==
           "H200-141GB: 1g.18gb+me allows at most 1 instance per GPU and 1 is placed");
-    CHECK(media.place("1g.18gb", 1).ok()); // the plain 1g is not limited by +me
+    CHECK(media.place("1g.18gb", 1).ok());  // the plain 1g is not limited by +me
 
     auto halves = layout_of("A100-40GB", {{"3g.20gb", 0}, {"3g.20gb", 4}});
     CHECK(halves.valid_starts("3g.20gb").empty());
@@ -344,7 +346,7 @@ TEST_SUITE("mig") {
         layout_of("A100-80GB", {{"3g.40gb", 4}, {"2g.20gb", 0}, {"1g.10gb", 2}});
     CHECK(layout.memory_mask() == 0xF7);
     CHECK(layout.compute_used() == 6);
-    (void)rejection(layout, "2g.20gb", 2); // checks nothing changed
+    (void)rejection(layout, "2g.20gb", 2);  // checks nothing changed
     CHECK(layout.instances() ==
           std::vector<mig_instance>{{"2g.20gb", 0}, {"1g.10gb", 2}, {"3g.40gb", 4}});
 
@@ -395,7 +397,7 @@ TEST_SUITE("mig") {
     CHECK(fragmented.valid_starts("2g.20gb") == std::vector<uint32_t>{2});
     CHECK(fragmented.valid_starts("1g.20gb") == std::vector<uint32_t>{2, 6});
     CHECK(fragmented.can_place("1g.10gb", 0).ok());
-    CHECK(fragmented.instances().size() == 2); // can_place changes nothing
+    CHECK(fragmented.instances().size() == 2);  // can_place changes nothing
   }
 
   TEST_CASE("make_layout round-trips a layout and names the instance it rejects") {
@@ -469,7 +471,33 @@ TEST_SUITE("mig") {
     CHECK(pack_profiles("A100-80GB", demand{}).empty());
   }
 
-  TEST_CASE("pack_profiles output always passes make_layout and never overcommits") {
+  TEST_CASE("pack_profiles gives the largest profiles as many instances as can fit, in "
+            "order") {
+    // Oracle: every per-profile count vector some layout reaches, found by
+    // exhaustive search. The geometry is the same on every model, so one
+    // search over A100-80GB serves all (counts are by table position).
+    std::set<std::vector<uint32_t>> reachable;
+    {
+      std::set<std::vector<mig_instance>> seen;
+      std::vector<mig_gpu_layout> stack{mig_gpu_layout{"A100-80GB"}};
+      while (!stack.empty()) {
+        mig_gpu_layout layout = std::move(stack.back());
+        stack.pop_back();
+        if (!seen.insert(layout.instances()).second) continue;
+        std::vector<uint32_t> counts;
+        for (const auto& p : *layout.profiles())
+          counts.push_back(layout.count(p.name));
+        reachable.insert(counts);
+        for (const auto& p : *layout.profiles()) {
+          for (uint32_t s : layout.valid_starts(p.name)) {
+            mig_gpu_layout next = layout;
+            REQUIRE(next.place(p.name, s).ok());
+            stack.push_back(std::move(next));
+          }
+        }
+      }
+    }
+
     splitmix64 rng{0xC0FFEEULL};
     for (int round = 0; round < 2000; ++round) {
       const auto& model =
@@ -488,12 +516,37 @@ TEST_SUITE("mig") {
       REQUIRE(layout.ok());
       CHECK(layout->valid());
       CHECK(layout->compute_used() <= mig_compute_slices);
-      // Never more of a profile than asked.
-      for (const auto& p : profiles) {
-        uint32_t asked = 0;
-        for (const auto& [name, n] : demand)
-          asked += name == p.name ? n : 0;
-        CHECK(layout->count(p.name) <= asked);
+
+      std::vector<uint32_t> asked(profiles.size(), 0);
+      std::vector<uint32_t> got(profiles.size(), 0);
+      for (size_t i = 0; i < profiles.size(); ++i) {
+        for (const auto& entry : demand) {
+          if (entry.first == profiles[i].name) asked[i] += entry.second;
+        }
+        got[i] = layout->count(profiles[i].name);
+        CHECK(got[i] <= asked[i]);  // never more than asked
+      }
+      // Largest first (more compute, then more memory, then table order):
+      // one more instance of any profile, keeping the larger ones as packed
+      // and dropping the smaller ones, must not fit if it was asked for.
+      std::vector<size_t> order(profiles.size());
+      for (size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        if (profiles[a].compute_slices != profiles[b].compute_slices) {
+          return profiles[a].compute_slices > profiles[b].compute_slices;
+        }
+        return profiles[a].memory_slices > profiles[b].memory_slices;
+      });
+      std::vector<uint32_t> prefix(profiles.size(), 0);
+      for (size_t index : order) {
+        if (got[index] < asked[index]) {
+          std::vector<uint32_t> one_more = prefix;
+          one_more[index] = got[index] + 1;
+          CAPTURE(profiles[index].name);
+          CHECK(reachable.count(one_more) == 0);
+        }
+        prefix[index] = got[index];
       }
     }
   }
@@ -514,7 +567,7 @@ TEST_SUITE("mig") {
           // Place a random profile at a random start, listed or not.
           const mig_profile& p =
               profiles[rng.below(static_cast<uint32_t>(profiles.size()))];
-          const uint32_t start = rng.below(mig_memory_slices + 2); // 0..9
+          const uint32_t start = rng.below(mig_memory_slices + 2);  // 0..9
           const auto starts_before = layout.valid_starts(p.name);
           const bool expected = std::find(starts_before.begin(), starts_before.end(),
                                           start) != starts_before.end();
@@ -558,7 +611,7 @@ TEST_SUITE("mig") {
           REQUIRE(p != nullptr);
           const uint32_t m = ((1u << p->memory_slices) - 1u) << inst.start;
           REQUIRE(inst.start + p->memory_slices <= 8);
-          REQUIRE((m & mask) == 0); // memory slices never overlap
+          REQUIRE((m & mask) == 0);  // memory slices never overlap
           mask |= m;
           compute += p->compute_slices;
           REQUIRE(layout.count(p->name) <= p->max_instances);
@@ -575,6 +628,46 @@ TEST_SUITE("mig") {
     }
   }
 
+  TEST_CASE("every reachable layout is valid and can be rebuilt in any order") {
+    // Depth-first over every (profile, start) that valid_starts offers, from
+    // the empty GPU: every layout NVIDIA's rules reach, each visited once.
+    for (const std::string& model : mig_models()) {
+      CAPTURE(model);
+      std::set<std::vector<mig_instance>> seen;
+      std::vector<mig_gpu_layout> stack{mig_gpu_layout{model}};
+      size_t maximal = 0;
+      while (!stack.empty()) {
+        mig_gpu_layout layout = std::move(stack.back());
+        stack.pop_back();
+        if (!seen.insert(layout.instances()).second) continue;
+        REQUIRE(layout.valid());
+        REQUIRE(layout.compute_used() <= mig_compute_slices);
+        auto reversed = layout.instances();
+        std::reverse(reversed.begin(), reversed.end());
+        auto rebuilt = make_layout(model, reversed);
+        REQUIRE(rebuilt.ok());
+        REQUIRE(rebuilt->instances() == layout.instances());
+        bool extended = false;
+        for (const auto& p : *layout.profiles()) {
+          for (uint32_t s : layout.valid_starts(p.name)) {
+            mig_gpu_layout next = layout;
+            REQUIRE(next.place(p.name, s).ok());
+            stack.push_back(std::move(next));
+            extended = true;
+          }
+        }
+        if (!extended) ++maximal;
+      }
+      // Counts from an independent brute force over all subsets of
+      // (profile, start) under the same three rules (disjoint memory slices,
+      // at most 7 compute slices, max_instances), empty layout included; 723
+      // layouts without the +me profile. The geometry is identical on every
+      // model, so the counts are too.
+      CHECK(seen.size() == 2319);
+      CHECK(maximal == 239);
+    }
+  }
+
   TEST_CASE("a copied layout is an independent value") {
     auto layout = layout_of("A100-80GB", {{"4g.40gb", 0}, {"2g.20gb", 4}});
     mig_gpu_layout copy = layout;
@@ -582,6 +675,6 @@ TEST_SUITE("mig") {
     CHECK(copy.instances() == layout.instances());
     REQUIRE(copy.remove(4).ok());
     CHECK(copy.valid());
-    CHECK(layout.instances().size() == 2); // copies are independent
+    CHECK(layout.instances().size() == 2);  // copies are independent
   }
 }

@@ -151,7 +151,7 @@ void BM_placement_first_fit(benchmark::State& s) { run<true>(s); }
 void args(benchmark::internal::Benchmark* b) {
   for (int mix : {0, 1})
     for (int n : {128, 1024, 8192}) b->Args({n, mix});
-  b->ArgNames({"nodes", "mix"})->Unit(benchmark::kMicrosecond);
+  b->ArgNames({"nodes", "mix"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 }  // namespace

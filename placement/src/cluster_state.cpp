@@ -31,12 +31,19 @@ cluster_state::cluster_state(cluster_topology topology) : topo_(std::move(topolo
   auto v = topo_.validate();
   TROUPE_ASSERT(v.ok(), v.ok() ? "" : v.err().message().c_str());
   nodes_.resize(topo_.nodes.size());
+  summary_.resize(topo_.nodes.size());
   for (size_t i = 0; i < topo_.nodes.size(); ++i) {
     const auto& spec = topo_.nodes[i];
     auto& ns = nodes_[i];
+    for (auto& g : spec.gpus) {
+      summary_[i].whole_gpus += g.sharing == gpu_sharing::whole ? 1 : 0;
+      summary_[i].shareable |= g.sharing != gpu_sharing::mig;
+      summary_[i].mig |= g.sharing == gpu_sharing::mig;
+    }
     ns.gpus.resize(spec.gpus.size());
     for (size_t g = 0; g < spec.gpus.size(); ++g) {
       if (spec.gpus[g].sharing == gpu_sharing::mig) ns.gpus[g].mig.emplace(spec.gpus[g].model);
+      if (spec.gpus[g].sharing == gpu_sharing::whole) ++ns.free_whole;
       total_gpu_milli_ += 1000;
     }
   }
@@ -61,10 +68,7 @@ uint32_t cluster_state::free_whole_gpus(node_id n, const bundle& b) const {
   return k;
 }
 
-uint32_t cluster_state::free_whole_gpus(node_id n) const {
-  static const bundle any;
-  return free_whole_gpus(n, any);
-}
+uint32_t cluster_state::free_whole_gpus(node_id n) const { return state(n).free_whole; }
 
 bool cluster_state::eligible(node_id n, const bundle& b, bool spot_tolerant) const {
   const auto& sp = spec(n);
@@ -73,6 +77,12 @@ bool cluster_state::eligible(node_id n, const bundle& b, bool spot_tolerant) con
   if (!labels_match(sp.node_labels, b.node_selector)) return false;
   if (b.cpu_milli > sp.cpu_milli || b.memory_mib > sp.memory_mib) return false;
   if (!b.wants_gpu()) return true;
+  if (b.gpu_models.empty()) {  // O(1) from the node summary
+    const auto& sum = summary_[n.value()];
+    if (b.gpus > 0) return sum.whole_gpus >= b.gpus;
+    if (b.gpu_milli > 0) return sum.shareable;
+    if (!sum.mig) return false;
+  }
   uint32_t whole = 0;
   for (auto& g : sp.gpus) {
     if (!model_allowed(b, g.model)) continue;
@@ -144,22 +154,30 @@ result<void> cluster_state::apply_to(node_state& ns, const node_spec& sp, const 
     if (!r.ok()) return full(w + r.err().message());
   }
   for (auto g : p.gpus) ns.gpus[g].whole_taken = true;
+  ns.free_whole -= static_cast<uint32_t>(p.gpus.size());
   if (b.gpu_milli > 0) {
-    ns.gpus[*p.shared_gpu].used_milli += b.gpu_milli;
-    ns.gpus[*p.shared_gpu].shares += 1;
+    auto& gs = ns.gpus[*p.shared_gpu];
+    if (gs.used_milli == 0 && sp.gpus[*p.shared_gpu].sharing == gpu_sharing::whole)
+      --ns.free_whole;
+    gs.used_milli += b.gpu_milli;
+    gs.shares += 1;
   }
   ns.used_cpu_milli += b.cpu_milli;
   ns.used_memory_mib += b.memory_mib;
   return ok();
 }
 
-void cluster_state::unapply(node_state& ns, const bundle_placement& p) const {
+void cluster_state::unapply(node_state& ns, const node_spec& sp,
+                            const bundle_placement& p) const {
   for (auto g : p.gpus) ns.gpus[g].whole_taken = false;
+  ns.free_whole += static_cast<uint32_t>(p.gpus.size());
   if (p.shared_gpu) {
     auto& gs = ns.gpus[*p.shared_gpu];
     if (p.gpu_milli > 0) {
       gs.used_milli -= p.gpu_milli;
       gs.shares -= 1;
+      if (gs.used_milli == 0 && sp.gpus[*p.shared_gpu].sharing == gpu_sharing::whole)
+        ++ns.free_whole;
     }
     if (!p.mig_profile.empty()) {
       auto r = gs.mig->remove(p.mig_start);
@@ -225,7 +243,7 @@ result<allocation> cluster_state::release(allocation_id id) {
   allocation a = std::move(it->second);
   allocs_.erase(it);
   for (auto& p : a.plan.bundles) {
-    unapply(nodes_[p.node.value()], p);
+    unapply(nodes_[p.node.value()], topo_.nodes[p.node.value()], p);
     allocated_gpu_milli_ -= 1000 * p.gpus.size() + p.gpu_milli;
   }
   return a;
@@ -285,6 +303,10 @@ void cluster_state::check_invariants() const {
     const auto& b = nodes_[i];
     if (a.used_cpu_milli != b.used_cpu_milli || a.used_memory_mib != b.used_memory_mib)
       fail(sp.name + " CPU/memory counters drifted");
+    uint32_t free_whole = 0;
+    for (size_t g = 0; g < a.gpus.size(); ++g)
+      if (sp.gpus[g].sharing == gpu_sharing::whole && a.gpus[g].free_whole()) ++free_whole;
+    if (free_whole != b.free_whole) fail(sp.name + " cached free whole GPU count drifted");
     if (b.used_cpu_milli > sp.cpu_milli || b.used_memory_mib > sp.memory_mib)
       fail(sp.name + " CPU/memory overcommitted");
     for (size_t g = 0; g < a.gpus.size(); ++g) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <tuple>
 
 namespace troupe::placement {
 namespace {
@@ -95,31 +96,45 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
   base.cpu_milli = b.cpu_milli;
   base.memory_mib = b.memory_mib;
   if (b.gpus > 0) {
-    std::map<uint32_t, std::vector<uint32_t>> by_domain;
-    size_t total = 0;
+    if (ns.free_whole < b.gpus) return out;
+    // Free GPUs of allowed models, grouped by NVLink island (no allocation
+    // until a candidate is made: this runs for every node per decision).
+    uint32_t free_idx[max_gpus_per_node];
+    uint32_t nfree = 0;
+    uint32_t domains[max_gpus_per_node];
+    uint32_t domain_free[max_gpus_per_node];
+    uint32_t ndomains = 0;
     for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
       if (sp.gpus[g].sharing != gpu_sharing::whole || !ns.gpus[g].free_whole() ||
           !model_allowed(b, sp.gpus[g].model))
         continue;
-      by_domain[sp.gpus[g].nvlink_domain].push_back(g);
-      ++total;
+      free_idx[nfree++] = g;
+      uint32_t d = sp.gpus[g].nvlink_domain, k = 0;
+      while (k < ndomains && domains[k] != d) ++k;
+      if (k == ndomains) {
+        domains[ndomains] = d;
+        domain_free[ndomains++] = 0;
+      }
+      ++domain_free[k];
     }
-    if (total < b.gpus) return out;
-    for (auto& [d, gpus] : by_domain) {
-      if (gpus.size() < b.gpus) continue;
+    if (nfree < b.gpus) return out;
+    for (uint32_t k = 0; k < ndomains; ++k) {
+      if (domain_free[k] < b.gpus) continue;
       auto c = base;
-      c.gpus.assign(gpus.begin(), gpus.begin() + b.gpus);
+      c.gpus.reserve(b.gpus);
+      for (uint32_t i = 0; i < nfree && c.gpus.size() < b.gpus; ++i)
+        if (sp.gpus[free_idx[i]].nvlink_domain == domains[k]) c.gpus.push_back(free_idx[i]);
       out.push_back(std::move(c));
     }
     if (out.empty()) {  // span islands: biggest first, fewest islands
-      std::vector<std::vector<uint32_t>> doms;
-      for (auto& [d, gpus] : by_domain) doms.push_back(gpus);
-      std::stable_sort(doms.begin(), doms.end(),
-                       [](auto& x, auto& y) { return x.size() > y.size(); });
+      uint32_t order[max_gpus_per_node];
+      for (uint32_t k = 0; k < ndomains; ++k) order[k] = k;
+      std::stable_sort(order, order + ndomains,
+                       [&](uint32_t x, uint32_t y) { return domain_free[x] > domain_free[y]; });
       auto c = base;
-      for (auto& d : doms)
-        for (auto g : d)
-          if (c.gpus.size() < b.gpus) c.gpus.push_back(g);
+      for (uint32_t k = 0; k < ndomains && c.gpus.size() < b.gpus; ++k)
+        for (uint32_t i = 0; i < nfree && c.gpus.size() < b.gpus; ++i)
+          if (sp.gpus[free_idx[i]].nvlink_domain == domains[order[k]]) c.gpus.push_back(free_idx[i]);
       std::sort(c.gpus.begin(), c.gpus.end());
       out.push_back(std::move(c));
     }
@@ -228,11 +243,43 @@ struct choice {
   bundle_placement where;
 };
 
+/// Which nodes may ever host each bundle of a request (labels, spot, models,
+/// schedulable), computed once per decision; identical bundles share a row.
+class eligibility {
+ public:
+  eligibility(const cluster_state& st, const gang_request& req) : rows_(req.bundles.size()) {
+    std::vector<size_t> owner(req.bundles.size());
+    for (size_t i = 0; i < req.bundles.size(); ++i) {
+      size_t j = 0;
+      while (j < i && !(req.bundles[j] == req.bundles[i])) ++j;
+      owner[i] = j;
+      if (j < i) continue;
+      auto& row = table_.emplace_back(st.node_count());
+      for (uint32_t k = 0; k < st.node_count(); ++k)
+        row[k] = st.eligible(node_id{k}, req.bundles[i], req.spot_tolerant) ? 1 : 0;
+      index_.push_back(table_.size() - 1);
+    }
+    for (size_t i = 0; i < req.bundles.size(); ++i) {
+      size_t first = 0;
+      for (size_t j = 0; j < owner[i]; ++j)
+        if (owner[j] == j) ++first;
+      rows_[i] = first;
+    }
+  }
+  bool ok(uint32_t bundle, node_id n) const { return table_[rows_[bundle]][n.value()] != 0; }
+
+ private:
+  std::vector<std::vector<uint8_t>> table_;
+  std::vector<size_t> index_;
+  std::vector<size_t> rows_;
+};
+
 /// Places bundles one at a time on the best candidate among `nodes`;
 /// `bias(n)` is added to every candidate's score on node n.
 template <class NodeOk, class Bias>
 std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
-                                     const gang_request& req, const std::vector<uint32_t>& order,
+                                     const gang_request& req, const eligibility& el,
+                                     const std::vector<uint32_t>& order,
                                      const std::vector<node_id>& nodes, NodeOk node_ok, Bias bias) {
   scratch s{st};
   placement_plan plan;
@@ -241,8 +288,9 @@ std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
     const auto& b = req.bundles[i];
     choice best;
     for (auto n : nodes) {
-      if (!node_ok(n, used) || !st.eligible(n, b, req.spot_tolerant)) continue;
+      if (!el.ok(i, n) || !node_ok(n, used)) continue;
       const auto& ns = s.get(n);
+      if (b.gpus > ns.free_whole) continue;
       for (auto& c : candidates_on_node(st, n, ns, b, i)) {
         double v = sc.score(st.spec(n), ns, b, c) + bias(n, used);
         if (v < best.score) best = {v, std::move(c)};
@@ -258,58 +306,93 @@ std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
   return plan;
 }
 
-/// All bundles on one node (optionally with every whole GPU in one island).
-std::optional<placement_plan> single_node(const cluster_state& st, const scorer& sc,
+/// Tries the whole gang on node `n` (optionally every whole GPU in one
+/// island); returns the plan and its score.
+std::optional<placement_plan> on_one_node(const cluster_state& st, const scorer& sc,
                                           const gang_request& req,
-                                          const std::vector<uint32_t>& order, bool one_domain) {
-  std::optional<placement_plan> best;
-  uint32_t need = total_gpus(req);
-  for (uint32_t k = 0; k < st.node_count(); ++k) {
-    node_id n{k};
-    bool ok = std::all_of(order.begin(), order.end(), [&](uint32_t i) {
-      return st.eligible(n, req.bundles[i], req.spot_tolerant);
-    });
-    if (!ok) continue;
-    const auto& sp = st.spec(n);
-    // Islands to try: every island with enough free GPUs, or "any" (-1).
-    std::vector<int64_t> islands;
-    if (one_domain) {
-      std::map<uint32_t, uint32_t> free;
-      for (uint32_t g = 0; g < sp.gpus.size(); ++g)
-        if (sp.gpus[g].sharing == gpu_sharing::whole && st.state(n).gpus[g].free_whole())
-          ++free[sp.gpus[g].nvlink_domain];
-      for (auto& [d, f] : free)
-        if (f >= need) islands.push_back(d);
-    } else {
-      islands.push_back(-1);
-    }
-    for (auto island : islands) {
-      node_state ns = st.state(n);
-      placement_plan plan;
-      bool fits = true;
-      for (auto i : order) {
-        const auto& b = req.bundles[i];
-        choice c;
-        for (auto& cand : candidates_on_node(st, n, ns, b, i)) {
-          if (island >= 0 && !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
-                return sp.gpus[g].nvlink_domain == static_cast<uint32_t>(island);
-              }))
-            continue;
-          double v = sc.score(sp, ns, b, cand);
-          if (v < c.score) c = {v, std::move(cand)};
-        }
-        if (c.score == inf) {
-          fits = false;
-          break;
-        }
-        auto r = st.apply_to(ns, sp, b, c.where);
-        TROUPE_ASSERT(r.ok(), "placer: a chosen candidate did not apply");
-        plan.score += c.score;
-        plan.bundles.push_back(std::move(c.where));
-      }
-      if (fits && (!best || plan.score < best->score)) best = std::move(plan);
-    }
+                                          const std::vector<uint32_t>& order, node_id n,
+                                          bool one_domain, uint32_t need) {
+  const auto& sp = st.spec(n);
+  std::vector<int64_t> islands;
+  if (one_domain) {
+    std::map<uint32_t, uint32_t> free;
+    for (uint32_t g = 0; g < sp.gpus.size(); ++g)
+      if (sp.gpus[g].sharing == gpu_sharing::whole && st.state(n).gpus[g].free_whole())
+        ++free[sp.gpus[g].nvlink_domain];
+    for (auto& [d, f] : free)
+      if (f >= need) islands.push_back(d);
+  } else {
+    islands.push_back(-1);
   }
+  std::optional<placement_plan> best;
+  for (auto island : islands) {
+    node_state ns = st.state(n);
+    placement_plan plan;
+    bool fits = true;
+    for (auto i : order) {
+      const auto& b = req.bundles[i];
+      choice c;
+      for (auto& cand : candidates_on_node(st, n, ns, b, i)) {
+        if (island >= 0 && !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
+              return sp.gpus[g].nvlink_domain == static_cast<uint32_t>(island);
+            }))
+          continue;
+        double v = sc.score(sp, ns, b, cand);
+        if (v < c.score) c = {v, std::move(cand)};
+      }
+      if (c.score == inf) {
+        fits = false;
+        break;
+      }
+      auto r = st.apply_to(ns, sp, b, c.where);
+      TROUPE_ASSERT(r.ok(), "placer: a chosen candidate did not apply");
+      plan.score += c.score;
+      plan.bundles.push_back(std::move(c.where));
+    }
+    if (fits && (!best || plan.score < best->score)) best = std::move(plan);
+  }
+  return best;
+}
+
+/// All bundles on one node (optionally with every whole GPU in one island).
+/// With a scorer that prefers the tightest node and a whole-GPU gang, nodes
+/// are visited by free whole GPUs, fewest first (then by index), and the
+/// first node that fits wins.
+std::optional<placement_plan> single_node(const cluster_state& st, const scorer& sc,
+                                          const gang_request& req, const eligibility& el,
+                                          const std::vector<uint32_t>& order, bool one_domain) {
+  uint32_t need = total_gpus(req);
+  auto node_ok = [&](node_id n) {
+    if (st.state(n).free_whole < need) return false;
+    for (auto i : order)
+      if (!el.ok(i, n)) return false;
+    return true;
+  };
+  std::optional<placement_plan> best;
+  auto consider = [&](node_id n) {
+    auto p = on_one_node(st, sc, req, order, n, one_domain, need);
+    if (p && (!best || p->score < best->score)) best = std::move(p);
+  };
+  if (sc.prefers_tightest_node() && need > 0 && all_whole_gpu(req)) {
+    std::vector<std::vector<uint32_t>> buckets(max_gpus_per_node + 1);
+    for (uint32_t k = 0; k < st.node_count(); ++k) {
+      node_id n{k};
+      if (node_ok(n)) buckets[st.state(n).free_whole].push_back(k);
+    }
+    for (auto& bucket : buckets) {
+      for (auto k : bucket) {
+        consider(node_id{k});
+        if (best) return best;  // the first fit among the tightest nodes
+      }
+    }
+    return best;
+  }
+  for (uint32_t k = 0; k < st.node_count(); ++k)
+    if (need == 0 || node_ok(node_id{k})) {
+      bool all = true;
+      for (auto i : order) all = all && el.ok(i, node_id{k});
+      if (all) consider(node_id{k});
+    }
   return best;
 }
 
@@ -324,6 +407,7 @@ std::vector<node_id> all_nodes(const cluster_state& st) {
 std::optional<placement_plan> placer::place_exact(const cluster_state& st,
                                                   const gang_request& req) const {
   const auto& sc = active();
+  eligibility el{st, req};
   auto order = order_largest_first(req, static_cast<uint32_t>(req.bundles.size()));
   auto any = [](node_id, const std::set<uint32_t>&) { return true; };
   auto unused = [](node_id n, const std::set<uint32_t>& used) { return !used.count(n.value()); };
@@ -331,25 +415,25 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
   constexpr double big = 1e12;
   if (req.require_nvlink_domain) {
     if (!all_whole_gpu(req)) return std::nullopt;
-    return single_node(st, sc, req, order, true);
+    return single_node(st, sc, req, el, order, true);
   }
   switch (req.placement_strategy) {
     case strategy::strict_pack:
-      return single_node(st, sc, req, order, false);
+      return single_node(st, sc, req, el, order, false);
     case strategy::pack: {
-      if (auto p = single_node(st, sc, req, order, false)) return p;
-      return greedy(st, sc, req, order, all_nodes(st), any,
+      if (auto p = single_node(st, sc, req, el, order, false)) return p;
+      return greedy(st, sc, req, el, order, all_nodes(st), any,
                     [](node_id n, const std::set<uint32_t>& used) {
                       return used.count(n.value()) ? -big : 0.0;
                     });
     }
     case strategy::spread:
-      return greedy(st, sc, req, order, all_nodes(st), any,
+      return greedy(st, sc, req, el, order, all_nodes(st), any,
                     [](node_id n, const std::set<uint32_t>& used) {
                       return used.count(n.value()) ? big : 0.0;
                     });
     case strategy::strict_spread:
-      return greedy(st, sc, req, order, all_nodes(st), unused, no_bias);
+      return greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias);
     case strategy::topology: {
       if (!all_whole_gpu(req)) {
         gang_request packed = req;
@@ -357,12 +441,12 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
         return place_exact(st, packed);
       }
       // 1: one NVLink island; 2: one node.
-      if (auto p = single_node(st, sc, req, order, true)) return p;
-      if (auto p = single_node(st, sc, req, order, false)) return p;
+      if (auto p = single_node(st, sc, req, el, order, true)) return p;
+      if (auto p = single_node(st, sc, req, el, order, false)) return p;
       // Within a set of nodes: fill the nodes with most free GPUs first
       // (fewest nodes), staying on nodes already used.
       auto fill = [&](const std::vector<node_id>& nodes) {
-        return greedy(st, sc, req, order, nodes, any,
+        return greedy(st, sc, req, el, order, nodes, any,
                       [&](node_id n, const std::set<uint32_t>& used) {
                         double b = used.count(n.value()) ? -big : 0.0;
                         return b - 1e6 * st.free_whole_gpus(n);
@@ -375,25 +459,27 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
       for (uint32_t k = 0; k < st.node_count(); ++k) {
         node_id n{k};
         by_rack[st.spec(n).rack].push_back(n);
-        rack_free[st.spec(n).rack] += st.free_whole_gpus(n, req.bundles.front());
+        if (el.ok(0, n)) rack_free[st.spec(n).rack] += st.free_whole_gpus(n, req.bundles.front());
       }
       uint32_t need = total_gpus(req);
-      std::optional<placement_plan> best;
-      size_t best_nodes = SIZE_MAX;
-      uint32_t best_free = UINT32_MAX;
+      // Rank racks by how many nodes the gang would need there (from free
+      // counts, most-free nodes first), then by the tightest fit; simulate
+      // in that order until one works.
+      std::vector<std::tuple<size_t, uint32_t, uint32_t>> ranked;  // nodes, free, rack
       for (auto& [r, nodes] : by_rack) {
         if (rack_free[r] < need) continue;
-        auto p = fill(nodes);
-        if (!p) continue;
-        std::set<uint32_t> used;
-        for (auto& bp : p->bundles) used.insert(bp.node.value());
-        if (used.size() < best_nodes || (used.size() == best_nodes && rack_free[r] < best_free)) {
-          best_nodes = used.size();
-          best_free = rack_free[r];
-          best = std::move(p);
-        }
+        std::vector<uint32_t> frees;
+        for (auto n : nodes)
+          if (el.ok(0, n)) frees.push_back(st.free_whole_gpus(n, req.bundles.front()));
+        std::sort(frees.rbegin(), frees.rend());
+        size_t used = 0;
+        uint32_t got = 0;
+        while (got < need && used < frees.size()) got += frees[used++];
+        ranked.emplace_back(used, rack_free[r], r);
       }
-      if (best) return best;
+      std::sort(ranked.begin(), ranked.end());
+      for (auto& [nodes_needed, free, r] : ranked)
+        if (auto p = fill(by_rack[r])) return p;
       // 4: fewest racks: racks by free GPUs, most first, added until enough.
       std::vector<std::pair<uint32_t, uint32_t>> racks;  // free, rack
       for (auto& [r, f] : rack_free) racks.push_back({f, r});

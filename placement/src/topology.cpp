@@ -63,6 +63,9 @@ result<void> cluster_topology::validate() const {
       problem(where + ": rack " + std::to_string(n.rack) + " does not exist (have " +
               std::to_string(racks.size()) + ")");
     if (n.price_per_gpu_hour.value() < 0) problem(where + ": negative price");
+    if (n.gpus.size() > max_gpus_per_node)
+      problem(where + ": " + std::to_string(n.gpus.size()) + " GPUs; at most " +
+              std::to_string(max_gpus_per_node) + " per node");
     for (size_t g = 0; g < n.gpus.size(); ++g) {
       const auto& gpu = n.gpus[g];
       std::string gw = where + ".gpus[" + std::to_string(g) + "]";

@@ -31,6 +31,9 @@ struct node_state {
   uint64_t used_cpu_milli = 0;
   uint64_t used_memory_mib = 0;
   bool schedulable = true;  ///< false: cordoned, draining or down
+  /// Cached: GPUs in `whole` sharing mode that are entirely free (any
+  /// model). Kept by apply/unapply; check_invariants verifies it.
+  uint32_t free_whole = 0;
 };
 
 class cluster_state {
@@ -83,9 +86,18 @@ class cluster_state {
                                       const bundle_placement& p) const;
 
  private:
-  void unapply(node_state& ns, const bundle_placement& p) const;
+  void unapply(node_state& ns, const node_spec& sp, const bundle_placement& p) const;
+
+  /// Static per-node facts for O(1) eligibility when a bundle allows any
+  /// GPU model.
+  struct node_summary {
+    uint32_t whole_gpus = 0;   ///< GPUs in whole mode
+    bool shareable = false;    ///< any GPU in whole or time-sliced mode
+    bool mig = false;          ///< any GPU in MIG mode
+  };
 
   cluster_topology topo_;
+  std::vector<node_summary> summary_;
   std::vector<node_state> nodes_;
   std::map<allocation_id, allocation> allocs_;
   uint64_t next_id_ = 1;

@@ -18,6 +18,11 @@ class scorer {
   virtual ~scorer() = default;
   virtual double score(const node_spec& spec, const node_state& before, const bundle& b,
                        const bundle_placement& candidate) const = 0;
+  /// True when the scorer accepts, for whole-GPU gangs that fit on one node,
+  /// the first node that fits in order of fewest free whole GPUs (then node
+  /// index) instead of scoring every node: best fit's order, found in
+  /// O(nodes) instead of simulating the gang on every node.
+  virtual bool prefers_tightest_node() const noexcept { return false; }
 };
 
 /// Best fit: leave as little free GPU capacity as possible on the chosen
@@ -26,6 +31,7 @@ class best_fit_scorer final : public scorer {
  public:
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
+  bool prefers_tightest_node() const noexcept override { return true; }
 };
 
 /// The result of a placement attempt.

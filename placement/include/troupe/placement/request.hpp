@@ -42,6 +42,7 @@ struct bundle {
   labels node_selector;          ///< node labels that must match exactly
 
   bool wants_gpu() const noexcept { return gpus > 0 || gpu_milli > 0 || !mig_profile.empty(); }
+  friend bool operator==(const bundle&, const bundle&) = default;
   /// GPUs this bundle counts as (whole GPUs; a share counts its fraction).
   double gpu_equivalent() const noexcept;
 };

@@ -46,6 +46,9 @@ struct gpu_spec {
 
 using labels = std::map<std::string, std::string, std::less<>>;
 
+/// Most GPUs one node may have (placement keeps per-node scratch arrays).
+inline constexpr size_t max_gpus_per_node = 256;
+
 /// One machine.
 struct node_spec {
   std::string name;

@@ -64,6 +64,10 @@ struct gang_request {
   duration runtime_estimate{0};   ///< 0: unknown
   time_point submitted{};
   time_point last_checkpoint{};   ///< work before this survives preemption
+  /// Set by the scheduling queue (queue.hpp) when the gang runs on quota
+  /// borrowed from other tenants: such an allocation is what quota reclaim
+  /// evicts (preemption.hpp). Callers leave it false.
+  bool borrowed = false;
 
   uint32_t required_bundles() const noexcept {
     return min_bundles == 0 || min_bundles > bundles.size() ? static_cast<uint32_t>(bundles.size())

@@ -236,6 +236,17 @@ result<allocation_id> cluster_state::commit(const gang_request& req, placement_p
   return id;
 }
 
+result<void> cluster_state::restore(const allocation& a) {
+  if (allocs_.count(a.id))
+    return error{errc::conflict, "allocation " + std::to_string(a.id.value()) + " exists"};
+  auto saved = next_id_;
+  next_id_ = a.id.value();
+  auto r = commit(a.request, a.plan, a.start);
+  next_id_ = std::max(saved, a.id.value() + 1);
+  if (!r.ok()) return std::move(r).err();
+  return ok();
+}
+
 result<allocation> cluster_state::release(allocation_id id) {
   auto it = allocs_.find(id);
   if (it == allocs_.end())
@@ -247,6 +258,14 @@ result<allocation> cluster_state::release(allocation_id id) {
     allocated_gpu_milli_ -= 1000 * p.gpus.size() + p.gpu_milli;
   }
   return a;
+}
+
+result<void> cluster_state::update_checkpoint(allocation_id id, time_point at) {
+  auto it = allocs_.find(id);
+  if (it == allocs_.end())
+    return error{errc::not_found, "no allocation " + std::to_string(id.value())};
+  if (at > it->second.request.last_checkpoint) it->second.request.last_checkpoint = at;
+  return ok();
 }
 
 void cluster_state::set_schedulable(node_id n, bool s) { nodes_.at(n.value()).schedulable = s; }

@@ -63,8 +63,15 @@ class cluster_state {
   /// unchanged on error.
   [[nodiscard]] result<allocation_id> commit(const gang_request& req, placement_plan plan,
                                              time_point now);
+  /// Re-installs an allocation read back from the durable store, keeping its
+  /// id (later ids continue after it). Same checks and errors as commit.
+  [[nodiscard]] result<void> restore(const allocation& a);
   /// Frees an allocation; not_found if unknown. Returns what was freed.
   [[nodiscard]] result<allocation> release(allocation_id id);
+  /// Records that allocation `id` checkpointed at `at` (work before it
+  /// survives preemption). not_found if unknown; a time earlier than the
+  /// recorded one is ignored.
+  [[nodiscard]] result<void> update_checkpoint(allocation_id id, time_point at);
   /// Marks a node (un)schedulable; running allocations stay.
   void set_schedulable(node_id n, bool schedulable);
 

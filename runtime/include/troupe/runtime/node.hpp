@@ -113,6 +113,11 @@ class node {
   actor_ref spawn(std::string kind, function_actor::init_fn fn);
   /// Spawns a supervisor and its children.
   actor_ref spawn_supervisor(supervisor_spec spec);
+  /// Makes the node own an actor spawned elsewhere (e.g. by a module's
+  /// spawn function on `system()`): stop() drains it like a spawned one.
+  /// Every long-lived actor must be owned by the node or a supervisor, or
+  /// stop() waits for it forever.
+  actor_ref adopt(actor_ref ref) { return track(std::move(ref)); }
   /// A supervisor spec with this node's [supervision] defaults.
   supervisor_spec make_supervisor_spec(std::string name, restart_strategy strategy) const;
 

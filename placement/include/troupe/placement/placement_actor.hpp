@@ -1,0 +1,53 @@
+#pragma once
+/// The placement actor: a thin shell around the placement library that
+/// holds the live cluster view and queue, persists pending requests and
+/// allocations in the durable store (so a head restart loses nothing), and
+/// answers "why pending". It runs detached (its own thread): store writes
+/// are synchronous and must not block a scheduler thread.
+///
+/// Protocol (payloads are JSON strings from codec.hpp, so the same messages
+/// can later cross the network and the HTTP API unchanged):
+///   (submit_atom, std::string request_json) -> uint64_t request id
+///       the id in the JSON is ignored; the actor assigns one. Errors name
+///       the bad field.
+///   (release_atom, uint64_t allocation_id) -> bool
+///   (checkpoint_atom, uint64_t allocation_id, int64_t at_ns) -> bool
+///   (why_atom, uint64_t request_id) -> std::string
+///   (status_atom) -> std::string JSON {allocations, pending, allocated_gpu_milli, ...}
+///   (subscribe_atom, caf::actor) -> bool: the subscriber then receives
+///       (placed_atom, uint64_t request, uint64_t allocation, std::string allocation_json)
+///       (preempt_atom, std::string plan_json) when the head needs victims evicted.
+/// A scheduling pass runs after every submit, release and checkpoint, and
+/// every `schedule_interval` (reservations start as time passes).
+
+#include <string>
+
+#include <caf/fwd.hpp>
+
+#include "troupe/placement/queue.hpp"
+#include "troupe/placement/topology.hpp"
+#include "troupe/runtime/actor.hpp"
+
+namespace troupe::placement {
+
+using submit_atom = caf::atom_constant<caf::atom("pl_submit")>;
+using release_atom = caf::atom_constant<caf::atom("pl_free")>;
+using checkpoint_atom = caf::atom_constant<caf::atom("pl_ckpt")>;
+using why_atom = caf::atom_constant<caf::atom("pl_why")>;
+using status_atom = caf::atom_constant<caf::atom("pl_status")>;
+using subscribe_atom = caf::atom_constant<caf::atom("pl_sub")>;
+using placed_atom = caf::atom_constant<caf::atom("pl_placed")>;
+using preempt_atom = caf::atom_constant<caf::atom("pl_preempt")>;
+
+struct placement_actor_config {
+  cluster_topology topology;
+  queue_policy policy;
+  std::string store_path;  ///< empty: nothing persisted
+  duration schedule_interval = std::chrono::seconds{1};
+};
+
+/// Spawns the placement actor (detached) on `sys`. The topology and policy
+/// must be valid (validate them at the boundary).
+actor_ref spawn_placement_actor(caf::actor_system& sys, placement_actor_config cfg);
+
+}  // namespace troupe::placement

@@ -1,0 +1,236 @@
+#include "troupe/placement/placement_actor.hpp"
+
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "troupe/placement/codec.hpp"
+#include "troupe/placement/errc.hpp"
+#include "troupe/placement/placer.hpp"
+#include "troupe/runtime/logging.hpp"
+#include "troupe/runtime/store.hpp"
+
+namespace troupe::placement {
+namespace {
+
+using tick_atom = caf::atom_constant<caf::atom("pl_tick")>;
+
+constexpr const char* cf_requests = "placement_requests";
+constexpr const char* cf_allocations = "placement_allocations";
+
+std::string key_of(uint64_t id) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+caf::error to_caf(const error& e) {
+  return caf::make_error(caf::sec::invalid_argument, e.to_string());
+}
+
+class placement_actor final : public actor {
+ public:
+  placement_actor(caf::actor_config& cfg, placement_actor_config pc)
+      : actor(cfg),
+        cfg_(std::move(pc)),
+        state_(cfg_.topology),
+        queue_(cfg_.policy),
+        log_(logging::get("placement")) {}
+
+  const char* name() const override { return "placement"; }
+
+  behavior make_behavior() override {
+    if (!cfg_.store_path.empty()) {
+      runtime::store_options so;
+      so.path = cfg_.store_path;
+      so.column_families = {cf_requests, cf_allocations};
+      auto s = runtime::store::open(so);
+      if (!s.ok()) {
+        log_->error("placement: cannot open store: {}", s.err().to_string());
+        quit(caf::make_error(caf::sec::runtime_error, s.err().to_string()));
+        return {};
+      }
+      store_ = std::move(*s);
+      recover();
+      run_pass();
+    }
+    delayed_send(this, cfg_.schedule_interval, tick_atom::value);
+    return {
+        [this](submit_atom, const std::string& text) -> caf::result<uint64_t> {
+          auto req = decode_request(text);
+          if (!req.ok()) return to_caf(req.err());
+          req->id = request_id{next_request_++};
+          req->submitted = clock().now();
+          if (store_) {
+            if (auto w = store_->put(cf_requests, key_of(req->id.value()), encode(*req)); !w.ok())
+              return to_caf(w.err());
+          }
+          auto id = req->id.value();
+          if (auto r = queue_.submit(std::move(*req)); !r.ok()) return to_caf(r.err());
+          run_pass();
+          return id;
+        },
+        [this](release_atom, uint64_t id) -> caf::result<bool> {
+          queue_.charge(state_, clock().now());
+          auto r = state_.release(allocation_id{id});
+          if (!r.ok()) return to_caf(r.err());
+          if (store_) {
+            if (auto w = store_->erase(cf_allocations, key_of(id)); !w.ok())
+              log_->error("placement: release of {} not persisted: {}", id, w.err().to_string());
+          }
+          run_pass();
+          return true;
+        },
+        [this](checkpoint_atom, uint64_t id, int64_t at_ns) -> caf::result<bool> {
+          auto r = state_.update_checkpoint(allocation_id{id}, time_point{duration{at_ns}});
+          if (!r.ok()) return to_caf(r.err());
+          if (store_) {
+            if (auto* a = state_.find(allocation_id{id})) {
+              if (auto w = store_->put(cf_allocations, key_of(id), encode(*a)); !w.ok())
+                log_->error("placement: checkpoint of {} not persisted: {}", id,
+                            w.err().to_string());
+            }
+          }
+          return true;
+        },
+        [this](why_atom, uint64_t id) { return why(request_id{id}); },
+        [this](status_atom) { return status(); },
+        [this](subscribe_atom, const caf::actor& who) {
+          subscribers_.push_back(who);
+          return true;
+        },
+        [this](tick_atom) {
+          run_pass();
+          delayed_send(this, cfg_.schedule_interval, tick_atom::value);
+        },
+    };
+  }
+
+ private:
+  void recover() {
+    uint64_t max_id = 0;
+    size_t requests = 0, allocations = 0, dropped = 0;
+    auto r1 = store_->scan(cf_allocations, "", [&](std::string_view, std::string_view v) {
+      auto a = decode_allocation(v);
+      if (!a.ok()) {
+        log_->error("placement: stored allocation unreadable, skipped: {}", a.err().to_string());
+        ++dropped;
+        return true;
+      }
+      max_id = std::max(max_id, a->request.id.value());
+      if (auto r = state_.restore(*a); !r.ok()) {
+        log_->error("placement: stored allocation {} no longer fits the cluster: {}",
+                    a->id.value(), r.err().to_string());
+        ++dropped;
+      } else {
+        ++allocations;
+      }
+      return true;
+    });
+    auto r2 = store_->scan(cf_requests, "", [&](std::string_view, std::string_view v) {
+      auto q = decode_request(v);
+      if (!q.ok()) {
+        log_->error("placement: stored request unreadable, skipped: {}", q.err().to_string());
+        ++dropped;
+        return true;
+      }
+      max_id = std::max(max_id, q->id.value());
+      if (queue_.submit(std::move(*q)).ok()) ++requests;
+      return true;
+    });
+    if (!r1.ok() || !r2.ok())
+      log_->error("placement: reading the store failed: {}",
+                  (!r1.ok() ? r1.err() : r2.err()).to_string());
+    next_request_ = max_id + 1;
+    log_->info("placement: recovered {} allocations and {} pending requests ({} dropped)",
+               allocations, requests, dropped);
+  }
+
+  void run_pass() {
+    auto now = clock().now();
+    auto res = queue_.schedule(state_, placer_, now);
+    for (auto& p : res.placed) {
+      const auto* a = state_.find(p.allocation);
+      if (a == nullptr) continue;
+      auto text = encode(*a);
+      if (store_) {
+        runtime::write_batch batch;
+        batch.put(cf_allocations, key_of(p.allocation.value()), text);
+        batch.erase(cf_requests, key_of(p.request.value()));
+        if (auto w = store_->write(std::move(batch)); !w.ok())
+          log_->error("placement: allocation {} not persisted: {}", p.allocation.value(),
+                      w.err().to_string());
+      }
+      for (auto& s : subscribers_)
+        send(s, placed_atom::value, p.request.value(), p.allocation.value(), text);
+    }
+    why_.clear();
+    for (auto& p : res.pending) why_[p.request.value()] = p.why;
+    if (res.preemption) {
+      nlohmann::json victims = nlohmann::json::array();
+      for (auto& v : res.preemption->victims)
+        victims.push_back({{"allocation", v.allocation.value()},
+                           {"request", v.request.value()},
+                           {"tenant", v.tenant},
+                           {"lost_gpu_seconds", v.lost_gpu_seconds},
+                           {"reclaim", v.reclaim}});
+      nlohmann::json plan = {{"incoming", res.preemption->incoming.value()},
+                             {"victims", std::move(victims)},
+                             {"lost_gpu_seconds", res.preemption->lost_gpu_seconds}};
+      for (auto& s : subscribers_) send(s, preempt_atom::value, plan.dump());
+    }
+  }
+
+  std::string why(request_id id) const {
+    auto it = why_.find(id.value());
+    if (it != why_.end()) return "pending: " + it->second;
+    for (auto& [aid, a] : state_.allocations()) {
+      if (a.request.id != id) continue;
+      std::string nodes;
+      for (auto& b : a.plan.bundles) {
+        auto& name = state_.spec(b.node).name;
+        if (nodes.find(name) == std::string::npos) nodes += (nodes.empty() ? "" : ",") + name;
+      }
+      return "running as allocation " + std::to_string(aid.value()) + " on " + nodes;
+    }
+    for (auto& q : queue_.pending())
+      if (q.id == id) return "pending: waiting for the next scheduling pass";
+    return "unknown request " + std::to_string(id.value());
+  }
+
+  std::string status() const {
+    nlohmann::json allocs = nlohmann::json::array();
+    for (auto& [id, a] : state_.allocations())
+      allocs.push_back({{"allocation", id.value()},
+                        {"request", a.request.id.value()},
+                        {"tenant", a.request.tenant}});
+    nlohmann::json pending = nlohmann::json::array();
+    for (auto& [id, w] : why_) pending.push_back({{"request", id}, {"why", w}});
+    nlohmann::json j = {{"total_gpu_milli", state_.total_gpu_milli()},
+                        {"allocated_gpu_milli", state_.allocated_gpu_milli()},
+                        {"allocations", std::move(allocs)},
+                        {"pending", std::move(pending)}};
+    return j.dump();
+  }
+
+  placement_actor_config cfg_;
+  cluster_state state_;
+  scheduling_queue queue_;
+  placer placer_;
+  std::unique_ptr<runtime::store> store_;
+  std::vector<caf::actor> subscribers_;
+  std::map<uint64_t, std::string> why_;
+  uint64_t next_request_ = 1;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace
+
+actor_ref spawn_placement_actor(caf::actor_system& sys, placement_actor_config cfg) {
+  return actor_ref{sys.spawn<placement_actor, caf::detached>(std::move(cfg))};
+}
+
+}  // namespace troupe::placement

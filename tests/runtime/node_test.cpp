@@ -54,6 +54,34 @@ class counter_actor final : public troupe::actor {
   int value_;
 };
 
+struct exit_journal {
+  std::mutex mu;
+  std::vector<std::string> order;  // guarded by mu
+  int handled = 0;                 // guarded by mu
+};
+
+/// Handles ints slowly and notes its exit.
+class journaling_actor final : public troupe::actor {
+ public:
+  journaling_actor(caf::actor_config& cfg, std::string id, exit_journal* j)
+      : troupe::actor(cfg), id_(std::move(id)), j_(j) {}
+  troupe::behavior make_behavior() override {
+    return {[this](int) {
+      std::this_thread::sleep_for(1ms);
+      std::lock_guard<std::mutex> g{j_->mu};
+      ++j_->handled;
+    }};
+  }
+  void on_exit() override {
+    std::lock_guard<std::mutex> g{j_->mu};
+    j_->order.push_back(id_);
+  }
+
+ private:
+  std::string id_;
+  exit_journal* j_;
+};
+
 }  // namespace
 
 TEST_SUITE("node") {
@@ -133,9 +161,10 @@ TEST_SUITE("node") {
 
   TEST_CASE("an actor registers itself and another finds it by name") {
     auto n = make_node();
-    auto registrar = n->spawn("registrar", [](troupe::actor& self) -> troupe::behavior {
-      auto r = self.register_as("echo");
-      REQUIRE(r.ok());
+    // Assertions stay on the test thread: doctest is not thread-safe.
+    std::atomic<bool> registered{false};
+    auto registrar = n->spawn("registrar", [&](troupe::actor& self) -> troupe::behavior {
+      registered = self.register_as("echo").ok();
       return {[](const std::string& s) { return s; }};
     });
     auto asker = n->spawn("asker", [](troupe::actor& self) -> troupe::behavior {
@@ -153,31 +182,21 @@ TEST_SUITE("node") {
       if (r.ok()) got = *r;
     }
     CHECK(got == "hello");
+    CHECK(registered);
   }
 
   TEST_CASE("stop drains messages already queued and stops actors in reverse order") {
+    // The journal is written in on_exit, which runs before the actor's down
+    // message goes out, so it is complete when stop() returns.
+    exit_journal journal;
     auto n = make_node();
-    std::vector<std::string> order;
-    std::mutex mu;
-    std::atomic<int> handled{0};
-    auto make = [&](std::string id) {
-      return n->spawn(id, [&, id](troupe::actor& self) -> troupe::behavior {
-        self.attach_functor([&, id] {
-          std::lock_guard<std::mutex> g{mu};
-          order.push_back(id);
-        });
-        return {[&](int) {
-          std::this_thread::sleep_for(1ms);
-          ++handled;
-        }};
-      });
-    };
-    auto first = make("first");
-    auto second = make("second");
+    auto first = n->spawn<journaling_actor>(std::string{"first"}, &journal);
+    auto second = n->spawn<journaling_actor>(std::string{"second"}, &journal);
     for (int i = 0; i < 50; ++i) n->tell(first, i);
     n->stop();
-    CHECK(handled == 50);
-    CHECK(order == std::vector<std::string>{"second", "first"});
+    std::lock_guard<std::mutex> g{journal.mu};
+    CHECK(journal.handled == 50);
+    CHECK(journal.order == std::vector<std::string>{"second", "first"});
     static_cast<void>(second);
   }
 

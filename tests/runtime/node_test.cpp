@@ -207,7 +207,15 @@ TEST_SUITE("node") {
     auto v = n->request<int>(c, 5s, get_atom::value);
     REQUIRE(v.ok());
     CHECK(*v == 10);
-    auto text = n->metrics().expose();
+    // The counters move right after a handler returns, which may be just
+    // after the answer reached us: wait (bounded) for the last one.
+    std::string text;
+    for (int i = 0; i < 1000; ++i) {
+      text = n->metrics().expose();
+      if (text.find("troupe_actor_handler_seconds_count{kind=\"counter\"} 11") != std::string::npos)
+        break;
+      std::this_thread::sleep_for(1ms);
+    }
     CHECK(text.find("troupe_actor_messages_handled_total{kind=\"counter\"} 11") !=
           std::string::npos);
     CHECK(text.find("troupe_actor_handler_seconds_count{kind=\"counter\"} 11") !=
@@ -242,6 +250,13 @@ TEST_SUITE("node metrics endpoint") {
     }
     REQUIRE(echo.ok());
     for (int i = 0; i < 20; ++i) REQUIRE(n.request<int>(*echo, 5s, i).ok());
+    // Counters move just after a handler returns: wait (bounded) for the last.
+    for (int i = 0; i < 1000; ++i) {
+      if (n.metrics().expose().find("troupe_actor_messages_handled_total{kind=\"echo\"} 20") !=
+          std::string::npos)
+        break;
+      std::this_thread::sleep_for(1ms);
+    }
 
     // Scrape over HTTP with a plain socket.
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);

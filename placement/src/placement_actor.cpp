@@ -11,6 +11,8 @@
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/placer.hpp"
 #include "troupe/runtime/logging.hpp"
+#include "troupe/runtime/metrics.hpp"
+#include "troupe/runtime/node.hpp"
 #include "troupe/runtime/store.hpp"
 
 namespace troupe::placement {
@@ -38,11 +40,39 @@ class placement_actor final : public actor {
         cfg_(std::move(pc)),
         state_(cfg_.topology),
         queue_(cfg_.policy),
-        log_(logging::get("placement")) {}
+        log_(logging::get("placement")) {
+    bool have_mix = !cfg_.expected_mix.classes.empty();
+    if (cfg_.scorer != scorer_kind::best_fit && !have_mix)
+      log_->warn("placement: FGD needs an expected workload mix; using best fit");
+    else if (cfg_.scorer == scorer_kind::fgd)
+      scorer_ = std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::gradient);
+    else if (cfg_.scorer == scorer_kind::fgd_simulator)
+      scorer_ = std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::simulator);
+    placer_ = placer{scorer_.get()};
+  }
 
   const char* name() const override { return "placement"; }
 
   behavior make_behavior() override {
+    if (auto* sv = services()) {
+      auto& reg = sv->registry();
+      m_pending_ = &reg.get_gauge("troupe_placement_pending_requests",
+                                  "Requests waiting for placement");
+      m_allocated_ = &reg.get_gauge("troupe_placement_allocated_gpu_milli",
+                                    "GPU capacity allocated, in milli-GPUs");
+      m_total_ = &reg.get_gauge("troupe_placement_total_gpu_milli",
+                                "GPU capacity of the cluster, in milli-GPUs");
+      m_placed_ = &reg.get_counter("troupe_placement_placed_total", "Requests placed");
+      m_preempt_ = &reg.get_counter("troupe_placement_preemption_plans_total",
+                                    "Scheduling passes that asked for victims to be evicted");
+      m_pass_ = &reg.get_histogram("troupe_placement_pass_seconds",
+                                   "Time of one scheduling pass",
+                                   metrics::histogram::default_latency_buckets());
+      if (!cfg_.expected_mix.classes.empty())
+        m_frag_ = &reg.get_gauge("troupe_placement_fragmentation_rate",
+                                 "Expected fragmentation over free GPU capacity (FGD measure)");
+      m_total_->set(static_cast<double>(state_.total_gpu_milli()));
+    }
     if (!cfg_.store_path.empty()) {
       runtime::store_options so;
       so.path = cfg_.store_path;
@@ -151,7 +181,17 @@ class placement_actor final : public actor {
 
   void run_pass() {
     auto now = clock().now();
+    auto t0 = std::chrono::steady_clock::now();
     auto res = queue_.schedule(state_, placer_, now);
+    if (m_pass_ != nullptr) {
+      m_pass_->observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      m_placed_->inc(res.placed.size());
+      if (res.preemption) m_preempt_->inc();
+      m_pending_->set(static_cast<double>(res.pending.size()));
+      m_allocated_->set(static_cast<double>(state_.allocated_gpu_milli()));
+      if (m_frag_ != nullptr) m_frag_->set(fragmentation_rate(state_, cfg_.expected_mix));
+    }
     for (auto& p : res.placed) {
       const auto* a = state_.find(p.allocation);
       if (a == nullptr) continue;
@@ -219,7 +259,15 @@ class placement_actor final : public actor {
   placement_actor_config cfg_;
   cluster_state state_;
   scheduling_queue queue_;
+  std::unique_ptr<scorer> scorer_;  // null: best fit
   placer placer_;
+  metrics::gauge* m_pending_ = nullptr;
+  metrics::gauge* m_allocated_ = nullptr;
+  metrics::gauge* m_total_ = nullptr;
+  metrics::gauge* m_frag_ = nullptr;
+  metrics::counter* m_placed_ = nullptr;
+  metrics::counter* m_preempt_ = nullptr;
+  metrics::histogram* m_pass_ = nullptr;
   std::unique_ptr<runtime::store> store_;
   std::vector<caf::actor> subscribers_;
   std::map<uint64_t, std::string> why_;

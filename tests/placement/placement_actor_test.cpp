@@ -10,6 +10,7 @@
 #include "troupe/placement/codec.hpp"
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/placement_actor.hpp"
+#include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/node.hpp"
 
 using namespace std::chrono_literals;
@@ -129,6 +130,36 @@ TEST_SUITE("placement actor") {
     ask<uint64_t>(*n, pa, submit_atom::value, request_json(2));
     for (int i = 0; i < 500 && heard < 2; ++i) std::this_thread::sleep_for(2ms);
     CHECK(heard == 2);
+  }
+}
+
+TEST_SUITE("placement actor with FGD") {
+  TEST_CASE("an FGD-scoring placement actor places work and reports fragmentation") {
+    auto n = make_node();
+    auto cfg = small_cluster();
+    cfg.scorer = scorer_kind::fgd;
+    workload_class whole;
+    whole.gpus = 1;
+    whole.weight = 0.5;
+    workload_class half;
+    half.gpu_milli = 500;
+    half.weight = 0.5;
+    cfg.expected_mix.classes = {whole, half};
+    auto pa = n->adopt(spawn_placement_actor(n->system(), cfg));
+    gang_request share;
+    share.tenant = "acme";
+    bundle b;
+    b.gpu_milli = 300;
+    share.bundles.push_back(b);
+    auto a = ask<uint64_t>(*n, pa, submit_atom::value, encode(share));
+    auto c = ask<uint64_t>(*n, pa, submit_atom::value, request_json(2, strategy::pack));
+    CHECK(ask<std::string>(*n, pa, why_atom::value, a).rfind("running as", 0) == 0);
+    CHECK(ask<std::string>(*n, pa, why_atom::value, c).rfind("running as", 0) == 0);
+    auto text = n->metrics().expose();
+    CHECK(text.find("troupe_placement_placed_total 2") != std::string::npos);
+    CHECK(text.find("troupe_placement_allocated_gpu_milli 2300") != std::string::npos);
+    CHECK(text.find("troupe_placement_fragmentation_rate ") != std::string::npos);
+    CHECK(text.find("troupe_placement_pending_requests 0") != std::string::npos);
   }
 }
 

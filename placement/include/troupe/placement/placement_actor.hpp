@@ -19,11 +19,18 @@
 ///       (preempt_atom, std::string plan_json) when the head needs victims evicted.
 /// A scheduling pass runs after every submit, release and checkpoint, and
 /// every `schedule_interval` (reservations start as time passes).
+///
+/// Metrics (on the node's registry): troupe_placement_pending_requests,
+/// troupe_placement_allocated_gpu_milli, troupe_placement_total_gpu_milli,
+/// troupe_placement_placed_total, troupe_placement_preemption_plans_total,
+/// troupe_placement_pass_seconds, and troupe_placement_fragmentation_rate
+/// when an expected mix is configured.
 
 #include <string>
 
 #include <caf/fwd.hpp>
 
+#include "troupe/placement/fragmentation.hpp"
 #include "troupe/placement/queue.hpp"
 #include "troupe/placement/topology.hpp"
 #include "troupe/runtime/actor.hpp"
@@ -39,11 +46,23 @@ using subscribe_atom = caf::atom_constant<caf::atom("pl_sub")>;
 using placed_atom = caf::atom_constant<caf::atom("pl_placed")>;
 using preempt_atom = caf::atom_constant<caf::atom("pl_preempt")>;
 
+/// How the placement actor scores candidates.
+enum class scorer_kind : uint8_t {
+  best_fit,       ///< troupe's best fit (default)
+  fgd,            ///< fragmentation gradient descent, exact gradient
+  fgd_simulator,  ///< FGD with the paper simulator's integer score
+};
+
 struct placement_actor_config {
   cluster_topology topology;
   queue_policy policy;
   std::string store_path;  ///< empty: nothing persisted
   duration schedule_interval = std::chrono::seconds{1};
+  scorer_kind scorer = scorer_kind::best_fit;
+  /// The expected workload for FGD and for the fragmentation metric
+  /// (`troupe_placement_fragmentation_rate`); FGD without a mix falls back
+  /// to best fit with a warning.
+  workload_mix expected_mix;
 };
 
 /// Spawns the placement actor (detached) on `sys`. The topology and policy

@@ -20,6 +20,8 @@ bool labels_match(const labels& have, const labels& want) {
 error bad(const std::string& what) { return error{errc::invalid_argument, what}; }
 error full(const std::string& what) { return error{errc::insufficient, what}; }
 
+uint64_t gpu_milli_of(const bundle_placement& p) { return 1000 * p.gpus.size() + p.gpu_milli; }
+
 }  // namespace
 
 bool model_allowed(const bundle& b, std::string_view model) noexcept {
@@ -188,6 +190,22 @@ void cluster_state::unapply(node_state& ns, const node_spec& sp,
   ns.used_memory_mib -= p.memory_mib;
 }
 
+result<void> cluster_state::stage(const gang_request& req,
+                                  const std::vector<bundle_placement>& bundles,
+                                  std::map<uint32_t, node_state>& scratch) const {
+  for (auto& p : bundles) {
+    auto n = p.node;
+    const auto& b = req.bundles[p.bundle];
+    if (!eligible(n, b, req.spot_tolerant))
+      return bad("bundle " + std::to_string(p.bundle) + " may not run on " + spec(n).name +
+                 " (unschedulable, labels, spot or GPU models)");
+    auto it = scratch.find(n.value());
+    if (it == scratch.end()) it = scratch.emplace(n.value(), nodes_[n.value()]).first;
+    if (auto r = apply_to(it->second, spec(n), b, p); !r.ok()) return std::move(r).err();
+  }
+  return ok();
+}
+
 result<allocation_id> cluster_state::commit(const gang_request& req, placement_plan plan,
                                             time_point now) {
   if (auto v = req.validate(); !v.ok()) return std::move(v).err();
@@ -212,20 +230,9 @@ result<allocation_id> cluster_state::commit(const gang_request& req, placement_p
     return bad("strict_spread gang puts two bundles on one node");
   // Simulate on copies of the touched nodes; apply only if all fit.
   std::map<uint32_t, node_state> scratch;
-  for (auto& p : plan.bundles) {
-    auto n = p.node;
-    const auto& b = req.bundles[p.bundle];
-    if (!eligible(n, b, req.spot_tolerant))
-      return bad("bundle " + std::to_string(p.bundle) + " may not run on " + spec(n).name +
-                 " (unschedulable, labels, spot or GPU models)");
-    auto it = scratch.find(n.value());
-    if (it == scratch.end()) it = scratch.emplace(n.value(), nodes_[n.value()]).first;
-    if (auto r = apply_to(it->second, spec(n), b, p); !r.ok()) return std::move(r).err();
-  }
+  if (auto r = stage(req, plan.bundles, scratch); !r.ok()) return std::move(r).err();
   for (auto& [n, ns] : scratch) nodes_[n] = std::move(ns);
-  uint64_t milli = 0;
-  for (auto& p : plan.bundles) milli += 1000 * p.gpus.size() + p.gpu_milli;
-  allocated_gpu_milli_ += milli;
+  for (auto& p : plan.bundles) allocated_gpu_milli_ += gpu_milli_of(p);
   allocation a;
   a.id = allocation_id{next_id_++};
   a.request = req;
@@ -257,6 +264,75 @@ result<allocation> cluster_state::release(allocation_id id) {
     unapply(nodes_[p.node.value()], topo_.nodes[p.node.value()], p);
     allocated_gpu_milli_ -= 1000 * p.gpus.size() + p.gpu_milli;
   }
+  return a;
+}
+
+result<allocation> cluster_state::shrink(allocation_id id, uint32_t new_bundle_count) {
+  auto it = allocs_.find(id);
+  if (it == allocs_.end())
+    return error{errc::not_found, "no allocation " + std::to_string(id.value())};
+  auto& a = it->second;
+  auto required = a.request.required_bundles();
+  auto name = "allocation " + std::to_string(id.value());
+  if (new_bundle_count < required)
+    return bad("cannot shrink " + name + " to " + std::to_string(new_bundle_count) +
+               " bundles: its request requires at least " + std::to_string(required));
+  if (new_bundle_count > a.request.bundles.size())
+    return bad("cannot shrink " + name + " to " + std::to_string(new_bundle_count) +
+               " bundles: its request has only " + std::to_string(a.request.bundles.size()));
+  auto& placed = a.plan.bundles;
+  std::stable_sort(placed.begin(), placed.end(),
+                   [](auto& x, auto& y) { return x.bundle < y.bundle; });
+  // Highest bundle indices first; the required ones (0..required-1) are
+  // always placed, so they are among the first `new_bundle_count` kept.
+  while (placed.size() > new_bundle_count) {
+    const auto& p = placed.back();
+    unapply(nodes_[p.node.value()], topo_.nodes[p.node.value()], p);
+    allocated_gpu_milli_ -= gpu_milli_of(p);
+    placed.pop_back();
+  }
+  return a;
+}
+
+result<allocation> cluster_state::grow(allocation_id id, const placement_plan& extra) {
+  auto it = allocs_.find(id);
+  if (it == allocs_.end())
+    return error{errc::not_found, "no allocation " + std::to_string(id.value())};
+  auto& a = it->second;
+  const auto& req = a.request;
+  auto name = "allocation " + std::to_string(id.value());
+  if (extra.bundles.empty()) return bad("cannot grow " + name + ": the plan places no bundle");
+  std::set<uint32_t> placed, nodes_used;
+  for (auto& p : a.plan.bundles) {
+    placed.insert(p.bundle);
+    nodes_used.insert(p.node.value());
+  }
+  for (auto& p : extra.bundles) {
+    auto w = "cannot grow " + name + ": plan places bundle " + std::to_string(p.bundle);
+    if (p.bundle >= req.bundles.size())
+      return bad(w + " which does not exist (the request has " +
+                 std::to_string(req.bundles.size()) + ")");
+    if (!placed.insert(p.bundle).second) return bad(w + " which is already placed");
+    if (p.node.value() >= nodes_.size())
+      return bad(w + " on node " + std::to_string(p.node.value()) + " which does not exist");
+    bool new_node = nodes_used.insert(p.node.value()).second;
+    if (req.placement_strategy == strategy::strict_pack && nodes_used.size() > 1)
+      return bad(w + " on " + spec(p.node).name + ": strict_pack gang runs on " +
+                 spec(a.plan.bundles.front().node).name);
+    if (req.placement_strategy == strategy::strict_spread && !new_node)
+      return bad(w + " on " + spec(p.node).name +
+                 ": strict_spread gang already has a bundle there");
+  }
+  std::map<uint32_t, node_state> scratch;
+  if (auto r = stage(req, extra.bundles, scratch); !r.ok()) return std::move(r).err();
+  for (auto& [n, ns] : scratch) nodes_[n] = std::move(ns);
+  for (auto& p : extra.bundles) {
+    allocated_gpu_milli_ += gpu_milli_of(p);
+    a.plan.bundles.push_back(p);
+  }
+  a.plan.score += extra.score;
+  std::stable_sort(a.plan.bundles.begin(), a.plan.bundles.end(),
+                   [](auto& x, auto& y) { return x.bundle < y.bundle; });
   return a;
 }
 

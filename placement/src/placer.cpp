@@ -280,10 +280,10 @@ template <class NodeOk, class Bias>
 std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
                                      const gang_request& req, const eligibility& el,
                                      const std::vector<uint32_t>& order,
-                                     const std::vector<node_id>& nodes, NodeOk node_ok, Bias bias) {
+                                     const std::vector<node_id>& nodes, NodeOk node_ok, Bias bias,
+                                     std::set<uint32_t> used = {}) {
   scratch s{st};
   placement_plan plan;
-  std::set<uint32_t> used;
   for (auto i : order) {
     const auto& b = req.bundles[i];
     choice best;
@@ -302,6 +302,36 @@ std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
     used.insert(best.where.node.value());
     plan.score += best.score;
     plan.bundles.push_back(std::move(best.where));
+  }
+  return plan;
+}
+
+/// Places bundles `order` of `req` on node `n` only, each whole-GPU bundle
+/// inside NVLink island `island` when it is set.
+std::optional<placement_plan> on_node(const cluster_state& st, const scorer& sc,
+                                      const gang_request& req, const eligibility& el,
+                                      const std::vector<uint32_t>& order, node_id n,
+                                      std::optional<uint32_t> island) {
+  const auto& sp = st.spec(n);
+  node_state ns = st.state(n);
+  placement_plan plan;
+  for (auto i : order) {
+    const auto& b = req.bundles[i];
+    if (!el.ok(i, n)) return std::nullopt;
+    choice c;
+    for (auto& cand : candidates_on_node(st, n, ns, b, i)) {
+      if (island && !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
+            return sp.gpus[g].nvlink_domain == *island;
+          }))
+        continue;
+      double v = sc.score(sp, ns, b, cand);
+      if (v < c.score) c = {v, std::move(cand)};
+    }
+    if (c.score == inf) return std::nullopt;
+    auto r = st.apply_to(ns, sp, b, c.where);
+    TROUPE_ASSERT(r.ok(), "placer: a chosen candidate did not apply");
+    plan.score += c.score;
+    plan.bundles.push_back(std::move(c.where));
   }
   return plan;
 }
@@ -519,6 +549,110 @@ placement_outcome placer::place(const cluster_state& st, const gang_request& req
     }
   }
   out.explanation = explain_pending(st, req, &out.never_fits);
+  return out;
+}
+
+placement_outcome placer::place_growth(const cluster_state& st, const allocation& a,
+                                       uint32_t target_bundles) const {
+  placement_outcome out;
+  const auto& req = a.request;
+  auto name = "allocation " + std::to_string(a.id.value());
+  if (a.plan.bundles.empty()) {  // only a hand-made allocation: commit never leaves one
+    out.explanation = name + " has no placed bundle to grow from";
+    return out;
+  }
+  auto target = std::min<uint32_t>(target_bundles, static_cast<uint32_t>(req.bundles.size()));
+  std::set<uint32_t> placed, gang_nodes, gang_racks;
+  for (auto& p : a.plan.bundles) {
+    placed.insert(p.bundle);
+    gang_nodes.insert(p.node.value());
+    gang_racks.insert(st.spec(p.node).rack);
+  }
+  std::vector<uint32_t> missing;
+  for (uint32_t i = 0; i < target; ++i)
+    if (!placed.count(i)) missing.push_back(i);
+  if (missing.empty()) {
+    out.explanation = name + " already has every bundle up to " + std::to_string(target) +
+                      " placed (" + std::to_string(placed.size()) + " of " +
+                      std::to_string(req.bundles.size()) + ")";
+    return out;
+  }
+  const auto& sc = active();
+  eligibility el{st, req};
+  node_id home{*gang_nodes.begin()};
+  // The island of the gang's whole GPUs, for a gang that must share one.
+  std::optional<uint32_t> island;
+  if (req.require_nvlink_domain)
+    for (auto& p : a.plan.bundles)
+      if (!p.gpus.empty()) island = st.spec(p.node).gpus[p.gpus.front()].nvlink_domain;
+  constexpr double big = 1e12;
+  auto any = [](node_id, const std::set<uint32_t>&) { return true; };
+  auto unused = [](node_id n, const std::set<uint32_t>& used) { return !used.count(n.value()); };
+  auto no_bias = [](node_id, const std::set<uint32_t>&) { return 0.0; };
+  auto near = [&](node_id n, const std::set<uint32_t>& used) {
+    if (used.count(n.value())) return -big;
+    return gang_racks.count(st.spec(n).rack) ? -big / 2 : 0.0;
+  };
+  auto away = [](node_id n, const std::set<uint32_t>& used) {
+    return used.count(n.value()) ? big : 0.0;
+  };
+  for (auto k = static_cast<uint32_t>(missing.size()); k > 0; --k) {
+    // Largest first among the k lowest missing bundles.
+    std::vector<uint32_t> order(missing.begin(), missing.begin() + k);
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+      const auto& p = req.bundles[x];
+      const auto& q = req.bundles[y];
+      if (p.gpus != q.gpus) return p.gpus > q.gpus;
+      if (p.gpu_milli != q.gpu_milli) return p.gpu_milli > q.gpu_milli;
+      return p.cpu_milli > q.cpu_milli;
+    });
+    std::optional<placement_plan> plan;
+    if (req.require_nvlink_domain || req.placement_strategy == strategy::strict_pack) {
+      plan = on_node(st, sc, req, el, order, home, island);
+    } else {
+      switch (req.placement_strategy) {
+        case strategy::strict_spread:
+          plan = greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias, gang_nodes);
+          break;
+        case strategy::spread:
+          plan = greedy(st, sc, req, el, order, all_nodes(st), any, away, gang_nodes);
+          break;
+        default:  // pack, topology: on the gang's nodes, then its racks
+          plan = greedy(st, sc, req, el, order, all_nodes(st), any, near, gang_nodes);
+          break;
+      }
+    }
+    if (!plan) continue;
+    std::sort(plan->bundles.begin(), plan->bundles.end(),
+              [](auto& x, auto& y) { return x.bundle < y.bundle; });
+    placement_plan grown = a.plan;
+    grown.bundles.insert(grown.bundles.end(), plan->bundles.begin(), plan->bundles.end());
+    out.allreduce_gbps = estimate_allreduce_gbps(st, grown);
+    out.bundles_placed = k;
+    out.plan = std::move(plan);
+    return out;
+  }
+  auto first = missing.front();
+  std::string where;
+  if (req.require_nvlink_domain && island)
+    where = "NVLink island " + std::to_string(*island) + " of " + st.spec(home).name +
+            ", where the gang's GPUs are";
+  else if (req.require_nvlink_domain || req.placement_strategy == strategy::strict_pack)
+    where = st.spec(home).name + ", the node of this " +
+            (req.require_nvlink_domain ? std::string{"NVLink-domain"} : "strict_pack") + " gang";
+  else if (req.placement_strategy == strategy::strict_spread)
+    where = "any eligible node outside the " + std::to_string(gang_nodes.size()) +
+            " nodes this strict_spread gang uses";
+  else
+    where = "any eligible node";
+  const auto& b = req.bundles[first];
+  std::string what = b.gpus > 0               ? std::to_string(b.gpus) + " whole GPUs"
+                     : b.gpu_milli > 0        ? std::to_string(b.gpu_milli) + " milli-GPU"
+                     : !b.mig_profile.empty() ? "MIG " + b.mig_profile
+                                              : "CPU/memory only";
+  out.explanation = name + " cannot grow: bundle " + std::to_string(first) + " (" + what + ", " +
+                    std::to_string(b.cpu_milli) + " mCPU, " + std::to_string(b.memory_mib) +
+                    " MiB) fits on no free room of " + where;
   return out;
 }
 

@@ -3,8 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <set>
 
+#include "troupe/placement/errc.hpp"
 #include "troupe/placement/placer.hpp"
 
 using namespace troupe::placement;
@@ -102,11 +104,82 @@ placement_plan mangle(rng& r, const cluster_state& st, placement_plan p) {
   return p;
 }
 
+uint64_t gpu_milli(const placement_plan& p) {
+  uint64_t m = 0;
+  for (auto& b : p.bundles) m += 1000 * b.gpus.size() + b.gpu_milli;
+  return m;
+}
+
+struct resize_counts {
+  uint64_t shrinks = 0, refused_shrinks = 0, grows = 0, rejected_grows = 0, no_room = 0;
+};
+
+/// One random resize of allocation `id`: a shrink (sometimes below the
+/// minimum, which must be refused), or a grow by the placer's plan (sometimes
+/// damaged, which must fit as a whole or change nothing). Checks the exact
+/// GPU accounting and that the id stays.
+void resize_step(rng& r, cluster_state& st, const placer& p, allocation_id id,
+                 resize_counts& counts) {
+  const allocation before = *st.find(id);
+  const auto placed = static_cast<uint32_t>(before.plan.bundles.size());
+  const auto required = before.request.required_bundles();
+  const auto total = static_cast<uint32_t>(before.request.bundles.size());
+  const auto milli = st.allocated_gpu_milli();
+  if (placed == total || r.chance(0.3)) {
+    if (required > 0 && r.chance(0.2)) {
+      auto res = st.shrink(id, required - 1);
+      REQUIRE_FALSE(res.ok());
+      REQUIRE(res.err().code() == errc::invalid_argument);
+      REQUIRE(st.allocated_gpu_milli() == milli);
+      REQUIRE(st.find(id)->plan.bundles.size() == placed);
+      ++counts.refused_shrinks;
+      return;
+    }
+    auto target = required + r.below(placed - required + 1);
+    auto res = st.shrink(id, target);
+    INFO("shrink: " << (res.ok() ? "" : res.err().to_string()));
+    REQUIRE(res.ok());
+    REQUIRE(res->id == id);
+    REQUIRE(res->plan.bundles.size() == target);
+    placement_plan kept = before.plan;
+    std::sort(kept.bundles.begin(), kept.bundles.end(),
+              [](auto& a, auto& b) { return a.bundle < b.bundle; });
+    kept.bundles.resize(target);
+    REQUIRE(st.allocated_gpu_milli() == milli - gpu_milli(before.plan) + gpu_milli(kept));
+    ++counts.shrinks;
+    return;
+  }
+  auto out = p.place_growth(st, before, placed + 1 + r.below(total - placed));
+  if (!out.plan) {
+    REQUIRE_FALSE(out.explanation.empty());
+    ++counts.no_room;
+    return;
+  }
+  REQUIRE(out.bundles_placed == out.plan->bundles.size());
+  REQUIRE(out.bundles_placed >= 1);
+  bool damaged = r.chance(0.3);
+  auto plan = damaged ? mangle(r, st, *out.plan) : *out.plan;
+  auto res = st.grow(id, plan);
+  INFO("grow of the placer's own plan: " << (res.ok() ? "" : res.err().to_string()));
+  if (!damaged) REQUIRE(res.ok());
+  if (res.ok()) {
+    REQUIRE(res->id == id);
+    REQUIRE(res->plan.bundles.size() == placed + plan.bundles.size());
+    REQUIRE(st.allocated_gpu_milli() == milli + gpu_milli(plan));
+    ++counts.grows;
+  } else {
+    ++counts.rejected_grows;
+    REQUIRE(st.allocated_gpu_milli() == milli);
+    REQUIRE(st.find(id)->plan.bundles.size() == placed);
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("placement properties") {
   TEST_CASE("accounting never overcommits and gangs are all or nothing under random churn") {
     uint64_t commits = 0, rejected_mangled = 0, releases = 0;
+    resize_counts counts;
     for (uint64_t seed = 1; seed <= 300; ++seed) {
       rng r{seed};
       cluster_state st{random_cluster(r)};
@@ -146,6 +219,20 @@ TEST_SUITE("placement properties") {
           live.erase(live.begin() + i);
           ++releases;
         }
+        if (!live.empty() && r.chance(0.3)) {
+          // Mostly an allocation that can change size (elastic, or not whole).
+          auto pick = r.below(static_cast<uint32_t>(live.size()));
+          for (size_t k = 0; k < live.size() && r.chance(0.9); ++k) {
+            const auto& a = *st.find(live[(pick + k) % live.size()]);
+            if (a.plan.bundles.size() > a.request.required_bundles() ||
+                a.plan.bundles.size() < a.request.bundles.size()) {
+              pick = static_cast<uint32_t>((pick + k) % live.size());
+              break;
+            }
+          }
+          resize_step(r, st, p, live[pick], counts);
+          st.check_invariants();
+        }
         st.check_invariants();  // aborts with context on any overcommit or drift
         for (auto& [id, a] : st.allocations()) {
           std::set<uint32_t> nodes, bundles;
@@ -171,5 +258,12 @@ TEST_SUITE("placement properties") {
     CHECK(commits > 5000);
     CHECK(rejected_mangled > 500);
     CHECK(releases > 5000);
+    MESSAGE("shrinks " << counts.shrinks << ", refused shrinks " << counts.refused_shrinks
+                       << ", grows " << counts.grows << ", rejected grows "
+                       << counts.rejected_grows << ", no room to grow " << counts.no_room);
+    CHECK(counts.shrinks > 500);
+    CHECK(counts.refused_shrinks > 100);
+    CHECK(counts.grows > 300);
+    CHECK(counts.rejected_grows > 50);
   }
 }

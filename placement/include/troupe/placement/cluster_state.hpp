@@ -68,6 +68,23 @@ class cluster_state {
   [[nodiscard]] result<void> restore(const allocation& a);
   /// Frees an allocation; not_found if unknown. Returns what was freed.
   [[nodiscard]] result<allocation> release(allocation_id id);
+  /// Shrinks a running elastic allocation to its first `new_bundle_count`
+  /// placed bundles (by bundle index), releasing the others, highest index
+  /// first; the id stays. Returns the updated allocation (unchanged when it
+  /// holds no more than `new_bundle_count` bundles). Errors: not_found;
+  /// invalid_argument when `new_bundle_count` is below the request's
+  /// required bundles or above its bundle count. The state is unchanged on
+  /// error.
+  [[nodiscard]] result<allocation> shrink(allocation_id id, uint32_t new_bundle_count);
+  /// Grows a running allocation by `extra`, which places bundles of its
+  /// request that are not placed yet, all or nothing, with commit's checks
+  /// plus the strategy relative to the placed bundles (strict_pack: the
+  /// gang's node; strict_spread: nodes the gang does not use). The id stays.
+  /// Returns the updated allocation (plan sorted by bundle index). Errors:
+  /// not_found; invalid_argument (empty plan, bundle out of range or already
+  /// placed, broken rule); insufficient (capacity taken). The state is
+  /// unchanged on error.
+  [[nodiscard]] result<allocation> grow(allocation_id id, const placement_plan& extra);
   /// Records that allocation `id` checkpointed at `at` (work before it
   /// survives preemption). not_found if unknown; a time earlier than the
   /// recorded one is ignored.
@@ -93,6 +110,11 @@ class cluster_state {
                                       const bundle_placement& p) const;
 
  private:
+  /// Checks eligibility and capacity of `bundles` (placements for `req`) on
+  /// copies of the nodes they touch, collected in `scratch`.
+  [[nodiscard]] result<void> stage(const gang_request& req,
+                                   const std::vector<bundle_placement>& bundles,
+                                   std::map<uint32_t, node_state>& scratch) const;
   void unapply(node_state& ns, const node_spec& sp, const bundle_placement& p) const;
 
   /// Static per-node facts for O(1) eligibility when a bundle allows any

@@ -62,6 +62,18 @@ class placer {
   /// Where `req` fits in `st` now, or why it does not.
   placement_outcome place(const cluster_state& st, const gang_request& req) const;
 
+  /// Where the bundles of running allocation `a` that are not placed yet,
+  /// up to bundle index `target_bundles` (clamped to the request), fit in
+  /// `st` now: as many of them as fit, lowest index first, at least one;
+  /// else no plan and an explanation. The plan holds only the new bundles
+  /// (for cluster_state::grow); `bundles_placed` counts them and
+  /// `allreduce_gbps` estimates the grown gang. The strategy holds relative
+  /// to the placed bundles: pack and topology stay near them, spread
+  /// avoids their nodes, strict_pack (and an NVLink-domain gang) uses their
+  /// node (island), strict_spread only nodes they do not use.
+  placement_outcome place_growth(const cluster_state& st, const allocation& a,
+                                 uint32_t target_bundles) const;
+
  private:
   std::optional<placement_plan> place_exact(const cluster_state& st,
                                             const gang_request& req) const;

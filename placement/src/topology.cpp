@@ -4,19 +4,9 @@
 
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/mig.hpp"
+#include "troupe/runtime/random.hpp"
 
 namespace troupe::placement {
-namespace {
-
-uint64_t splitmix64(uint64_t& state) noexcept {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 const char* to_string(capacity_type c) noexcept {
   switch (c) {
     case capacity_type::on_demand: return "on_demand";
@@ -120,7 +110,7 @@ cluster_topology generate_cluster(const generated_cluster& p) {
         gpu.nic_rail = g;
         n.gpus.push_back(gpu);
       }
-      double u = static_cast<double>(splitmix64(rng) >> 11) * 0x1.0p-53;
+      double u = unit_double(rng);
       n.capacity = u < p.spot_fraction ? capacity_type::spot : capacity_type::on_demand;
       n.price_per_gpu_hour = n.capacity == capacity_type::spot ? p.spot_price : p.on_demand_price;
       n.node_labels["rack"] = t.racks[r].name;

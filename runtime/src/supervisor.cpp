@@ -1,20 +1,10 @@
 #include "troupe/runtime/supervisor.hpp"
+#include "troupe/runtime/random.hpp"
 
 #include <algorithm>
 #include <cmath>
 
 namespace troupe {
-namespace {
-
-uint64_t splitmix64(uint64_t& state) noexcept {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 const char* to_string(restart_strategy s) noexcept {
   switch (s) {
     case restart_strategy::one_for_one: return "one_for_one";
@@ -39,7 +29,7 @@ duration backoff_policy::delay(uint32_t attempt, uint64_t& rng_state) const noex
                 std::pow(std::max(multiplier, 1.0), static_cast<double>(attempt - 1));
   double cap = static_cast<double>(max.count());
   base = std::min(base, cap);
-  double u = static_cast<double>(splitmix64(rng_state) >> 11) * 0x1.0p-53;  // [0,1)
+  double u = unit_double(rng_state);  // [0,1)
   double j = std::clamp(jitter, 0.0, 1.0);
   double d = std::min(base * (1.0 + j * (2.0 * u - 1.0)), cap);
   return duration{static_cast<int64_t>(std::max(d, 0.0))};

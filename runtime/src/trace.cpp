@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/random.hpp"
 
 namespace troupe {
 namespace {
@@ -18,13 +19,6 @@ std::string hex64(uint64_t x) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
   return buf;
-}
-
-uint64_t splitmix64(uint64_t& state) noexcept {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
 }
 
 uint64_t ratio_threshold(double ratio) {

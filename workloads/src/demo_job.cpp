@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "troupe/runtime/metrics.hpp"
+#include "troupe/runtime/random.hpp"
 #include "troupe/runtime/supervisor.hpp"
 
 namespace troupe::workloads {
@@ -19,16 +20,10 @@ using total_atom = caf::atom_constant<caf::atom("total")>;
 /// Hits inside the unit quarter circle among `samples` seeded points.
 uint64_t count_hits(uint64_t seed, uint64_t shard, uint64_t samples) {
   uint64_t state = seed * 0x9e3779b97f4a7c15ULL + shard + 1;
-  auto next = [&] {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  };
   uint64_t hits = 0;
   for (uint64_t i = 0; i < samples; ++i) {
-    double x = static_cast<double>(next() >> 11) * 0x1.0p-53;
-    double y = static_cast<double>(next() >> 11) * 0x1.0p-53;
+    double x = unit_double(state);
+    double y = unit_double(state);
     hits += (x * x + y * y <= 1.0) ? 1 : 0;
   }
   return hits;

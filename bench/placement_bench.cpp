@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "troupe/placement/placer.hpp"
+#include "troupe/runtime/random.hpp"
 
 using namespace troupe::placement;
 
@@ -24,12 +25,7 @@ namespace {
 
 struct rng {
   uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return troupe::splitmix64(s); }
 };
 
 gang_request make_request(int mix, uint64_t id) {

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "troupe/runtime/random.hpp"
 #include "troupe/placement/mig.hpp"
 #include "troupe/runtime/errc.hpp"
 
@@ -61,12 +62,7 @@ std::string rejection(mig_gpu_layout& layout, const std::string& profile,
 
 struct splitmix64 {
   uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return troupe::splitmix64(state); }
   uint32_t below(uint32_t n) { return static_cast<uint32_t>(next() % n); }
 };
 

@@ -2,6 +2,7 @@
 // and that the lost work is minimal (checked against brute force over every
 // subset of the allowed victims on small random clusters).
 
+#include "troupe/runtime/random.hpp"
 #include "troupe/placement/preemption.hpp"
 
 #include <chrono>
@@ -17,14 +18,9 @@ namespace {
 
 struct rng {
   uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return troupe::splitmix64(s); }
   uint32_t below(uint32_t n) { return static_cast<uint32_t>(next() % n); }
-  bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
+  bool chance(double p) { return troupe::unit_double(s) < p; }
 };
 
 const time_point t0{};

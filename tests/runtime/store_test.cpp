@@ -1,3 +1,4 @@
+#include "troupe/runtime/random.hpp"
 #include "troupe/runtime/store.hpp"
 
 #include <cerrno>
@@ -95,12 +96,7 @@ std::size_t thread_count() {
 /// point is reproducible.
 struct splitmix64 {
   std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
+  std::uint64_t next() { return troupe::splitmix64(state); }
 };
 
 /// FNV-1a, 64 bit: the record checksum.

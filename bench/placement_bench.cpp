@@ -10,14 +10,13 @@
 // Counters: decisions/s (items_per_second), p50/p99 decision latency (us),
 // and the share of decisions that found a placement.
 
-#include <benchmark/benchmark.h>
-
-#include <algorithm>
-#include <chrono>
-#include <vector>
-
 #include "troupe/placement/placer.hpp"
 #include "troupe/runtime/random.hpp"
+
+#include <algorithm>
+#include <benchmark/benchmark.h>
+#include <chrono>
+#include <vector>
 
 using namespace troupe::placement;
 
@@ -46,8 +45,9 @@ gang_request make_request(int mix, uint64_t id) {
 }
 
 /// The baseline: first node (in index order) with room, lowest free GPUs.
-std::optional<placement_plan> first_fit(const cluster_state& st, const gang_request& req) {
-  std::vector<std::pair<uint32_t, std::vector<uint32_t>>> taken;  // node, gpus
+std::optional<placement_plan> first_fit(const cluster_state& st,
+                                        const gang_request& req) {
+  std::vector<std::pair<uint32_t, std::vector<uint32_t>>> taken; // node, gpus
   placement_plan plan;
   for (uint32_t i = 0; i < req.bundles.size(); ++i) {
     const auto& b = req.bundles[i];
@@ -60,12 +60,14 @@ std::optional<placement_plan> first_fit(const cluster_state& st, const gang_requ
       std::vector<uint32_t> mine;
       for (auto& [tn, tg] : taken)
         if (tn == k) mine.insert(mine.end(), tg.begin(), tg.end());
-      cpu += b.cpu_milli * (mine.size());  // bundles of one GPU each here
+      cpu += b.cpu_milli * (mine.size()); // bundles of one GPU each here
       mem += b.memory_mib * (mine.size());
-      if (cpu + b.cpu_milli > sp.cpu_milli || mem + b.memory_mib > sp.memory_mib) continue;
+      if (cpu + b.cpu_milli > sp.cpu_milli || mem + b.memory_mib > sp.memory_mib)
+        continue;
       std::vector<uint32_t> gpus;
       for (uint32_t g = 0; g < sp.gpus.size() && gpus.size() < b.gpus; ++g)
-        if (ns.gpus[g].free_whole() && std::find(mine.begin(), mine.end(), g) == mine.end())
+        if (ns.gpus[g].free_whole() &&
+            std::find(mine.begin(), mine.end(), g) == mine.end())
           gpus.push_back(g);
       if (gpus.size() < b.gpus) continue;
       bundle_placement bp;
@@ -83,8 +85,7 @@ std::optional<placement_plan> first_fit(const cluster_state& st, const gang_requ
   return plan;
 }
 
-template <bool Naive>
-void run(benchmark::State& state) {
+template <bool Naive> void run(benchmark::State& state) {
   auto nodes = static_cast<uint32_t>(state.range(0));
   int mix = static_cast<int>(state.range(1));
   generated_cluster g;
@@ -131,26 +132,33 @@ void run(benchmark::State& state) {
     ++tried;
   }
   std::sort(lat.begin(), lat.end());
-  auto pct = [&](double q) { return lat.empty() ? 0.0 : lat[static_cast<size_t>(q * (lat.size() - 1))]; };
+  auto pct = [&](double q) {
+    return lat.empty() ? 0.0 : lat[static_cast<size_t>(q * (lat.size() - 1))];
+  };
   state.counters["p50_us"] = pct(0.50);
   state.counters["p99_us"] = pct(0.99);
   state.counters["placed_share"] = tried ? static_cast<double>(placed) / tried : 0.0;
-  state.counters["alloc_share"] =
-      static_cast<double>(st.allocated_gpu_milli()) / static_cast<double>(st.total_gpu_milli());
+  state.counters["alloc_share"] = static_cast<double>(st.allocated_gpu_milli()) /
+                                  static_cast<double>(st.total_gpu_milli());
   state.SetItemsProcessed(static_cast<int64_t>(tried));
   st.check_invariants();
 }
 
-void BM_placement_troupe(benchmark::State& s) { run<false>(s); }
-void BM_placement_first_fit(benchmark::State& s) { run<true>(s); }
+void BM_placement_troupe(benchmark::State& s) {
+  run<false>(s);
+}
+void BM_placement_first_fit(benchmark::State& s) {
+  run<true>(s);
+}
 
 void args(benchmark::internal::Benchmark* b) {
   for (int mix : {0, 1})
-    for (int n : {128, 1024, 8192}) b->Args({n, mix});
+    for (int n : {128, 1024, 8192})
+      b->Args({n, mix});
   b->ArgNames({"nodes", "mix"})->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
-}  // namespace
+} // namespace
 
 BENCHMARK(BM_placement_troupe)->Apply(args);
 BENCHMARK(BM_placement_first_fit)->Apply(args);

@@ -7,14 +7,12 @@
 // Each case runs on raw CAF actors and on troupe actors on a troupe node
 // with supervision and metrics on; troupe also runs with full trace sampling.
 
-#include <benchmark/benchmark.h>
-
-#include <future>
-
-#include <caf/all.hpp>
-
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/node.hpp"
+
+#include <benchmark/benchmark.h>
+#include <caf/all.hpp>
+#include <future>
 
 using namespace std::chrono_literals;
 
@@ -32,7 +30,8 @@ caf::behavior caf_sink(caf::event_based_actor*) {
 
 caf::behavior caf_blaster(caf::event_based_actor* self, caf::actor sink) {
   return {[=](go_atom, int n) -> caf::result<bool> {
-    for (int i = 0; i < n; ++i) self->send(sink, i);
+    for (int i = 0; i < n; ++i)
+      self->send(sink, i);
     self->delegate(sink, done_atom::value);
     return caf::delegated<bool>{};
   }};
@@ -113,7 +112,7 @@ std::unique_ptr<troupe::node> troupe_node(double sampling) {
   if (!loaded.ok()) return nullptr;
   auto cfg = *loaded;
   cfg.scheduler.threads = 2;
-  cfg.metrics.enabled = true;  // metrics on, served over HTTP
+  cfg.metrics.enabled = true; // metrics on, served over HTTP
   cfg.log.level = troupe::log_level::warn;
   cfg.trace.sampling_ratio = sampling;
   cfg.trace.queue_capacity = 1 << 20;
@@ -124,22 +123,26 @@ std::unique_ptr<troupe::node> troupe_node(double sampling) {
 
 troupe::supervisor_spec tell_tree(troupe::node& n) {
   auto spec = n.make_supervisor_spec("bench", troupe::restart_strategy::one_for_one);
-  spec.children.push_back(troupe::worker_fn("sink", troupe::restart_type::permanent,
-                                            [](troupe::actor& self) -> troupe::behavior {
-                                              if (!self.register_as("sink").ok()) self.quit();
-                                              return {[](int) {}, [](done_atom) { return true; }};
-                                            }));
-  spec.children.push_back(troupe::worker_fn(
-      "blaster", troupe::restart_type::permanent, [](troupe::actor& self) -> troupe::behavior {
-        if (!self.register_as("blaster").ok()) self.quit();
-        return {[&self](go_atom, int n) -> caf::result<bool> {
-          auto sink = self.lookup("sink");
-          if (!sink.ok()) return caf::make_error(caf::sec::invalid_argument);
-          for (int i = 0; i < n; ++i) self.tell(*sink, i);
-          self.delegate(*sink, done_atom::value);
-          return caf::delegated<bool>{};
-        }};
-      }));
+  spec.children.push_back(
+      troupe::worker_fn("sink", troupe::restart_type::permanent,
+                        [](troupe::actor& self) -> troupe::behavior {
+                          if (!self.register_as("sink").ok()) self.quit();
+                          return {[](int) {}, [](done_atom) { return true; }};
+                        }));
+  spec.children.push_back(
+      troupe::worker_fn("blaster", troupe::restart_type::permanent,
+                        [](troupe::actor& self) -> troupe::behavior {
+                          if (!self.register_as("blaster").ok()) self.quit();
+                          return {[&self](go_atom, int n) -> caf::result<bool> {
+                            auto sink = self.lookup("sink");
+                            if (!sink.ok())
+                              return caf::make_error(caf::sec::invalid_argument);
+                            for (int i = 0; i < n; ++i)
+                              self.tell(*sink, i);
+                            self.delegate(*sink, done_atom::value);
+                            return caf::delegated<bool>{};
+                          }};
+                        }));
   return spec;
 }
 
@@ -164,8 +167,12 @@ void troupe_tell(benchmark::State& state, double sampling) {
   n->stop();
 }
 
-void BM_troupe_tell_throughput(benchmark::State& state) { troupe_tell(state, 0.0); }
-void BM_troupe_tell_throughput_sampled(benchmark::State& state) { troupe_tell(state, 1.0); }
+void BM_troupe_tell_throughput(benchmark::State& state) {
+  troupe_tell(state, 0.0);
+}
+void BM_troupe_tell_throughput_sampled(benchmark::State& state) {
+  troupe_tell(state, 1.0);
+}
 
 void troupe_roundtrip(benchmark::State& state, double sampling) {
   auto n = troupe_node(sampling);
@@ -173,29 +180,34 @@ void troupe_roundtrip(benchmark::State& state, double sampling) {
   auto spec = n->make_supervisor_spec("bench", troupe::restart_strategy::one_for_one);
   spec.children.push_back(troupe::worker_fn("ponger", troupe::restart_type::permanent,
                                             [](troupe::actor& self) -> troupe::behavior {
-                                              if (!self.register_as("ponger").ok()) self.quit();
+                                              if (!self.register_as("ponger").ok())
+                                                self.quit();
                                               return {[](int x) { return x + 1; }};
                                             }));
-  spec.children.push_back(troupe::worker_fn(
-      "pinger", troupe::restart_type::permanent, [](troupe::actor& self) -> troupe::behavior {
-        if (!self.register_as("pinger").ok()) self.quit();
-        return {[&self](go_atom, int n) -> caf::result<int> {
-          auto ponger = self.lookup("ponger");
-          if (!ponger.ok()) return caf::make_error(caf::sec::invalid_argument);
-          auto rp = self.make_response_promise<int>();
-          auto step = std::make_shared<std::function<void(int, int)>>();
-          auto target = *ponger;
-          *step = [&self, rp, step, target](int left, int acc) mutable {
-            if (left == 0) {
-              rp.deliver(acc);
-              return;
-            }
-            self.request(target, 60s, acc).then([step, left](int y) { (*step)(left - 1, y); });
-          };
-          (*step)(n, 0);
-          return rp;
-        }};
-      }));
+  spec.children.push_back(
+      troupe::worker_fn("pinger", troupe::restart_type::permanent,
+                        [](troupe::actor& self) -> troupe::behavior {
+                          if (!self.register_as("pinger").ok()) self.quit();
+                          return {[&self](go_atom, int n) -> caf::result<int> {
+                            auto ponger = self.lookup("ponger");
+                            if (!ponger.ok())
+                              return caf::make_error(caf::sec::invalid_argument);
+                            auto rp = self.make_response_promise<int>();
+                            auto step = std::make_shared<std::function<void(int, int)>>();
+                            auto target = *ponger;
+                            *step = [&self, rp, step, target](int left, int acc) mutable {
+                              if (left == 0) {
+                                rp.deliver(acc);
+                                return;
+                              }
+                              self.request(target, 60s, acc).then([step, left](int y) {
+                                (*step)(left - 1, y);
+                              });
+                            };
+                            (*step)(n, 0);
+                            return rp;
+                          }};
+                        }));
   n->spawn_supervisor(spec);
   auto pinger = wait_for(*n, "pinger");
   wait_for(*n, "ponger");
@@ -208,18 +220,24 @@ void troupe_roundtrip(benchmark::State& state, double sampling) {
   n->stop();
 }
 
-void BM_troupe_request_roundtrip(benchmark::State& state) { troupe_roundtrip(state, 0.0); }
+void BM_troupe_request_roundtrip(benchmark::State& state) {
+  troupe_roundtrip(state, 0.0);
+}
 void BM_troupe_request_roundtrip_sampled(benchmark::State& state) {
   troupe_roundtrip(state, 1.0);
 }
 
-}  // namespace
+} // namespace
 
 BENCHMARK(BM_caf_tell_throughput)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_troupe_tell_throughput)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_troupe_tell_throughput_sampled)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_troupe_tell_throughput_sampled)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_caf_request_roundtrip)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_troupe_request_roundtrip)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_troupe_request_roundtrip_sampled)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_troupe_request_roundtrip_sampled)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK_MAIN();

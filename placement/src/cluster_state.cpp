@@ -1,10 +1,10 @@
 #include "troupe/placement/cluster_state.hpp"
 
+#include "troupe/placement/errc.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <set>
-
-#include "troupe/placement/errc.hpp"
 
 namespace troupe::placement {
 namespace {
@@ -17,12 +17,18 @@ bool labels_match(const labels& have, const labels& want) {
   return true;
 }
 
-error bad(const std::string& what) { return error{errc::invalid_argument, what}; }
-error full(const std::string& what) { return error{errc::insufficient, what}; }
+error bad(const std::string& what) {
+  return error{errc::invalid_argument, what};
+}
+error full(const std::string& what) {
+  return error{errc::insufficient, what};
+}
 
-uint64_t gpu_milli_of(const bundle_placement& p) { return 1000 * p.gpus.size() + p.gpu_milli; }
+uint64_t gpu_milli_of(const bundle_placement& p) {
+  return 1000 * p.gpus.size() + p.gpu_milli;
+}
 
-}  // namespace
+} // namespace
 
 bool model_allowed(const bundle& b, std::string_view model) noexcept {
   if (b.gpu_models.empty()) return true;
@@ -44,7 +50,8 @@ cluster_state::cluster_state(cluster_topology topology) : topo_(std::move(topolo
     }
     ns.gpus.resize(spec.gpus.size());
     for (size_t g = 0; g < spec.gpus.size(); ++g) {
-      if (spec.gpus[g].sharing == gpu_sharing::mig) ns.gpus[g].mig.emplace(spec.gpus[g].model);
+      if (spec.gpus[g].sharing == gpu_sharing::mig)
+        ns.gpus[g].mig.emplace(spec.gpus[g].model);
       if (spec.gpus[g].sharing == gpu_sharing::whole) ++ns.free_whole;
       total_gpu_milli_ += 1000;
     }
@@ -70,7 +77,9 @@ uint32_t cluster_state::free_whole_gpus(node_id n, const bundle& b) const {
   return k;
 }
 
-uint32_t cluster_state::free_whole_gpus(node_id n) const { return state(n).free_whole; }
+uint32_t cluster_state::free_whole_gpus(node_id n) const {
+  return state(n).free_whole;
+}
 
 bool cluster_state::eligible(node_id n, const bundle& b, bool spot_tolerant) const {
   const auto& sp = spec(n);
@@ -79,7 +88,7 @@ bool cluster_state::eligible(node_id n, const bundle& b, bool spot_tolerant) con
   if (!labels_match(sp.node_labels, b.node_selector)) return false;
   if (b.cpu_milli > sp.cpu_milli || b.memory_mib > sp.memory_mib) return false;
   if (!b.wants_gpu()) return true;
-  if (b.gpu_models.empty()) {  // O(1) from the node summary
+  if (b.gpu_models.empty()) { // O(1) from the node summary
     const auto& sum = summary_[n.value()];
     if (b.gpus > 0) return sum.whole_gpus >= b.gpus;
     if (b.gpu_milli > 0) return sum.shareable;
@@ -114,27 +123,36 @@ result<void> cluster_state::apply_to(node_state& ns, const node_spec& sp, const 
                  std::to_string(p.gpus.size()));
     std::set<uint32_t> seen;
     for (auto g : p.gpus) {
-      if (g >= sp.gpus.size()) return bad(w + "GPU " + std::to_string(g) + " does not exist");
-      if (!seen.insert(g).second) return bad(w + "GPU " + std::to_string(g) + " listed twice");
+      if (g >= sp.gpus.size())
+        return bad(w + "GPU " + std::to_string(g) + " does not exist");
+      if (!seen.insert(g).second)
+        return bad(w + "GPU " + std::to_string(g) + " listed twice");
       if (sp.gpus[g].sharing != gpu_sharing::whole)
-        return bad(w + "GPU " + std::to_string(g) + " is " + to_string(sp.gpus[g].sharing));
+        return bad(w + "GPU " + std::to_string(g) + " is " +
+                   to_string(sp.gpus[g].sharing));
       if (!model_allowed(b, sp.gpus[g].model))
         return bad(w + "GPU " + std::to_string(g) + " is a " + sp.gpus[g].model);
-      if (!ns.gpus[g].free_whole()) return full(w + "GPU " + std::to_string(g) + " is in use");
+      if (!ns.gpus[g].free_whole())
+        return full(w + "GPU " + std::to_string(g) + " is in use");
     }
   } else if (b.gpu_milli > 0) {
     if (!p.shared_gpu || !p.gpus.empty() || p.gpu_milli != b.gpu_milli)
       return bad(w + "a GPU share needs exactly one shared GPU and the requested milli");
     auto g = *p.shared_gpu;
-    if (g >= sp.gpus.size()) return bad(w + "GPU " + std::to_string(g) + " does not exist");
+    if (g >= sp.gpus.size())
+      return bad(w + "GPU " + std::to_string(g) + " does not exist");
     const auto& gs = sp.gpus[g];
-    if (gs.sharing == gpu_sharing::mig) return bad(w + "GPU " + std::to_string(g) + " is in MIG mode");
-    if (!model_allowed(b, gs.model)) return bad(w + "GPU " + std::to_string(g) + " is a " + gs.model);
+    if (gs.sharing == gpu_sharing::mig)
+      return bad(w + "GPU " + std::to_string(g) + " is in MIG mode");
+    if (!model_allowed(b, gs.model))
+      return bad(w + "GPU " + std::to_string(g) + " is a " + gs.model);
     const auto& st = ns.gpus[g];
-    if (st.whole_taken) return full(w + "GPU " + std::to_string(g) + " is allocated whole");
+    if (st.whole_taken)
+      return full(w + "GPU " + std::to_string(g) + " is allocated whole");
     if (st.used_milli + b.gpu_milli > 1000)
-      return full(w + "GPU " + std::to_string(g) + " has " + std::to_string(1000 - st.used_milli) +
-                  " milli free, needs " + std::to_string(b.gpu_milli));
+      return full(w + "GPU " + std::to_string(g) + " has " +
+                  std::to_string(1000 - st.used_milli) + " milli free, needs " +
+                  std::to_string(b.gpu_milli));
     if (gs.sharing == gpu_sharing::time_sliced && st.shares + 1 > gs.time_slice_replicas)
       return full(w + "GPU " + std::to_string(g) + " has all " +
                   std::to_string(gs.time_slice_replicas) + " time slices taken");
@@ -142,7 +160,8 @@ result<void> cluster_state::apply_to(node_state& ns, const node_spec& sp, const 
     if (!p.shared_gpu || !p.gpus.empty() || p.mig_profile != b.mig_profile)
       return bad(w + "a MIG bundle needs exactly one GPU and the requested profile");
     auto g = *p.shared_gpu;
-    if (g >= sp.gpus.size()) return bad(w + "GPU " + std::to_string(g) + " does not exist");
+    if (g >= sp.gpus.size())
+      return bad(w + "GPU " + std::to_string(g) + " does not exist");
     if (sp.gpus[g].sharing != gpu_sharing::mig || !ns.gpus[g].mig)
       return bad(w + "GPU " + std::to_string(g) + " is not in MIG mode");
     if (!model_allowed(b, sp.gpus[g].model))
@@ -155,7 +174,8 @@ result<void> cluster_state::apply_to(node_state& ns, const node_spec& sp, const 
     auto r = ns.gpus[*p.shared_gpu].mig->place(b.mig_profile, p.mig_start);
     if (!r.ok()) return full(w + r.err().message());
   }
-  for (auto g : p.gpus) ns.gpus[g].whole_taken = true;
+  for (auto g : p.gpus)
+    ns.gpus[g].whole_taken = true;
   ns.free_whole -= static_cast<uint32_t>(p.gpus.size());
   if (b.gpu_milli > 0) {
     auto& gs = ns.gpus[*p.shared_gpu];
@@ -171,7 +191,8 @@ result<void> cluster_state::apply_to(node_state& ns, const node_spec& sp, const 
 
 void cluster_state::unapply(node_state& ns, const node_spec& sp,
                             const bundle_placement& p) const {
-  for (auto g : p.gpus) ns.gpus[g].whole_taken = false;
+  for (auto g : p.gpus)
+    ns.gpus[g].whole_taken = false;
   ns.free_whole += static_cast<uint32_t>(p.gpus.size());
   if (p.shared_gpu) {
     auto& gs = ns.gpus[*p.shared_gpu];
@@ -197,8 +218,8 @@ result<void> cluster_state::stage(const gang_request& req,
     auto n = p.node;
     const auto& b = req.bundles[p.bundle];
     if (!eligible(n, b, req.spot_tolerant))
-      return bad("bundle " + std::to_string(p.bundle) + " may not run on " + spec(n).name +
-                 " (unschedulable, labels, spot or GPU models)");
+      return bad("bundle " + std::to_string(p.bundle) + " may not run on " +
+                 spec(n).name + " (unschedulable, labels, spot or GPU models)");
     auto it = scratch.find(n.value());
     if (it == scratch.end()) it = scratch.emplace(n.value(), nodes_[n.value()]).first;
     if (auto r = apply_to(it->second, spec(n), b, p); !r.ok()) return std::move(r).err();
@@ -214,25 +235,31 @@ result<allocation_id> cluster_state::commit(const gang_request& req, placement_p
   std::set<uint32_t> nodes_used;
   for (auto& p : plan.bundles) {
     if (p.bundle >= req.bundles.size())
-      return bad("plan places bundle " + std::to_string(p.bundle) + " which does not exist");
+      return bad("plan places bundle " + std::to_string(p.bundle) +
+                 " which does not exist");
     if (!placed.insert(p.bundle).second)
       return bad("plan places bundle " + std::to_string(p.bundle) + " twice");
     if (p.node.value() >= nodes_.size())
-      return bad("plan uses node " + std::to_string(p.node.value()) + " which does not exist");
+      return bad("plan uses node " + std::to_string(p.node.value()) +
+                 " which does not exist");
     nodes_used.insert(p.node.value());
   }
   for (uint32_t i = 0; i < required; ++i)
     if (!placed.count(i))
-      return bad("gang is all or nothing: required bundle " + std::to_string(i) + " is not placed");
+      return bad("gang is all or nothing: required bundle " + std::to_string(i) +
+                 " is not placed");
   if (req.placement_strategy == strategy::strict_pack && nodes_used.size() > 1)
     return bad("strict_pack gang spans " + std::to_string(nodes_used.size()) + " nodes");
-  if (req.placement_strategy == strategy::strict_spread && nodes_used.size() != plan.bundles.size())
+  if (req.placement_strategy == strategy::strict_spread &&
+      nodes_used.size() != plan.bundles.size())
     return bad("strict_spread gang puts two bundles on one node");
   // Simulate on copies of the touched nodes; apply only if all fit.
   std::map<uint32_t, node_state> scratch;
   if (auto r = stage(req, plan.bundles, scratch); !r.ok()) return std::move(r).err();
-  for (auto& [n, ns] : scratch) nodes_[n] = std::move(ns);
-  for (auto& p : plan.bundles) allocated_gpu_milli_ += gpu_milli_of(p);
+  for (auto& [n, ns] : scratch)
+    nodes_[n] = std::move(ns);
+  for (auto& p : plan.bundles)
+    allocated_gpu_milli_ += gpu_milli_of(p);
   allocation a;
   a.id = allocation_id{next_id_++};
   a.request = req;
@@ -245,7 +272,8 @@ result<allocation_id> cluster_state::commit(const gang_request& req, placement_p
 
 result<void> cluster_state::restore(const allocation& a) {
   if (allocs_.count(a.id))
-    return error{errc::conflict, "allocation " + std::to_string(a.id.value()) + " exists"};
+    return error{errc::conflict,
+                 "allocation " + std::to_string(a.id.value()) + " exists"};
   auto saved = next_id_;
   next_id_ = a.id.value();
   auto r = commit(a.request, a.plan, a.start);
@@ -279,7 +307,8 @@ result<allocation> cluster_state::shrink(allocation_id id, uint32_t new_bundle_c
                " bundles: its request requires at least " + std::to_string(required));
   if (new_bundle_count > a.request.bundles.size())
     return bad("cannot shrink " + name + " to " + std::to_string(new_bundle_count) +
-               " bundles: its request has only " + std::to_string(a.request.bundles.size()));
+               " bundles: its request has only " +
+               std::to_string(a.request.bundles.size()));
   auto& placed = a.plan.bundles;
   std::stable_sort(placed.begin(), placed.end(),
                    [](auto& x, auto& y) { return x.bundle < y.bundle; });
@@ -301,7 +330,8 @@ result<allocation> cluster_state::grow(allocation_id id, const placement_plan& e
   auto& a = it->second;
   const auto& req = a.request;
   auto name = "allocation " + std::to_string(id.value());
-  if (extra.bundles.empty()) return bad("cannot grow " + name + ": the plan places no bundle");
+  if (extra.bundles.empty())
+    return bad("cannot grow " + name + ": the plan places no bundle");
   std::set<uint32_t> placed, nodes_used;
   for (auto& p : a.plan.bundles) {
     placed.insert(p.bundle);
@@ -314,7 +344,8 @@ result<allocation> cluster_state::grow(allocation_id id, const placement_plan& e
                  std::to_string(req.bundles.size()) + ")");
     if (!placed.insert(p.bundle).second) return bad(w + " which is already placed");
     if (p.node.value() >= nodes_.size())
-      return bad(w + " on node " + std::to_string(p.node.value()) + " which does not exist");
+      return bad(w + " on node " + std::to_string(p.node.value()) +
+                 " which does not exist");
     bool new_node = nodes_used.insert(p.node.value()).second;
     if (req.placement_strategy == strategy::strict_pack && nodes_used.size() > 1)
       return bad(w + " on " + spec(p.node).name + ": strict_pack gang runs on " +
@@ -325,7 +356,8 @@ result<allocation> cluster_state::grow(allocation_id id, const placement_plan& e
   }
   std::map<uint32_t, node_state> scratch;
   if (auto r = stage(req, extra.bundles, scratch); !r.ok()) return std::move(r).err();
-  for (auto& [n, ns] : scratch) nodes_[n] = std::move(ns);
+  for (auto& [n, ns] : scratch)
+    nodes_[n] = std::move(ns);
   for (auto& p : extra.bundles) {
     allocated_gpu_milli_ += gpu_milli_of(p);
     a.plan.bundles.push_back(p);
@@ -344,7 +376,9 @@ result<void> cluster_state::update_checkpoint(allocation_id id, time_point at) {
   return ok();
 }
 
-void cluster_state::set_schedulable(node_id n, bool s) { nodes_.at(n.value()).schedulable = s; }
+void cluster_state::set_schedulable(node_id n, bool s) {
+  nodes_.at(n.value()).schedulable = s;
+}
 
 const allocation* cluster_state::find(allocation_id id) const {
   auto it = allocs_.find(id);
@@ -400,20 +434,24 @@ void cluster_state::check_invariants() const {
       fail(sp.name + " CPU/memory counters drifted");
     uint32_t free_whole = 0;
     for (size_t g = 0; g < a.gpus.size(); ++g)
-      if (sp.gpus[g].sharing == gpu_sharing::whole && a.gpus[g].free_whole()) ++free_whole;
-    if (free_whole != b.free_whole) fail(sp.name + " cached free whole GPU count drifted");
+      if (sp.gpus[g].sharing == gpu_sharing::whole && a.gpus[g].free_whole())
+        ++free_whole;
+    if (free_whole != b.free_whole)
+      fail(sp.name + " cached free whole GPU count drifted");
     if (b.used_cpu_milli > sp.cpu_milli || b.used_memory_mib > sp.memory_mib)
       fail(sp.name + " CPU/memory overcommitted");
     for (size_t g = 0; g < a.gpus.size(); ++g) {
       if (a.gpus[g].whole_taken != b.gpus[g].whole_taken ||
-          a.gpus[g].used_milli != b.gpus[g].used_milli || a.gpus[g].shares != b.gpus[g].shares)
+          a.gpus[g].used_milli != b.gpus[g].used_milli ||
+          a.gpus[g].shares != b.gpus[g].shares)
         fail(sp.name + " GPU " + std::to_string(g) + " counters drifted");
-      if (a.gpus[g].mig && (a.gpus[g].mig->memory_mask() != b.gpus[g].mig->memory_mask() ||
-                            !b.gpus[g].mig->valid()))
+      if (a.gpus[g].mig &&
+          (a.gpus[g].mig->memory_mask() != b.gpus[g].mig->memory_mask() ||
+           !b.gpus[g].mig->valid()))
         fail(sp.name + " GPU " + std::to_string(g) + " MIG layout drifted or invalid");
     }
   }
   if (milli != allocated_gpu_milli_) fail("allocated GPU milli drifted");
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

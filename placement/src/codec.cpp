@@ -1,8 +1,8 @@
 #include "troupe/placement/codec.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include "troupe/placement/errc.hpp"
+
+#include <nlohmann/json.hpp>
 
 namespace troupe::placement {
 namespace {
@@ -14,16 +14,21 @@ struct decode_error {
   std::string what;
 };
 
-int64_t ns_of(time_point t) { return t.time_since_epoch().count(); }
+int64_t ns_of(time_point t) {
+  return t.time_since_epoch().count();
+}
 
 json labels_json(const labels& l) {
   json j = json::object();
-  for (auto& [k, v] : l) j[k] = v;
+  for (auto& [k, v] : l)
+    j[k] = v;
   return j;
 }
 
 json bundle_json(const bundle& b) {
-  json j = {{"gpus", b.gpus}, {"gpu_milli", b.gpu_milli}, {"cpu_milli", b.cpu_milli},
+  json j = {{"gpus", b.gpus},
+            {"gpu_milli", b.gpu_milli},
+            {"cpu_milli", b.cpu_milli},
             {"memory_mib", b.memory_mib}};
   if (!b.mig_profile.empty()) j["mig_profile"] = b.mig_profile;
   if (!b.gpu_models.empty()) j["gpu_models"] = b.gpu_models;
@@ -33,7 +38,8 @@ json bundle_json(const bundle& b) {
 
 json request_json(const gang_request& r) {
   json bundles = json::array();
-  for (auto& b : r.bundles) bundles.push_back(bundle_json(b));
+  for (auto& b : r.bundles)
+    bundles.push_back(bundle_json(b));
   return {{"id", r.id.value()},
           {"tenant", r.tenant},
           {"cost_labels", labels_json(r.cost_labels)},
@@ -72,7 +78,8 @@ T get_uint(const json& j, const char* key, const std::string& where, T max) {
 
 int64_t get_int(const json& j, const char* key, const std::string& where) {
   const auto& v = field(j, key, where);
-  if (!v.is_number_integer()) throw decode_error{where + "." + key + ": expected an integer"};
+  if (!v.is_number_integer())
+    throw decode_error{where + "." + key + ": expected an integer"};
   return v.get<int64_t>();
 }
 
@@ -88,13 +95,16 @@ std::string get_string(const json& j, const char* key, const std::string& where)
   return v.get<std::string>();
 }
 
-labels get_labels(const json& j, const char* key, const std::string& where, bool optional) {
+labels get_labels(const json& j, const char* key, const std::string& where,
+                  bool optional) {
   labels out;
   if (optional && (!j.is_object() || !j.contains(key))) return out;
   const auto& v = field(j, key, where);
-  if (!v.is_object()) throw decode_error{where + "." + key + ": expected an object of strings"};
+  if (!v.is_object())
+    throw decode_error{where + "." + key + ": expected an object of strings"};
   for (auto& [k, val] : v.items()) {
-    if (!val.is_string()) throw decode_error{where + "." + key + "." + k + ": expected a string"};
+    if (!val.is_string())
+      throw decode_error{where + "." + key + "." + k + ": expected a string"};
     out.emplace(k, val.get<std::string>());
   }
   return out;
@@ -109,9 +119,11 @@ bundle bundle_from(const json& j, const std::string& where) {
   if (j.contains("mig_profile")) b.mig_profile = get_string(j, "mig_profile", where);
   if (j.contains("gpu_models")) {
     const auto& m = j["gpu_models"];
-    if (!m.is_array()) throw decode_error{where + ".gpu_models: expected an array of strings"};
+    if (!m.is_array())
+      throw decode_error{where + ".gpu_models: expected an array of strings"};
     for (auto& x : m) {
-      if (!x.is_string()) throw decode_error{where + ".gpu_models: expected an array of strings"};
+      if (!x.is_string())
+        throw decode_error{where + ".gpu_models: expected an array of strings"};
       b.gpu_models.push_back(x.get<std::string>());
     }
   }
@@ -128,17 +140,21 @@ gang_request request_from(const json& j, const std::string& where) {
   if (!bundles.is_array()) throw decode_error{where + ".bundles: expected an array"};
   if (bundles.size() > 100000) throw decode_error{where + ".bundles: too many bundles"};
   for (size_t i = 0; i < bundles.size(); ++i)
-    r.bundles.push_back(bundle_from(bundles[i], where + ".bundles[" + std::to_string(i) + "]"));
+    r.bundles.push_back(
+        bundle_from(bundles[i], where + ".bundles[" + std::to_string(i) + "]"));
   r.min_bundles = get_uint<uint32_t>(j, "min_bundles", where, UINT32_MAX);
   auto s = get_string(j, "strategy", where);
   auto st = parse_strategy(s);
   if (!st)
-    throw decode_error{where + ".strategy: expected one of pack|spread|strict_pack|strict_spread|"
-                               "topology, got \"" + s + "\""};
+    throw decode_error{where +
+                       ".strategy: expected one of pack|spread|strict_pack|strict_spread|"
+                       "topology, got \"" +
+                       s + "\""};
   r.placement_strategy = *st;
   r.require_nvlink_domain = get_bool(j, "require_nvlink_domain", where);
   auto prio = get_int(j, "priority", where);
-  if (prio < INT32_MIN || prio > INT32_MAX) throw decode_error{where + ".priority: out of range"};
+  if (prio < INT32_MIN || prio > INT32_MAX)
+    throw decode_error{where + ".priority: out of range"};
   r.priority = static_cast<int32_t>(prio);
   r.preemptible = get_bool(j, "preemptible", where);
   r.spot_tolerant = get_bool(j, "spot_tolerant", where);
@@ -149,8 +165,7 @@ gang_request request_from(const json& j, const std::string& where) {
   return r;
 }
 
-template <class F>
-auto guarded(std::string_view text, F f) -> decltype(f(json{})) {
+template <class F> auto guarded(std::string_view text, F f) -> decltype(f(json{})) {
   try {
     auto j = json::parse(text);
     return f(j);
@@ -161,16 +176,18 @@ auto guarded(std::string_view text, F f) -> decltype(f(json{})) {
   }
 }
 
-}  // namespace
+} // namespace
 
-std::string encode(const gang_request& r) { return request_json(r).dump(); }
+std::string encode(const gang_request& r) {
+  return request_json(r).dump();
+}
 
 std::string encode(const allocation& a) {
   json bundles = json::array();
   for (auto& b : a.plan.bundles) {
-    json x = {{"bundle", b.bundle},         {"node", b.node.value()}, {"gpus", b.gpus},
-              {"gpu_milli", b.gpu_milli},   {"cpu_milli", b.cpu_milli},
-              {"memory_mib", b.memory_mib}};
+    json x = {{"bundle", b.bundle},       {"node", b.node.value()},
+              {"gpus", b.gpus},           {"gpu_milli", b.gpu_milli},
+              {"cpu_milli", b.cpu_milli}, {"memory_mib", b.memory_mib}};
     if (b.shared_gpu) x["shared_gpu"] = *b.shared_gpu;
     if (!b.mig_profile.empty()) {
       x["mig_profile"] = b.mig_profile;
@@ -200,7 +217,8 @@ result<allocation> decode_allocation(std::string_view text) {
     a.request = request_from(field(j, "request", "allocation"), "allocation.request");
     const auto& plan = field(j, "plan", "allocation");
     const auto& bundles = field(plan, "bundles", "allocation.plan");
-    if (!bundles.is_array()) throw decode_error{"allocation.plan.bundles: expected an array"};
+    if (!bundles.is_array())
+      throw decode_error{"allocation.plan.bundles: expected an array"};
     for (size_t i = 0; i < bundles.size(); ++i) {
       std::string w = "allocation.plan.bundles[" + std::to_string(i) + "]";
       const auto& x = bundles[i];
@@ -226,10 +244,11 @@ result<allocation> decode_allocation(std::string_view text) {
       }
       a.plan.bundles.push_back(std::move(b));
     }
-    if (plan.contains("score") && plan["score"].is_number()) a.plan.score = plan["score"].get<double>();
+    if (plan.contains("score") && plan["score"].is_number())
+      a.plan.score = plan["score"].get<double>();
     a.start = time_point{duration{get_int(j, "start_ns", "allocation")}};
     return a;
   });
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

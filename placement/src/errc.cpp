@@ -6,26 +6,32 @@ namespace troupe::placement {
 namespace {
 
 class category final : public std::error_category {
- public:
+public:
   const char* name() const noexcept override { return "placement"; }
   std::string message(int code) const override {
     switch (static_cast<errc>(code)) {
-      case errc::ok: return "ok";
-      case errc::invalid_argument: return "invalid_argument";
-      case errc::not_found: return "not_found";
-      case errc::unschedulable: return "unschedulable";
-      case errc::insufficient: return "insufficient";
-      case errc::conflict: return "conflict";
+    case errc::ok:
+      return "ok";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::not_found:
+      return "not_found";
+    case errc::unschedulable:
+      return "unschedulable";
+    case errc::insufficient:
+      return "insufficient";
+    case errc::conflict:
+      return "conflict";
     }
     return "unknown(" + std::to_string(code) + ")";
   }
 };
 
-}  // namespace
+} // namespace
 
 const std::error_category& placement_category() noexcept {
   static const category instance;
   return instance;
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

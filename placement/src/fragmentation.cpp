@@ -1,12 +1,12 @@
 #include "troupe/placement/fragmentation.hpp"
 
+#include "troupe/placement/errc.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <tuple>
-
-#include "troupe/placement/errc.hpp"
 
 namespace troupe::placement {
 namespace {
@@ -48,13 +48,14 @@ std::string join_models(const std::vector<std::string>& models) {
   return s;
 }
 
-}  // namespace
+} // namespace
 
 // -- the target workload --------------------------------------------------------------
 
 double workload_mix::total_weight() const noexcept {
   double w = 0;
-  for (const auto& c : classes) w += c.weight;
+  for (const auto& c : classes)
+    w += c.weight;
   return w;
 }
 
@@ -72,7 +73,8 @@ result<void> workload_mix::validate() const {
     if (c.gpu_milli >= milli_per_gpu)
       say(i, "gpu_milli must be 1..999, got " + std::to_string(c.gpu_milli));
   }
-  if (!problems.empty()) return error{errc::invalid_argument, "workload mix: " + problems};
+  if (!problems.empty())
+    return error{errc::invalid_argument, "workload mix: " + problems};
   return ok();
 }
 
@@ -98,12 +100,13 @@ result<workload_mix> typical_workload_mix(std::span<const bundle> bundles,
       continue;
     }
     if (b.gpus > 0 && b.gpu_milli > 0)
-      return error{errc::invalid_argument, "typical_workload_mix: bundle " + std::to_string(i) +
+      return error{errc::invalid_argument, "typical_workload_mix: bundle " +
+                                               std::to_string(i) +
                                                " asks for whole GPUs and a GPU share"};
     if (b.gpu_milli >= milli_per_gpu)
-      return error{errc::invalid_argument, "typical_workload_mix: bundle " + std::to_string(i) +
-                                               ": gpu_milli must be 1..999, got " +
-                                               std::to_string(b.gpu_milli)};
+      return error{errc::invalid_argument,
+                   "typical_workload_mix: bundle " + std::to_string(i) +
+                       ": gpu_milli must be 1..999, got " + std::to_string(b.gpu_milli)};
     bool cpu_only = b.gpus == 0 && b.gpu_milli == 0;
     if (cpu_only && !opt.include_cpu_only) continue;
     uint32_t per_gpu = b.gpus > 0 ? milli_per_gpu : b.gpu_milli;
@@ -115,7 +118,8 @@ result<workload_mix> typical_workload_mix(std::span<const bundle> bundles,
   if (groups.empty())
     return error{errc::invalid_argument,
                  "typical_workload_mix: none of the " + std::to_string(bundles.size()) +
-                     " bundles makes a class (" + std::to_string(mig) + " MIG bundles skipped" +
+                     " bundles makes a class (" + std::to_string(mig) +
+                     " MIG bundles skipped" +
                      (opt.include_cpu_only ? "" : ", CPU-only bundles excluded") + ")"};
   std::vector<std::pair<const key*, const group*>> order;
   order.reserve(groups.size());
@@ -131,7 +135,8 @@ result<workload_mix> typical_workload_mix(std::span<const bundle> bundles,
   double expected = opt.popularity * total;
   double kept = 0;
   size_t n = 0;
-  while (n < order.size() && kept < expected) kept += order[n++].second->count;
+  while (n < order.size() && kept < expected)
+    kept += order[n++].second->count;
   workload_mix mix;
   mix.classes.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -161,7 +166,7 @@ uint64_t node_free_gpu_milli(const node_spec& spec, const node_state& ns) noexce
 uint64_t class_fragmentation(const node_spec& spec, const node_state& ns,
                              const workload_class& c) noexcept {
   uint64_t free_total = 0;
-  uint64_t unusable = 0;  // free milli on GPUs the class cannot use
+  uint64_t unusable = 0; // free milli on GPUs the class cannot use
   uint32_t usable = 0;
   const bool cpu_only = c.cpu_only();
   for (size_t g = 0; g < spec.gpus.size(); ++g) {
@@ -223,8 +228,8 @@ fgd_scorer::fgd_scorer(const cluster_state& st, workload_mix mix, fgd_score mode
   TROUPE_ASSERT(v.ok(), v.ok() ? "" : v.err().message().c_str());
 }
 
-double fgd_scorer::gradient(const node_spec& spec, const node_state& before, const bundle& b,
-                            const bundle_placement& candidate) const {
+double fgd_scorer::gradient(const node_spec& spec, const node_state& before,
+                            const bundle& b, const bundle_placement& candidate) const {
   // Copy-assignment reuses the scratch vector's storage: no allocation per
   // candidate once it has grown to the largest node (non-MIG GPUs).
   thread_local node_state after;
@@ -247,7 +252,8 @@ double fgd_scorer::score(const node_spec& spec, const node_state& before, const 
   return -std::floor(s);
 }
 
-random_scorer::random_scorer(const cluster_state& st, uint64_t seed) : st_(st), rng_(seed) {}
+random_scorer::random_scorer(const cluster_state& st, uint64_t seed)
+    : st_(st), rng_(seed) {}
 
 double random_scorer::score(const node_spec&, const node_state& before, const bundle& b,
                             const bundle_placement& candidate) const {
@@ -258,15 +264,18 @@ double random_scorer::score(const node_spec&, const node_state& before, const bu
   return 1.0 - std::pow(1.0 - u, static_cast<double>(std::max<size_t>(k, 1)));
 }
 
-paper_best_fit_scorer::paper_best_fit_scorer(uint64_t max_cpu_milli, uint64_t max_gpu_milli)
+paper_best_fit_scorer::paper_best_fit_scorer(uint64_t max_cpu_milli,
+                                             uint64_t max_gpu_milli)
     : cpu_norm_(0.5 / static_cast<double>(max_cpu_milli)),
       gpu_norm_(0.5 / static_cast<double>(max_gpu_milli)),
       gpu_tie_(1e-3 * std::min(cpu_norm_, gpu_norm_)) {
-  TROUPE_ASSERT(max_cpu_milli > 0 && max_gpu_milli > 0, "paper_best_fit_scorer: zero normaliser");
+  TROUPE_ASSERT(max_cpu_milli > 0 && max_gpu_milli > 0,
+                "paper_best_fit_scorer: zero normaliser");
 }
 
 double paper_best_fit_scorer::score(const node_spec& spec, const node_state& before,
-                                    const bundle& b, const bundle_placement& candidate) const {
+                                    const bundle& b,
+                                    const bundle_placement& candidate) const {
   if (!b.mig_profile.empty()) return mig_fallback_.score(spec, before, b, candidate);
   double cpu_left =
       static_cast<double>(free_cpu(spec, before)) - static_cast<double>(b.cpu_milli);
@@ -282,4 +291,4 @@ double paper_best_fit_scorer::score(const node_spec& spec, const node_state& bef
   return node + gpu_tie_ * on_gpu / milli_per_gpu;
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

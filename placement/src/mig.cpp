@@ -27,11 +27,11 @@
 
 #include "troupe/placement/mig.hpp"
 
+#include "troupe/runtime/errc.hpp"
+
 #include <algorithm>
 #include <string>
 #include <utility>
-
-#include "troupe/runtime/errc.hpp"
 
 namespace troupe::placement {
 namespace {
@@ -175,7 +175,7 @@ bool find_starts(const std::vector<const mig_profile*>& items, size_t i, uint8_t
   return false;
 }
 
-}  // namespace
+} // namespace
 
 // ---------------------------------------------------------------------------
 // Table lookups.
@@ -327,7 +327,7 @@ bool mig_gpu_layout::valid() const {
   std::vector<uint32_t> counts(profiles_->size(), 0);
   for (size_t i = 0; i < instances_.size(); ++i) {
     const mig_instance& inst = instances_[i];
-    if (i > 0 && instances_[i - 1].start >= inst.start) return false;  // ordered, unique
+    if (i > 0 && instances_[i - 1].start >= inst.start) return false; // ordered, unique
     const mig_profile* p = find_in(*profiles_, inst.profile);
     if (p == nullptr || !lists_start(*p, inst.start)) return false;
     const uint8_t m = mig_memory_mask(*p, inst.start);
@@ -414,4 +414,4 @@ pack_profiles(std::string_view gpu_model,
   return out;
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

@@ -1,12 +1,5 @@
 #include "troupe/placement/placement_actor.hpp"
 
-#include <cstdio>
-#include <map>
-#include <memory>
-
-#include <caf/all.hpp>
-#include <nlohmann/json.hpp>
-
 #include "troupe/placement/codec.hpp"
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/placer.hpp"
@@ -14,6 +7,12 @@
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/runtime/store.hpp"
+
+#include <caf/all.hpp>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
 
 namespace troupe::placement {
 namespace {
@@ -34,20 +33,19 @@ caf::error to_caf(const error& e) {
 }
 
 class placement_actor final : public actor {
- public:
+public:
   placement_actor(caf::actor_config& cfg, placement_actor_config pc)
-      : actor(cfg),
-        cfg_(std::move(pc)),
-        state_(cfg_.topology),
-        queue_(cfg_.policy),
+      : actor(cfg), cfg_(std::move(pc)), state_(cfg_.topology), queue_(cfg_.policy),
         log_(logging::get("placement")) {
     bool have_mix = !cfg_.expected_mix.classes.empty();
     if (cfg_.scorer != scorer_kind::best_fit && !have_mix)
       log_->warn("placement: FGD needs an expected workload mix; using best fit");
     else if (cfg_.scorer == scorer_kind::fgd)
-      scorer_ = std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::gradient);
+      scorer_ =
+          std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::gradient);
     else if (cfg_.scorer == scorer_kind::fgd_simulator)
-      scorer_ = std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::simulator);
+      scorer_ =
+          std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::simulator);
     placer_ = placer{scorer_.get()};
   }
 
@@ -63,14 +61,16 @@ class placement_actor final : public actor {
       m_total_ = &reg.get_gauge("troupe_placement_total_gpu_milli",
                                 "GPU capacity of the cluster, in milli-GPUs");
       m_placed_ = &reg.get_counter("troupe_placement_placed_total", "Requests placed");
-      m_preempt_ = &reg.get_counter("troupe_placement_preemption_plans_total",
-                                    "Scheduling passes that asked for victims to be evicted");
+      m_preempt_ =
+          &reg.get_counter("troupe_placement_preemption_plans_total",
+                           "Scheduling passes that asked for victims to be evicted");
       m_pass_ = &reg.get_histogram("troupe_placement_pass_seconds",
                                    "Time of one scheduling pass",
                                    metrics::histogram::default_latency_buckets());
       if (!cfg_.expected_mix.classes.empty())
-        m_frag_ = &reg.get_gauge("troupe_placement_fragmentation_rate",
-                                 "Expected fragmentation over free GPU capacity (FGD measure)");
+        m_frag_ =
+            &reg.get_gauge("troupe_placement_fragmentation_rate",
+                           "Expected fragmentation over free GPU capacity (FGD measure)");
       m_total_->set(static_cast<double>(state_.total_gpu_milli()));
     }
     if (!cfg_.store_path.empty()) {
@@ -95,7 +95,8 @@ class placement_actor final : public actor {
           req->id = request_id{next_request_++};
           req->submitted = clock().now();
           if (store_) {
-            if (auto w = store_->put(cf_requests, key_of(req->id.value()), encode(*req)); !w.ok())
+            if (auto w = store_->put(cf_requests, key_of(req->id.value()), encode(*req));
+                !w.ok())
               return to_caf(w.err());
           }
           auto id = req->id.value();
@@ -109,13 +110,15 @@ class placement_actor final : public actor {
           if (!r.ok()) return to_caf(r.err());
           if (store_) {
             if (auto w = store_->erase(cf_allocations, key_of(id)); !w.ok())
-              log_->error("placement: release of {} not persisted: {}", id, w.err().to_string());
+              log_->error("placement: release of {} not persisted: {}", id,
+                          w.err().to_string());
           }
           run_pass();
           return true;
         },
         [this](checkpoint_atom, uint64_t id, int64_t at_ns) -> caf::result<bool> {
-          auto r = state_.update_checkpoint(allocation_id{id}, time_point{duration{at_ns}});
+          auto r =
+              state_.update_checkpoint(allocation_id{id}, time_point{duration{at_ns}});
           if (!r.ok()) return to_caf(r.err());
           if (store_) {
             if (auto* a = state_.find(allocation_id{id})) {
@@ -139,14 +142,15 @@ class placement_actor final : public actor {
     };
   }
 
- private:
+private:
   void recover() {
     uint64_t max_id = 0;
     size_t requests = 0, allocations = 0, dropped = 0;
     auto r1 = store_->scan(cf_allocations, "", [&](std::string_view, std::string_view v) {
       auto a = decode_allocation(v);
       if (!a.ok()) {
-        log_->error("placement: stored allocation unreadable, skipped: {}", a.err().to_string());
+        log_->error("placement: stored allocation unreadable, skipped: {}",
+                    a.err().to_string());
         ++dropped;
         return true;
       }
@@ -163,7 +167,8 @@ class placement_actor final : public actor {
     auto r2 = store_->scan(cf_requests, "", [&](std::string_view, std::string_view v) {
       auto q = decode_request(v);
       if (!q.ok()) {
-        log_->error("placement: stored request unreadable, skipped: {}", q.err().to_string());
+        log_->error("placement: stored request unreadable, skipped: {}",
+                    q.err().to_string());
         ++dropped;
         return true;
       }
@@ -208,7 +213,8 @@ class placement_actor final : public actor {
         send(s, placed_atom::value, p.request.value(), p.allocation.value(), text);
     }
     why_.clear();
-    for (auto& p : res.pending) why_[p.request.value()] = p.why;
+    for (auto& p : res.pending)
+      why_[p.request.value()] = p.why;
     if (res.preemption) {
       nlohmann::json victims = nlohmann::json::array();
       for (auto& v : res.preemption->victims)
@@ -220,7 +226,8 @@ class placement_actor final : public actor {
       nlohmann::json plan = {{"incoming", res.preemption->incoming.value()},
                              {"victims", std::move(victims)},
                              {"lost_gpu_seconds", res.preemption->lost_gpu_seconds}};
-      for (auto& s : subscribers_) send(s, preempt_atom::value, plan.dump());
+      for (auto& s : subscribers_)
+        send(s, preempt_atom::value, plan.dump());
     }
   }
 
@@ -232,7 +239,8 @@ class placement_actor final : public actor {
       std::string nodes;
       for (auto& b : a.plan.bundles) {
         auto& name = state_.spec(b.node).name;
-        if (nodes.find(name) == std::string::npos) nodes += (nodes.empty() ? "" : ",") + name;
+        if (nodes.find(name) == std::string::npos)
+          nodes += (nodes.empty() ? "" : ",") + name;
       }
       return "running as allocation " + std::to_string(aid.value()) + " on " + nodes;
     }
@@ -248,7 +256,8 @@ class placement_actor final : public actor {
                         {"request", a.request.id.value()},
                         {"tenant", a.request.tenant}});
     nlohmann::json pending = nlohmann::json::array();
-    for (auto& [id, w] : why_) pending.push_back({{"request", id}, {"why", w}});
+    for (auto& [id, w] : why_)
+      pending.push_back({{"request", id}, {"why", w}});
     nlohmann::json j = {{"total_gpu_milli", state_.total_gpu_milli()},
                         {"allocated_gpu_milli", state_.allocated_gpu_milli()},
                         {"allocations", std::move(allocs)},
@@ -259,7 +268,7 @@ class placement_actor final : public actor {
   placement_actor_config cfg_;
   cluster_state state_;
   scheduling_queue queue_;
-  std::unique_ptr<scorer> scorer_;  // null: best fit
+  std::unique_ptr<scorer> scorer_; // null: best fit
   placer placer_;
   metrics::gauge* m_pending_ = nullptr;
   metrics::gauge* m_allocated_ = nullptr;
@@ -275,10 +284,10 @@ class placement_actor final : public actor {
   std::shared_ptr<spdlog::logger> log_;
 };
 
-}  // namespace
+} // namespace
 
 actor_ref spawn_placement_actor(caf::actor_system& sys, placement_actor_config cfg) {
   return actor_ref{sys.spawn<placement_actor, caf::detached>(std::move(cfg))};
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

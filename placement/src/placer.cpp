@@ -15,7 +15,7 @@ constexpr double inf = std::numeric_limits<double>::infinity();
 
 /// Node states as the gang being placed would leave them.
 class scratch {
- public:
+public:
   explicit scratch(const cluster_state& st) : st_(st) {}
   const node_state& get(node_id n) const {
     auto it = touched_.find(n.value());
@@ -27,7 +27,7 @@ class scratch {
     return it->second;
   }
 
- private:
+private:
   const cluster_state& st_;
   std::map<uint32_t, node_state> touched_;
 };
@@ -50,7 +50,8 @@ uint64_t consumed_milli(const node_spec& sp, const bundle& b) {
   if (b.gpu_milli > 0) return b.gpu_milli;
   if (!b.mig_profile.empty()) {
     for (auto& g : sp.gpus)
-      if (auto* p = find_mig_profile(g.model, b.mig_profile)) return p->compute_slices * 1000 / 7;
+      if (auto* p = find_mig_profile(g.model, b.mig_profile))
+        return p->compute_slices * 1000 / 7;
   }
   return 0;
 }
@@ -75,11 +76,12 @@ bool all_whole_gpu(const gang_request& req) {
 
 uint32_t total_gpus(const gang_request& req) {
   uint32_t n = 0;
-  for (auto& b : req.bundles) n += b.gpus;
+  for (auto& b : req.bundles)
+    n += b.gpus;
   return n;
 }
 
-}  // namespace
+} // namespace
 
 // -- candidates and scoring ----------------------------------------------------------
 
@@ -110,7 +112,8 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
         continue;
       free_idx[nfree++] = g;
       uint32_t d = sp.gpus[g].nvlink_domain, k = 0;
-      while (k < ndomains && domains[k] != d) ++k;
+      while (k < ndomains && domains[k] != d)
+        ++k;
       if (k == ndomains) {
         domains[ndomains] = d;
         domain_free[ndomains++] = 0;
@@ -123,18 +126,22 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
       auto c = base;
       c.gpus.reserve(b.gpus);
       for (uint32_t i = 0; i < nfree && c.gpus.size() < b.gpus; ++i)
-        if (sp.gpus[free_idx[i]].nvlink_domain == domains[k]) c.gpus.push_back(free_idx[i]);
+        if (sp.gpus[free_idx[i]].nvlink_domain == domains[k])
+          c.gpus.push_back(free_idx[i]);
       out.push_back(std::move(c));
     }
-    if (out.empty()) {  // span islands: biggest first, fewest islands
+    if (out.empty()) { // span islands: biggest first, fewest islands
       uint32_t order[max_gpus_per_node];
-      for (uint32_t k = 0; k < ndomains; ++k) order[k] = k;
-      std::stable_sort(order, order + ndomains,
-                       [&](uint32_t x, uint32_t y) { return domain_free[x] > domain_free[y]; });
+      for (uint32_t k = 0; k < ndomains; ++k)
+        order[k] = k;
+      std::stable_sort(order, order + ndomains, [&](uint32_t x, uint32_t y) {
+        return domain_free[x] > domain_free[y];
+      });
       auto c = base;
       for (uint32_t k = 0; k < ndomains && c.gpus.size() < b.gpus; ++k)
         for (uint32_t i = 0; i < nfree && c.gpus.size() < b.gpus; ++i)
-          if (sp.gpus[free_idx[i]].nvlink_domain == domains[order[k]]) c.gpus.push_back(free_idx[i]);
+          if (sp.gpus[free_idx[i]].nvlink_domain == domains[order[k]])
+            c.gpus.push_back(free_idx[i]);
       std::sort(c.gpus.begin(), c.gpus.end());
       out.push_back(std::move(c));
     }
@@ -142,10 +149,12 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
     for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
       const auto& gs = sp.gpus[g];
       const auto& st_g = ns.gpus[g];
-      if (gs.sharing == gpu_sharing::mig || !model_allowed(b, gs.model) || st_g.whole_taken)
+      if (gs.sharing == gpu_sharing::mig || !model_allowed(b, gs.model) ||
+          st_g.whole_taken)
         continue;
       if (st_g.used_milli + b.gpu_milli > 1000) continue;
-      if (gs.sharing == gpu_sharing::time_sliced && st_g.shares + 1 > gs.time_slice_replicas)
+      if (gs.sharing == gpu_sharing::time_sliced &&
+          st_g.shares + 1 > gs.time_slice_replicas)
         continue;
       auto c = base;
       c.shared_gpu = g;
@@ -171,15 +180,16 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
   return out;
 }
 
-double best_fit_scorer::score(const node_spec& sp, const node_state& before, const bundle& b,
-                              const bundle_placement& c) const {
-  double node_after =
-      static_cast<double>(free_milli(sp, before)) - static_cast<double>(consumed_milli(sp, b));
-  double local_after = 0;  // free capacity left in the island or on the GPU used
+double best_fit_scorer::score(const node_spec& sp, const node_state& before,
+                              const bundle& b, const bundle_placement& c) const {
+  double node_after = static_cast<double>(free_milli(sp, before)) -
+                      static_cast<double>(consumed_milli(sp, b));
+  double local_after = 0; // free capacity left in the island or on the GPU used
   if (!c.gpus.empty()) {
     auto d = sp.gpus[c.gpus.front()].nvlink_domain;
     for (uint32_t g = 0; g < sp.gpus.size(); ++g)
-      if (sp.gpus[g].nvlink_domain == d && before.gpus[g].free_whole()) local_after += 1000;
+      if (sp.gpus[g].nvlink_domain == d && before.gpus[g].free_whole())
+        local_after += 1000;
     local_after -= 1000.0 * static_cast<double>(c.gpus.size());
   } else if (c.shared_gpu) {
     const auto& gs = before.gpus[*c.shared_gpu];
@@ -201,7 +211,8 @@ double estimate_allreduce_gbps(const cluster_state& st, const placement_plan& pl
   for (auto& bp : plan.bundles) {
     const auto& sp = st.spec(bp.node);
     for (auto g : bp.gpus)
-      gpus.push_back({bp.node.value(), sp.gpus[g].nvlink_domain, sp.rack, sp.gpus[g].model});
+      gpus.push_back(
+          {bp.node.value(), sp.gpus[g].nvlink_domain, sp.rack, sp.gpus[g].model});
   }
   if (gpus.size() <= 1) return gpus.empty() ? 0.0 : inf;
   std::set<uint32_t> nodes, racks;
@@ -214,22 +225,26 @@ double estimate_allreduce_gbps(const cluster_state& st, const placement_plan& pl
     nvl = std::min(nvl, nvlink_gbps(w.model));
   }
   if (domains.size() == 1) return nvl > 0 ? nvl : pcie_gbps;
-  double bw = domains.size() > nodes.size() ? std::min(nvl > 0 ? nvl : pcie_gbps, pcie_gbps)
-                                            : (nvl > 0 ? nvl : pcie_gbps);
+  double bw = domains.size() > nodes.size()
+                  ? std::min(nvl > 0 ? nvl : pcie_gbps, pcie_gbps)
+                  : (nvl > 0 ? nvl : pcie_gbps);
   if (nodes.size() > 1) {
     double nic = inf;
-    for (auto n : nodes) nic = std::min(nic, st.spec(node_id{n}).nic_gbps / 8.0);
+    for (auto n : nodes)
+      nic = std::min(nic, st.spec(node_id{n}).nic_gbps / 8.0);
     bw = std::min(bw, nic);
   }
   if (racks.size() > 1) {
     double over = 1.0;
-    for (auto r : racks) over = std::max(over, st.topology().racks[r].uplink_oversubscription);
+    for (auto r : racks)
+      over = std::max(over, st.topology().racks[r].uplink_oversubscription);
     bw /= over;
   }
   return bw;
 }
 
-// -- the placer --------------------------------------------------------------------------
+// -- the placer
+// --------------------------------------------------------------------------
 
 const scorer& placer::active() const {
   static const best_fit_scorer fallback;
@@ -246,12 +261,14 @@ struct choice {
 /// Which nodes may ever host each bundle of a request (labels, spot, models,
 /// schedulable), computed once per decision; identical bundles share a row.
 class eligibility {
- public:
-  eligibility(const cluster_state& st, const gang_request& req) : rows_(req.bundles.size()) {
+public:
+  eligibility(const cluster_state& st, const gang_request& req)
+      : rows_(req.bundles.size()) {
     std::vector<size_t> owner(req.bundles.size());
     for (size_t i = 0; i < req.bundles.size(); ++i) {
       size_t j = 0;
-      while (j < i && !(req.bundles[j] == req.bundles[i])) ++j;
+      while (j < i && !(req.bundles[j] == req.bundles[i]))
+        ++j;
       owner[i] = j;
       if (j < i) continue;
       auto& row = table_.emplace_back(st.node_count());
@@ -266,9 +283,11 @@ class eligibility {
       rows_[i] = first;
     }
   }
-  bool ok(uint32_t bundle, node_id n) const { return table_[rows_[bundle]][n.value()] != 0; }
+  bool ok(uint32_t bundle, node_id n) const {
+    return table_[rows_[bundle]][n.value()] != 0;
+  }
 
- private:
+private:
   std::vector<std::vector<uint8_t>> table_;
   std::vector<size_t> index_;
   std::vector<size_t> rows_;
@@ -280,8 +299,8 @@ template <class NodeOk, class Bias>
 std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
                                      const gang_request& req, const eligibility& el,
                                      const std::vector<uint32_t>& order,
-                                     const std::vector<node_id>& nodes, NodeOk node_ok, Bias bias,
-                                     std::set<uint32_t> used = {}) {
+                                     const std::vector<node_id>& nodes, NodeOk node_ok,
+                                     Bias bias, std::set<uint32_t> used = {}) {
   scratch s{st};
   placement_plan plan;
   for (auto i : order) {
@@ -363,7 +382,8 @@ std::optional<placement_plan> on_one_node(const cluster_state& st, const scorer&
       const auto& b = req.bundles[i];
       choice c;
       for (auto& cand : candidates_on_node(st, n, ns, b, i)) {
-        if (island >= 0 && !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
+        if (island >= 0 &&
+            !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
               return sp.gpus[g].nvlink_domain == static_cast<uint32_t>(island);
             }))
           continue;
@@ -390,7 +410,8 @@ std::optional<placement_plan> on_one_node(const cluster_state& st, const scorer&
 /// first node that fits wins.
 std::optional<placement_plan> single_node(const cluster_state& st, const scorer& sc,
                                           const gang_request& req, const eligibility& el,
-                                          const std::vector<uint32_t>& order, bool one_domain) {
+                                          const std::vector<uint32_t>& order,
+                                          bool one_domain) {
   uint32_t need = total_gpus(req);
   auto node_ok = [&](node_id n) {
     if (st.state(n).free_whole < need) return false;
@@ -412,7 +433,7 @@ std::optional<placement_plan> single_node(const cluster_state& st, const scorer&
     for (auto& bucket : buckets) {
       for (auto k : bucket) {
         consider(node_id{k});
-        if (best) return best;  // the first fit among the tightest nodes
+        if (best) return best; // the first fit among the tightest nodes
       }
     }
     return best;
@@ -420,7 +441,8 @@ std::optional<placement_plan> single_node(const cluster_state& st, const scorer&
   for (uint32_t k = 0; k < st.node_count(); ++k)
     if (need == 0 || node_ok(node_id{k})) {
       bool all = true;
-      for (auto i : order) all = all && el.ok(i, node_id{k});
+      for (auto i : order)
+        all = all && el.ok(i, node_id{k});
       if (all) consider(node_id{k});
     }
   return best;
@@ -428,11 +450,12 @@ std::optional<placement_plan> single_node(const cluster_state& st, const scorer&
 
 std::vector<node_id> all_nodes(const cluster_state& st) {
   std::vector<node_id> v;
-  for (uint32_t k = 0; k < st.node_count(); ++k) v.push_back(node_id{k});
+  for (uint32_t k = 0; k < st.node_count(); ++k)
+    v.push_back(node_id{k});
   return v;
 }
 
-}  // namespace
+} // namespace
 
 std::optional<placement_plan> placer::place_exact(const cluster_state& st,
                                                   const gang_request& req) const {
@@ -440,7 +463,9 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
   eligibility el{st, req};
   auto order = order_largest_first(req, static_cast<uint32_t>(req.bundles.size()));
   auto any = [](node_id, const std::set<uint32_t>&) { return true; };
-  auto unused = [](node_id n, const std::set<uint32_t>& used) { return !used.count(n.value()); };
+  auto unused = [](node_id n, const std::set<uint32_t>& used) {
+    return !used.count(n.value());
+  };
   auto no_bias = [](node_id, const std::set<uint32_t>&) { return 0.0; };
   constexpr double big = 1e12;
   if (req.require_nvlink_domain) {
@@ -448,81 +473,85 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
     return single_node(st, sc, req, el, order, true);
   }
   switch (req.placement_strategy) {
-    case strategy::strict_pack:
-      return single_node(st, sc, req, el, order, false);
-    case strategy::pack: {
-      if (auto p = single_node(st, sc, req, el, order, false)) return p;
-      return greedy(st, sc, req, el, order, all_nodes(st), any,
-                    [](node_id n, const std::set<uint32_t>& used) {
-                      return used.count(n.value()) ? -big : 0.0;
-                    });
+  case strategy::strict_pack:
+    return single_node(st, sc, req, el, order, false);
+  case strategy::pack: {
+    if (auto p = single_node(st, sc, req, el, order, false)) return p;
+    return greedy(st, sc, req, el, order, all_nodes(st), any,
+                  [](node_id n, const std::set<uint32_t>& used) {
+                    return used.count(n.value()) ? -big : 0.0;
+                  });
+  }
+  case strategy::spread:
+    return greedy(st, sc, req, el, order, all_nodes(st), any,
+                  [](node_id n, const std::set<uint32_t>& used) {
+                    return used.count(n.value()) ? big : 0.0;
+                  });
+  case strategy::strict_spread:
+    return greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias);
+  case strategy::topology: {
+    if (!all_whole_gpu(req)) {
+      gang_request packed = req;
+      packed.placement_strategy = strategy::pack;
+      return place_exact(st, packed);
     }
-    case strategy::spread:
-      return greedy(st, sc, req, el, order, all_nodes(st), any,
-                    [](node_id n, const std::set<uint32_t>& used) {
-                      return used.count(n.value()) ? big : 0.0;
+    // 1: one NVLink island; 2: one node.
+    if (auto p = single_node(st, sc, req, el, order, true)) return p;
+    if (auto p = single_node(st, sc, req, el, order, false)) return p;
+    // Within a set of nodes: fill the nodes with most free GPUs first
+    // (fewest nodes), staying on nodes already used.
+    auto fill = [&](const std::vector<node_id>& nodes) {
+      return greedy(st, sc, req, el, order, nodes, any,
+                    [&](node_id n, const std::set<uint32_t>& used) {
+                      double b = used.count(n.value()) ? -big : 0.0;
+                      return b - 1e6 * st.free_whole_gpus(n);
                     });
-    case strategy::strict_spread:
-      return greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias);
-    case strategy::topology: {
-      if (!all_whole_gpu(req)) {
-        gang_request packed = req;
-        packed.placement_strategy = strategy::pack;
-        return place_exact(st, packed);
-      }
-      // 1: one NVLink island; 2: one node.
-      if (auto p = single_node(st, sc, req, el, order, true)) return p;
-      if (auto p = single_node(st, sc, req, el, order, false)) return p;
-      // Within a set of nodes: fill the nodes with most free GPUs first
-      // (fewest nodes), staying on nodes already used.
-      auto fill = [&](const std::vector<node_id>& nodes) {
-        return greedy(st, sc, req, el, order, nodes, any,
-                      [&](node_id n, const std::set<uint32_t>& used) {
-                        double b = used.count(n.value()) ? -big : 0.0;
-                        return b - 1e6 * st.free_whole_gpus(n);
-                      });
-      };
-      // 3: one rack; the rack whose plan uses the fewest nodes, then the
-      // tightest fit.
-      std::map<uint32_t, std::vector<node_id>> by_rack;
-      std::map<uint32_t, uint32_t> rack_free;
-      for (uint32_t k = 0; k < st.node_count(); ++k) {
-        node_id n{k};
-        by_rack[st.spec(n).rack].push_back(n);
-        if (el.ok(0, n)) rack_free[st.spec(n).rack] += st.free_whole_gpus(n, req.bundles.front());
-      }
-      uint32_t need = total_gpus(req);
-      // Rank racks by how many nodes the gang would need there (from free
-      // counts, most-free nodes first), then by the tightest fit; simulate
-      // in that order until one works.
-      std::vector<std::tuple<size_t, uint32_t, uint32_t>> ranked;  // nodes, free, rack
-      for (auto& [r, nodes] : by_rack) {
-        if (rack_free[r] < need) continue;
-        std::vector<uint32_t> frees;
-        for (auto n : nodes)
-          if (el.ok(0, n)) frees.push_back(st.free_whole_gpus(n, req.bundles.front()));
-        std::sort(frees.rbegin(), frees.rend());
-        size_t used = 0;
-        uint32_t got = 0;
-        while (got < need && used < frees.size()) got += frees[used++];
-        ranked.emplace_back(used, rack_free[r], r);
-      }
-      std::sort(ranked.begin(), ranked.end());
-      for (auto& [nodes_needed, free, r] : ranked)
-        if (auto p = fill(by_rack[r])) return p;
-      // 4: fewest racks: racks by free GPUs, most first, added until enough.
-      std::vector<std::pair<uint32_t, uint32_t>> racks;  // free, rack
-      for (auto& [r, f] : rack_free) racks.push_back({f, r});
-      std::stable_sort(racks.begin(), racks.end(), [](auto& a, auto& b) { return a.first > b.first; });
-      std::vector<node_id> nodes;
-      uint32_t have = 0;
-      for (auto& [f, r] : racks) {
-        nodes.insert(nodes.end(), by_rack[r].begin(), by_rack[r].end());
-        have += f;
-        if (have >= need) break;
-      }
-      return fill(nodes);
+    };
+    // 3: one rack; the rack whose plan uses the fewest nodes, then the
+    // tightest fit.
+    std::map<uint32_t, std::vector<node_id>> by_rack;
+    std::map<uint32_t, uint32_t> rack_free;
+    for (uint32_t k = 0; k < st.node_count(); ++k) {
+      node_id n{k};
+      by_rack[st.spec(n).rack].push_back(n);
+      if (el.ok(0, n))
+        rack_free[st.spec(n).rack] += st.free_whole_gpus(n, req.bundles.front());
     }
+    uint32_t need = total_gpus(req);
+    // Rank racks by how many nodes the gang would need there (from free
+    // counts, most-free nodes first), then by the tightest fit; simulate
+    // in that order until one works.
+    std::vector<std::tuple<size_t, uint32_t, uint32_t>> ranked; // nodes, free, rack
+    for (auto& [r, nodes] : by_rack) {
+      if (rack_free[r] < need) continue;
+      std::vector<uint32_t> frees;
+      for (auto n : nodes)
+        if (el.ok(0, n)) frees.push_back(st.free_whole_gpus(n, req.bundles.front()));
+      std::sort(frees.rbegin(), frees.rend());
+      size_t used = 0;
+      uint32_t got = 0;
+      while (got < need && used < frees.size())
+        got += frees[used++];
+      ranked.emplace_back(used, rack_free[r], r);
+    }
+    std::sort(ranked.begin(), ranked.end());
+    for (auto& [nodes_needed, free, r] : ranked)
+      if (auto p = fill(by_rack[r])) return p;
+    // 4: fewest racks: racks by free GPUs, most first, added until enough.
+    std::vector<std::pair<uint32_t, uint32_t>> racks; // free, rack
+    for (auto& [r, f] : rack_free)
+      racks.push_back({f, r});
+    std::stable_sort(racks.begin(), racks.end(),
+                     [](auto& a, auto& b) { return a.first > b.first; });
+    std::vector<node_id> nodes;
+    uint32_t have = 0;
+    for (auto& [f, r] : racks) {
+      nodes.insert(nodes.end(), by_rack[r].begin(), by_rack[r].end());
+      have += f;
+      if (have >= need) break;
+    }
+    return fill(nodes);
+  }
   }
   return std::nullopt;
 }
@@ -557,11 +586,12 @@ placement_outcome placer::place_growth(const cluster_state& st, const allocation
   placement_outcome out;
   const auto& req = a.request;
   auto name = "allocation " + std::to_string(a.id.value());
-  if (a.plan.bundles.empty()) {  // only a hand-made allocation: commit never leaves one
+  if (a.plan.bundles.empty()) { // only a hand-made allocation: commit never leaves one
     out.explanation = name + " has no placed bundle to grow from";
     return out;
   }
-  auto target = std::min<uint32_t>(target_bundles, static_cast<uint32_t>(req.bundles.size()));
+  auto target =
+      std::min<uint32_t>(target_bundles, static_cast<uint32_t>(req.bundles.size()));
   std::set<uint32_t> placed, gang_nodes, gang_racks;
   for (auto& p : a.plan.bundles) {
     placed.insert(p.bundle);
@@ -587,7 +617,9 @@ placement_outcome placer::place_growth(const cluster_state& st, const allocation
       if (!p.gpus.empty()) island = st.spec(p.node).gpus[p.gpus.front()].nvlink_domain;
   constexpr double big = 1e12;
   auto any = [](node_id, const std::set<uint32_t>&) { return true; };
-  auto unused = [](node_id n, const std::set<uint32_t>& used) { return !used.count(n.value()); };
+  auto unused = [](node_id n, const std::set<uint32_t>& used) {
+    return !used.count(n.value());
+  };
   auto no_bias = [](node_id, const std::set<uint32_t>&) { return 0.0; };
   auto near = [&](node_id n, const std::set<uint32_t>& used) {
     if (used.count(n.value())) return -big;
@@ -611,15 +643,15 @@ placement_outcome placer::place_growth(const cluster_state& st, const allocation
       plan = on_node(st, sc, req, el, order, home, island);
     } else {
       switch (req.placement_strategy) {
-        case strategy::strict_spread:
-          plan = greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias, gang_nodes);
-          break;
-        case strategy::spread:
-          plan = greedy(st, sc, req, el, order, all_nodes(st), any, away, gang_nodes);
-          break;
-        default:  // pack, topology: on the gang's nodes, then its racks
-          plan = greedy(st, sc, req, el, order, all_nodes(st), any, near, gang_nodes);
-          break;
+      case strategy::strict_spread:
+        plan = greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias, gang_nodes);
+        break;
+      case strategy::spread:
+        plan = greedy(st, sc, req, el, order, all_nodes(st), any, away, gang_nodes);
+        break;
+      default: // pack, topology: on the gang's nodes, then its racks
+        plan = greedy(st, sc, req, el, order, all_nodes(st), any, near, gang_nodes);
+        break;
       }
     }
     if (!plan) continue;
@@ -639,7 +671,8 @@ placement_outcome placer::place_growth(const cluster_state& st, const allocation
             ", where the gang's GPUs are";
   else if (req.require_nvlink_domain || req.placement_strategy == strategy::strict_pack)
     where = st.spec(home).name + ", the node of this " +
-            (req.require_nvlink_domain ? std::string{"NVLink-domain"} : "strict_pack") + " gang";
+            (req.require_nvlink_domain ? std::string{"NVLink-domain"} : "strict_pack") +
+            " gang";
   else if (req.placement_strategy == strategy::strict_spread)
     where = "any eligible node outside the " + std::to_string(gang_nodes.size()) +
             " nodes this strict_spread gang uses";
@@ -650,15 +683,17 @@ placement_outcome placer::place_growth(const cluster_state& st, const allocation
                      : b.gpu_milli > 0        ? std::to_string(b.gpu_milli) + " milli-GPU"
                      : !b.mig_profile.empty() ? "MIG " + b.mig_profile
                                               : "CPU/memory only";
-  out.explanation = name + " cannot grow: bundle " + std::to_string(first) + " (" + what + ", " +
-                    std::to_string(b.cpu_milli) + " mCPU, " + std::to_string(b.memory_mib) +
-                    " MiB) fits on no free room of " + where;
+  out.explanation = name + " cannot grow: bundle " + std::to_string(first) + " (" + what +
+                    ", " + std::to_string(b.cpu_milli) + " mCPU, " +
+                    std::to_string(b.memory_mib) + " MiB) fits on no free room of " +
+                    where;
   return out;
 }
 
 // -- explanations ---------------------------------------------------------------------
 
-std::string explain_pending(const cluster_state& st, const gang_request& req, bool* never) {
+std::string explain_pending(const cluster_state& st, const gang_request& req,
+                            bool* never) {
   *never = false;
   std::string out;
   auto say = [&](const std::string& s) {
@@ -667,8 +702,9 @@ std::string explain_pending(const cluster_state& st, const gang_request& req, bo
   };
   gang_request need_req = req;
   need_req.bundles.resize(req.required_bundles());
-  bool any_spot = std::any_of(st.topology().nodes.begin(), st.topology().nodes.end(),
-                              [](const node_spec& n) { return n.capacity == capacity_type::spot; });
+  bool any_spot =
+      std::any_of(st.topology().nodes.begin(), st.topology().nodes.end(),
+                  [](const node_spec& n) { return n.capacity == capacity_type::spot; });
   // Can any node ever host each bundle?
   for (uint32_t i = 0; i < need_req.bundles.size(); ++i) {
     const auto& b = need_req.bundles[i];
@@ -683,18 +719,22 @@ std::string explain_pending(const cluster_state& st, const gang_request& req, bo
     }
     if (eligible == 0) {
       *never = true;
-      std::string what = b.gpus > 0        ? std::to_string(b.gpus) + " whole GPUs on one node"
+      std::string what = b.gpus > 0 ? std::to_string(b.gpus) + " whole GPUs on one node"
                          : b.gpu_milli > 0 ? std::to_string(b.gpu_milli) + " milli-GPU"
                          : !b.mig_profile.empty() ? "MIG " + b.mig_profile
                                                   : "CPU/memory only";
       std::string models;
-      for (auto& m : b.gpu_models) models += (models.empty() ? "" : "|") + m;
+      for (auto& m : b.gpu_models)
+        models += (models.empty() ? "" : "|") + m;
       say("bundle " + std::to_string(i) + " needs " + what +
           (models.empty() ? "" : " of model " + models) +
           (b.node_selector.empty() ? "" : " on nodes matching its selector") +
-          (b.gpus > 0 ? "; the largest matching node has " + std::to_string(max_gpus) : "") +
+          (b.gpus > 0 ? "; the largest matching node has " + std::to_string(max_gpus)
+                      : "") +
           "; no node can ever host it" +
-          (req.spot_tolerant || !any_spot ? "" : " (spot nodes excluded: request is not spot tolerant)"));
+          (req.spot_tolerant || !any_spot
+               ? ""
+               : " (spot nodes excluded: request is not spot tolerant)"));
     }
   }
   if (*never) return out;
@@ -711,7 +751,8 @@ std::string explain_pending(const cluster_state& st, const gang_request& req, bo
     std::map<uint32_t, uint32_t> dom_free, dom_size;
     uint32_t node_free = 0, node_size = 0;
     for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
-      if (sp.gpus[g].sharing != gpu_sharing::whole || !model_allowed(first, sp.gpus[g].model))
+      if (sp.gpus[g].sharing != gpu_sharing::whole ||
+          !model_allowed(first, sp.gpus[g].model))
         continue;
       ++dom_size[sp.gpus[g].nvlink_domain];
       ++node_size;
@@ -726,65 +767,71 @@ std::string explain_pending(const cluster_state& st, const gang_request& req, bo
       best_node_free = node_free;
       best_node = sp.name;
     }
-    for (auto& [d, sz] : dom_size) max_domain = std::max(max_domain, sz);
+    for (auto& [d, sz] : dom_size)
+      max_domain = std::max(max_domain, sz);
     for (auto& [d, f] : dom_free)
       if (f > best_domain_free) {
         best_domain_free = f;
         best_domain_node = sp.name;
       }
   }
-  auto node_ref = [](const std::string& n) { return n.empty() ? std::string{} : " (node " + n + ")"; };
+  auto node_ref = [](const std::string& n) {
+    return n.empty() ? std::string{} : " (node " + n + ")";
+  };
   if (req.require_nvlink_domain && need > 0) {
     if (need > max_domain) {
       *never = true;
-      say("needs " + std::to_string(need) + " GPUs in one NVLink domain; the largest domain has " +
+      say("needs " + std::to_string(need) +
+          " GPUs in one NVLink domain; the largest domain has " +
           std::to_string(max_domain) + " GPUs");
     } else {
-      say("needs " + std::to_string(need) + " GPUs in one NVLink domain; largest free domain has " +
+      say("needs " + std::to_string(need) +
+          " GPUs in one NVLink domain; largest free domain has " +
           std::to_string(best_domain_free) + node_ref(best_domain_node));
     }
     return out;
   }
   switch (req.placement_strategy) {
-    case strategy::strict_pack:
-      if (need > max_node) {
-        *never = true;
-        say("needs " + std::to_string(need) + " GPUs on one node; the largest node has " +
-            std::to_string(max_node));
-      } else if (need > 0) {
-        say("needs " + std::to_string(need) + " GPUs on one node; most free on one node is " +
-            std::to_string(best_node_free) + node_ref(best_node));
-      }
-      break;
-    case strategy::strict_spread: {
-      uint32_t can = 0, ever = 0;
-      for (uint32_t k = 0; k < st.node_count(); ++k) {
-        node_id n{k};
-        if (!st.eligible(n, first, req.spot_tolerant)) continue;
-        ++ever;
-        if (!candidates_on_node(st, n, st.state(n), first, 0).empty()) ++can;
-      }
-      if (ever < need_req.bundles.size()) {
-        *never = true;
-        say("needs " + std::to_string(need_req.bundles.size()) +
-            " distinct nodes; only " + std::to_string(ever) + " can host a bundle");
-      } else {
-        say("needs " + std::to_string(need_req.bundles.size()) + " distinct nodes with room; " +
-            std::to_string(can) + " have room now");
-      }
-      break;
+  case strategy::strict_pack:
+    if (need > max_node) {
+      *never = true;
+      say("needs " + std::to_string(need) + " GPUs on one node; the largest node has " +
+          std::to_string(max_node));
+    } else if (need > 0) {
+      say("needs " + std::to_string(need) +
+          " GPUs on one node; most free on one node is " +
+          std::to_string(best_node_free) + node_ref(best_node));
     }
-    default:
-      if (need > 0) {
-        if (free_total < need)
-          say("needs " + std::to_string(need) + " GPUs; " + std::to_string(free_total) +
-              " free on eligible nodes");
-        else
-          say("needs " + std::to_string(need) + " GPUs; " + std::to_string(free_total) +
-              " are free but too fragmented: most free on one node is " +
-              std::to_string(best_node_free) + node_ref(best_node));
-      }
-      break;
+    break;
+  case strategy::strict_spread: {
+    uint32_t can = 0, ever = 0;
+    for (uint32_t k = 0; k < st.node_count(); ++k) {
+      node_id n{k};
+      if (!st.eligible(n, first, req.spot_tolerant)) continue;
+      ++ever;
+      if (!candidates_on_node(st, n, st.state(n), first, 0).empty()) ++can;
+    }
+    if (ever < need_req.bundles.size()) {
+      *never = true;
+      say("needs " + std::to_string(need_req.bundles.size()) + " distinct nodes; only " +
+          std::to_string(ever) + " can host a bundle");
+    } else {
+      say("needs " + std::to_string(need_req.bundles.size()) +
+          " distinct nodes with room; " + std::to_string(can) + " have room now");
+    }
+    break;
+  }
+  default:
+    if (need > 0) {
+      if (free_total < need)
+        say("needs " + std::to_string(need) + " GPUs; " + std::to_string(free_total) +
+            " free on eligible nodes");
+      else
+        say("needs " + std::to_string(need) + " GPUs; " + std::to_string(free_total) +
+            " are free but too fragmented: most free on one node is " +
+            std::to_string(best_node_free) + node_ref(best_node));
+    }
+    break;
   }
   if (first.gpu_milli > 0) {
     uint32_t best = 0;
@@ -803,10 +850,12 @@ std::string explain_pending(const cluster_state& st, const gang_request& req, bo
         }
       }
     }
-    say("needs a GPU with " + std::to_string(first.gpu_milli) + " milli free; the most free is " +
-        std::to_string(best) + (where.empty() ? "" : " (" + where + ")"));
+    say("needs a GPU with " + std::to_string(first.gpu_milli) +
+        " milli free; the most free is " + std::to_string(best) +
+        (where.empty() ? "" : " (" + where + ")"));
   }
-  if (!first.mig_profile.empty()) say("no free slot for MIG profile " + first.mig_profile);
+  if (!first.mig_profile.empty())
+    say("no free slot for MIG profile " + first.mig_profile);
   if (out.empty()) {
     uint64_t cpu = 0, mem = 0;
     for (uint32_t k = 0; k < st.node_count(); ++k) {
@@ -820,4 +869,4 @@ std::string explain_pending(const cluster_state& st, const gang_request& req, bo
   return out;
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

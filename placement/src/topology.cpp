@@ -1,33 +1,40 @@
 #include "troupe/placement/topology.hpp"
 
-#include <set>
-
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/mig.hpp"
 #include "troupe/runtime/random.hpp"
 
+#include <set>
+
 namespace troupe::placement {
 const char* to_string(capacity_type c) noexcept {
   switch (c) {
-    case capacity_type::on_demand: return "on_demand";
-    case capacity_type::reserved: return "reserved";
-    case capacity_type::spot: return "spot";
+  case capacity_type::on_demand:
+    return "on_demand";
+  case capacity_type::reserved:
+    return "reserved";
+  case capacity_type::spot:
+    return "spot";
   }
   return "?";
 }
 
 const char* to_string(gpu_sharing s) noexcept {
   switch (s) {
-    case gpu_sharing::whole: return "whole";
-    case gpu_sharing::mig: return "mig";
-    case gpu_sharing::time_sliced: return "time_sliced";
+  case gpu_sharing::whole:
+    return "whole";
+  case gpu_sharing::mig:
+    return "mig";
+  case gpu_sharing::time_sliced:
+    return "time_sliced";
   }
   return "?";
 }
 
 size_t cluster_topology::total_gpus() const noexcept {
   size_t n = 0;
-  for (auto& node : nodes) n += node.gpus.size();
+  for (auto& node : nodes)
+    n += node.gpus.size();
   return n;
 }
 
@@ -90,9 +97,10 @@ cluster_topology generate_cluster(const generated_cluster& p) {
   for (uint32_t r = 0; r < p.racks; ++r)
     t.racks.push_back(rack_spec{"rack-" + std::to_string(r),
                                 p.racks_per_spine == 0 ? 0 : r / p.racks_per_spine, 1.0});
-  uint32_t per_domain = p.nvlink_domains_per_node == 0
-                            ? p.gpus_per_node
-                            : std::max<uint32_t>(1, p.gpus_per_node / p.nvlink_domains_per_node);
+  uint32_t per_domain =
+      p.nvlink_domains_per_node == 0
+          ? p.gpus_per_node
+          : std::max<uint32_t>(1, p.gpus_per_node / p.nvlink_domains_per_node);
   for (uint32_t r = 0; r < p.racks; ++r) {
     for (uint32_t k = 0; k < p.nodes_per_rack; ++k) {
       node_spec n;
@@ -112,7 +120,8 @@ cluster_topology generate_cluster(const generated_cluster& p) {
       }
       double u = unit_double(rng);
       n.capacity = u < p.spot_fraction ? capacity_type::spot : capacity_type::on_demand;
-      n.price_per_gpu_hour = n.capacity == capacity_type::spot ? p.spot_price : p.on_demand_price;
+      n.price_per_gpu_hour =
+          n.capacity == capacity_type::spot ? p.spot_price : p.on_demand_price;
       n.node_labels["rack"] = t.racks[r].name;
       t.nodes.push_back(std::move(n));
     }
@@ -120,4 +129,4 @@ cluster_topology generate_cluster(const generated_cluster& p) {
   return t;
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

@@ -1,5 +1,9 @@
 #include "troupe/placement/topology_config.hpp"
 
+#include "troupe/placement/errc.hpp"
+#include "troupe/placement/mig.hpp"
+#include "troupe/runtime/errc.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -17,10 +21,6 @@
 #include <utility>
 #include <vector>
 
-#include "troupe/placement/errc.hpp"
-#include "troupe/placement/mig.hpp"
-#include "troupe/runtime/errc.hpp"
-
 namespace troupe::placement {
 namespace {
 
@@ -31,7 +31,7 @@ constexpr size_t max_reported_problems = 100;
 /// Strings are cut to this many bytes in messages.
 constexpr size_t max_quoted_bytes = 64;
 
-constexpr int64_t max_price_usd = 1'000'000;  // per GPU-hour; anything above is a typo
+constexpr int64_t max_price_usd = 1'000'000; // per GPU-hour; anything above is a typo
 
 // -- text ---------------------------------------------------------------------
 
@@ -72,16 +72,24 @@ std::string real_text(double d) {
 /// containers by kind.
 std::string describe(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return quote(*n.value<std::string_view>());
-    case toml::node_type::integer: return std::to_string(*n.value<int64_t>());
-    case toml::node_type::floating_point: return real_text(*n.value<double>());
-    case toml::node_type::boolean: return *n.value<bool>() ? "true" : "false";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::date:
-    case toml::node_type::time:
-    case toml::node_type::date_time: return "a date/time";
-    case toml::node_type::none: break;
+  case toml::node_type::string:
+    return quote(*n.value<std::string_view>());
+  case toml::node_type::integer:
+    return std::to_string(*n.value<int64_t>());
+  case toml::node_type::floating_point:
+    return real_text(*n.value<double>());
+  case toml::node_type::boolean:
+    return *n.value<bool>() ? "true" : "false";
+  case toml::node_type::table:
+    return "a table";
+  case toml::node_type::array:
+    return "an array";
+  case toml::node_type::date:
+  case toml::node_type::time:
+  case toml::node_type::date_time:
+    return "a date/time";
+  case toml::node_type::none:
+    break;
   }
   return "nothing";
 }
@@ -95,14 +103,15 @@ std::string range_text(int64_t lo, int64_t hi) {
 /// Problems found in one load, each tied to a line so they print in
 /// document order (toml++ tables iterate by key, not by position).
 class problem_list {
- public:
+public:
   explicit problem_list(std::string_view source) : source_(source) {}
 
   /// `source:line: key: expected <expected>, got <got>`.
   void at(size_t line, std::string_view key, std::string_view expected,
           std::string_view got) {
-    add(line, std::string{source_} + ':' + std::to_string(line) + ": " + std::string{key} +
-                  ": expected " + std::string{expected} + ", got " + std::string{got});
+    add(line, std::string{source_} + ':' + std::to_string(line) + ": " +
+                  std::string{key} + ": expected " + std::string{expected} + ", got " +
+                  std::string{got});
   }
   void add(size_t line, std::string text) { entries_.push_back({line, std::move(text)}); }
   bool empty() const noexcept { return entries_.empty(); }
@@ -121,7 +130,7 @@ class problem_list {
     return error{errc::invalid_argument, std::move(msg)};
   }
 
- private:
+private:
   struct entry {
     size_t line;
     std::string text;
@@ -136,8 +145,8 @@ std::optional<toml::table> parse_document(std::string_view text, std::string_vie
                                           problem_list& problems) {
   auto report = [&](const toml::parse_error& e) {
     const auto& where = e.source().begin;
-    problems.add(where.line, std::string{source} + ':' + std::to_string(where.line) + ':' +
-                                 std::to_string(where.column) +
+    problems.add(where.line, std::string{source} + ':' + std::to_string(where.line) +
+                                 ':' + std::to_string(where.column) +
                                  ": TOML syntax error: " + std::string{e.description()});
   };
 #if TOML_EXCEPTIONS
@@ -160,7 +169,7 @@ std::optional<toml::table> parse_document(std::string_view text, std::string_vie
 /// One TOML table being read: typed getters that report what is wrong with
 /// `path.key` at the key's line, and a final check for keys nobody read.
 class table_reader {
- public:
+public:
   table_reader(problem_list& problems, const toml::table& table, std::string path,
                size_t line)
       : problems_(problems), table_(table), path_(std::move(path)), line_(line) {
@@ -240,9 +249,9 @@ class table_reader {
   }
 
   template <class Enum, size_t N>
-  std::optional<Enum> one_of(std::string_view key,
-                             const std::array<std::pair<std::string_view, Enum>, N>& choices,
-                             bool required) {
+  std::optional<Enum>
+  one_of(std::string_view key,
+         const std::array<std::pair<std::string_view, Enum>, N>& choices, bool required) {
     std::string expected = "one of ";
     for (size_t i = 0; i < N; ++i) {
       if (i != 0) expected += '|';
@@ -272,7 +281,8 @@ class table_reader {
   }
 
   /// The sub-table at `key`, or null (reported when present but not a table).
-  const toml::table* table(std::string_view key, bool required, std::string_view expected) {
+  const toml::table* table(std::string_view key, bool required,
+                           std::string_view expected) {
     const toml::node* n = take(key, required, expected);
     if (n == nullptr) return nullptr;
     if (const auto* t = n->as_table()) return t;
@@ -285,13 +295,14 @@ class table_reader {
     for (auto&& [k, n] : table_) {
       if (std::find(used_.begin(), used_.end(), k.str()) != used_.end()) continue;
       std::string known;
-      for (const auto& u : used_) known += (known.empty() ? "" : "|") + u;
+      for (const auto& u : used_)
+        known += (known.empty() ? "" : "|") + u;
       problems_.at(line_of(k.str()), key_path(k.str()), "a known key (" + known + ")",
                    "unknown key");
     }
   }
 
- private:
+private:
   problem_list& problems_;
   const toml::table& table_;
   std::string path_;
@@ -300,8 +311,8 @@ class table_reader {
 };
 
 /// The tables of a top-level array of tables such as [[racks]].
-std::vector<std::pair<const toml::table*, std::string>> array_of_tables(
-    table_reader& top, std::string_view key, problem_list& problems) {
+std::vector<std::pair<const toml::table*, std::string>>
+array_of_tables(table_reader& top, std::string_view key, problem_list& problems) {
   std::vector<std::pair<const toml::table*, std::string>> out;
   const std::string expected = "an array of tables ([[" + std::string{key} + "]])";
   const toml::node* n = top.take(key, false, expected);
@@ -339,7 +350,7 @@ constexpr std::array<std::pair<std::string_view, gpu_sharing>, 3> sharing_choice
 }};
 
 class topology_loader {
- public:
+public:
   explicit topology_loader(std::string_view source) : problems_(source) {}
 
   problem_list& problems() noexcept { return problems_; }
@@ -372,14 +383,17 @@ class topology_loader {
       problems_.at(1, "nodes", "at least one [[node_groups]] or [[nodes]] table",
                    "no nodes");
     }
-    for (const auto& [t, path] : racks) read_rack(*t, path, topo);
-    for (const auto& [t, path] : groups) read_nodes(*t, path, true, topo);
-    for (const auto& [t, path] : nodes) read_nodes(*t, path, false, topo);
+    for (const auto& [t, path] : racks)
+      read_rack(*t, path, topo);
+    for (const auto& [t, path] : groups)
+      read_nodes(*t, path, true, topo);
+    for (const auto& [t, path] : nodes)
+      read_nodes(*t, path, false, topo);
     if (!problems_.empty()) return std::nullopt;
     return topo;
   }
 
- private:
+private:
   void read_rack(const toml::table& t, const std::string& path, cluster_topology& topo) {
     table_reader r{problems_, t, path, 0};
     rack_spec rack;
@@ -389,8 +403,9 @@ class topology_loader {
     r.finish();
     if (name) {
       if (auto it = rack_lines_.find(*name); it != rack_lines_.end()) {
-        r.wrong("name", "a unique rack name (first used at line " +
-                            std::to_string(it->second) + ")",
+        r.wrong("name",
+                "a unique rack name (first used at line " + std::to_string(it->second) +
+                    ")",
                 quote(*name));
       } else {
         rack_lines_.emplace(*name, r.line_of("name"));
@@ -465,7 +480,7 @@ class topology_loader {
               "at most " + std::to_string(max_config_nodes) + " nodes in all",
               std::to_string(total_nodes_ + static_cast<size_t>(*count)) +
                   " nodes up to here");
-      total_nodes_ = max_config_nodes + 1;  // report once
+      total_nodes_ = max_config_nodes + 1; // report once
       return;
     }
     total_nodes_ += static_cast<size_t>(*count);
@@ -477,7 +492,7 @@ class topology_loader {
                      "unique node names (" + quote(n.name) + " is also defined at line " +
                          std::to_string(it->second) + ")",
                      "a duplicate");
-        return;  // one report per entry is enough
+        return; // one report per entry is enough
       }
       topo.nodes.push_back(std::move(n));
     }
@@ -489,7 +504,8 @@ class topology_loader {
     table_reader r{problems_, t, path, line};
     for (auto&& [k, v] : t) {
       if (k.str().empty() || k.str().size() > 63) {
-        problems_.at(r.line_of(k.str()), path, "label names of 1 to 63 bytes", quote(k.str()));
+        problems_.at(r.line_of(k.str()), path, "label names of 1 to 63 bytes",
+                     quote(k.str()));
         ok = false;
         continue;
       }
@@ -518,16 +534,18 @@ class topology_loader {
     bool ok = count && model && memory;
     if (sharing == gpu_sharing::mig && model && mig_profiles_for(*model) == nullptr) {
       std::string known;
-      for (const auto& m : mig_models()) known += (known.empty() ? "" : "|") + m;
+      for (const auto& m : mig_models())
+        known += (known.empty() ? "" : "|") + m;
       r.wrong("sharing",
-              "whole or time_sliced for model " + quote(*model) +
-                  " (MIG needs one of " + known + ")",
+              "whole or time_sliced for model " + quote(*model) + " (MIG needs one of " +
+                  known + ")",
               "\"mig\"");
       ok = false;
     }
     uint32_t n_domains = domains ? static_cast<uint32_t>(*domains) : 1;
     if (count && *count > 0 && domains && *count % *domains != 0) {
-      r.wrong("nvlink_domains", "a divisor of gpus.count (" + std::to_string(*count) + ")",
+      r.wrong("nvlink_domains",
+              "a divisor of gpus.count (" + std::to_string(*count) + ")",
               std::to_string(*domains));
       ok = false;
     }
@@ -588,13 +606,13 @@ class topology_loader {
   }
 
   problem_list problems_;
-  std::map<std::string, size_t, std::less<>> rack_lines_;     // name -> line
-  std::map<std::string, uint32_t, std::less<>> rack_index_;   // name -> index
-  std::map<std::string, size_t, std::less<>> node_lines_;     // name -> line
+  std::map<std::string, size_t, std::less<>> rack_lines_;   // name -> line
+  std::map<std::string, uint32_t, std::less<>> rack_index_; // name -> index
+  std::map<std::string, size_t, std::less<>> node_lines_;   // name -> line
   size_t total_nodes_ = 0;
 };
 
-}  // namespace
+} // namespace
 
 result<micro_usd> parse_price(std::string_view s) {
   auto bad = [&](std::string_view why) -> result<micro_usd> {
@@ -621,7 +639,8 @@ result<micro_usd> parse_price(std::string_view s) {
     if (digits == 0) return bad("expected digits after '.'");
   }
   if (i != s.size()) return bad("unexpected character");
-  for (; digits < 6; ++digits) frac *= 10;
+  for (; digits < 6; ++digits)
+    frac *= 10;
   return micro_usd{whole * 1'000'000 + frac};
 }
 
@@ -664,9 +683,10 @@ result<cluster_topology> load_topology_file(const std::filesystem::path& path) {
   auto size = std::filesystem::file_size(path, ec);
   if (ec) return error{runtime::errc::io_error, name + ": " + ec.message()};
   if (size > max_file_bytes)
-    return error{errc::invalid_argument, name + ": " + std::to_string(size) +
-                                             " bytes is too large for a topology file (limit " +
-                                             std::to_string(max_file_bytes) + ")"};
+    return error{errc::invalid_argument,
+                 name + ": " + std::to_string(size) +
+                     " bytes is too large for a topology file (limit " +
+                     std::to_string(max_file_bytes) + ")"};
   std::ifstream in{path, std::ios::binary};
   if (!in) return error{runtime::errc::io_error, name + ": cannot open for reading"};
   std::string text{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
@@ -674,4 +694,4 @@ result<cluster_topology> load_topology_file(const std::filesystem::path& path) {
   return load_topology_string(text, name);
 }
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

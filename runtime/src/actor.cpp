@@ -1,11 +1,11 @@
 #include "troupe/runtime/actor.hpp"
 
-#include <chrono>
-
 #include "node_system_config.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/node.hpp"
+
+#include <chrono>
 
 namespace troupe {
 namespace {
@@ -20,7 +20,7 @@ struct consume_guard {
   ~consume_guard() { self->current_mailbox_element(element); }
 };
 
-}  // namespace
+} // namespace
 
 actor::actor(caf::actor_config& cfg) : super(cfg) {
   services_ = services_of(home_system());
@@ -44,7 +44,9 @@ result<actor_ref> actor::lookup(std::string_view name) const {
   return services_->lookup(name);
 }
 
-void actor::on_drain() { quit(caf::exit_reason::user_shutdown); }
+void actor::on_drain() {
+  quit(caf::exit_reason::user_shutdown);
+}
 
 void actor::init_instruments() {
   instruments_ready_ = true;
@@ -59,17 +61,18 @@ caf::invoke_message_result actor::consume(caf::mailbox_element& x) {
   auto& content = x.content();
   bool traced = false;
   switch (content.size()) {
-    case 1:
-      if (content.match_element<drain_atom>(0) && !x.mid.is_response()) {
-        on_drain();
-        return caf::invoke_message_result::consumed;
-      }
-      break;
-    case 2:
-      traced = content.match_element<span_context>(0) && content.match_element<caf::message>(1);
-      break;
-    default:
-      break;
+  case 1:
+    if (content.match_element<drain_atom>(0) && !x.mid.is_response()) {
+      on_drain();
+      return caf::invoke_message_result::consumed;
+    }
+    break;
+  case 2:
+    traced =
+        content.match_element<span_context>(0) && content.match_element<caf::message>(1);
+    break;
+  default:
+    break;
   }
   if (metrics_ == nullptr) return traced ? consume_traced(x) : super::consume(x);
   // Latency and mailbox depth are sampled every `sample_every_` messages; the
@@ -153,4 +156,4 @@ caf::invoke_message_result actor::consume_traced(caf::mailbox_element& x) {
   return res;
 }
 
-}  // namespace troupe
+} // namespace troupe

@@ -16,39 +16,52 @@ std::string error::to_string() const {
   return out;
 }
 
-}  // namespace troupe
+} // namespace troupe
 
 namespace troupe::runtime {
 namespace {
 
 class category final : public std::error_category {
- public:
+public:
   const char* name() const noexcept override { return "runtime"; }
   std::string message(int code) const override {
     switch (static_cast<errc>(code)) {
-      case errc::ok: return "ok";
-      case errc::invalid_argument: return "invalid_argument";
-      case errc::not_found: return "not_found";
-      case errc::already_exists: return "already_exists";
-      case errc::timeout: return "timeout";
-      case errc::overloaded: return "overloaded";
-      case errc::disconnected: return "disconnected";
-      case errc::unavailable: return "unavailable";
-      case errc::io_error: return "io_error";
-      case errc::corrupted: return "corrupted";
-      case errc::stopped: return "stopped";
-      case errc::actor_failed: return "actor_failed";
-      case errc::internal: return "internal";
+    case errc::ok:
+      return "ok";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::not_found:
+      return "not_found";
+    case errc::already_exists:
+      return "already_exists";
+    case errc::timeout:
+      return "timeout";
+    case errc::overloaded:
+      return "overloaded";
+    case errc::disconnected:
+      return "disconnected";
+    case errc::unavailable:
+      return "unavailable";
+    case errc::io_error:
+      return "io_error";
+    case errc::corrupted:
+      return "corrupted";
+    case errc::stopped:
+      return "stopped";
+    case errc::actor_failed:
+      return "actor_failed";
+    case errc::internal:
+      return "internal";
     }
     return "unknown(" + std::to_string(code) + ")";
   }
 };
 
-}  // namespace
+} // namespace
 
 const std::error_category& runtime_category() noexcept {
   static const category instance;
   return instance;
 }
 
-}  // namespace troupe::runtime
+} // namespace troupe::runtime

@@ -1,22 +1,21 @@
 #include "troupe/runtime/logging.hpp"
 
-#include <mutex>
-#include <vector>
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/trace.hpp"
 
+#include <mutex>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include "troupe/runtime/errc.hpp"
-#include "troupe/runtime/trace.hpp"
+#include <vector>
 
 namespace troupe::logging {
 namespace {
 
 /// `%*`: "trace=<32 hex> " while a traced message is handled, else nothing.
 class trace_flag final : public spdlog::custom_flag_formatter {
- public:
+public:
   void format(const spdlog::details::log_msg&, const std::tm&,
               spdlog::memory_buf_t& dest) override {
     const span_context* ctx = current_span();
@@ -36,10 +35,10 @@ class trace_flag final : public spdlog::custom_flag_formatter {
 // the module loggers and their shared sink are configured once per process.
 struct state {
   std::mutex mu;
-  spdlog::sink_ptr sink;  // guarded by mu
-  spdlog::level::level_enum level = spdlog::level::info;  // guarded by mu
-  std::string pattern = default_pattern;                   // guarded by mu
-  std::vector<std::shared_ptr<spdlog::logger>> loggers;    // guarded by mu
+  spdlog::sink_ptr sink;                                 // guarded by mu
+  spdlog::level::level_enum level = spdlog::level::info; // guarded by mu
+  std::string pattern = default_pattern;                 // guarded by mu
+  std::vector<std::shared_ptr<spdlog::logger>> loggers;  // guarded by mu
 };
 
 state& global() {
@@ -60,14 +59,14 @@ void apply(state& s, spdlog::logger& l) {
   l.set_formatter(make_formatter(s.pattern));
 }
 
-}  // namespace
+} // namespace
 
 result<void> configure(const settings& in) {
   auto lvl = spdlog::level::from_str(in.level);
   if (lvl == spdlog::level::off && in.level != "off")
     return error{runtime::errc::invalid_argument,
-                 "log.level: expected one of trace|debug|info|warn|error|off, got \"" + in.level +
-                     "\""};
+                 "log.level: expected one of trace|debug|info|warn|error|off, got \"" +
+                     in.level + "\""};
   spdlog::sink_ptr sink;
   try {
     if (in.file.empty())
@@ -82,14 +81,16 @@ result<void> configure(const settings& in) {
   s.sink = std::move(sink);
   s.level = lvl;
   s.pattern = in.pattern.empty() ? default_pattern : in.pattern;
-  for (auto& l : s.loggers) apply(s, *l);
+  for (auto& l : s.loggers)
+    apply(s, *l);
   return ok();
 }
 
 void flush() {
   auto& s = global();
   std::lock_guard<std::mutex> guard{s.mu};
-  for (auto& l : s.loggers) l->flush();
+  for (auto& l : s.loggers)
+    l->flush();
 }
 
 std::shared_ptr<spdlog::logger> get(std::string_view module) {
@@ -104,4 +105,4 @@ std::shared_ptr<spdlog::logger> get(std::string_view module) {
   return l;
 }
 
-}  // namespace troupe::logging
+} // namespace troupe::logging

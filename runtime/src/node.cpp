@@ -1,14 +1,13 @@
 #include "troupe/runtime/node.hpp"
 
-#include <algorithm>
-#include <thread>
-
-#include <caf/scheduler/test_coordinator.hpp>
-
 #include "node_system_config.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/metrics_server.hpp"
+
+#include <algorithm>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <thread>
 
 namespace troupe {
 namespace {
@@ -16,13 +15,13 @@ namespace {
 /// The node's clock: CAF's actor clock (the test scheduler's clock in tests,
 /// the steady clock otherwise). Set once the actor system exists.
 class actor_system_clock final : public clock {
- public:
+public:
   void attach(caf::actor_system* sys) noexcept { sys_ = sys; }
   time_point now() const noexcept override {
     return sys_ != nullptr ? sys_->clock().now() : std::chrono::steady_clock::now();
   }
 
- private:
+private:
   caf::actor_system* sys_ = nullptr;
 };
 
@@ -35,7 +34,7 @@ error from_caf(const caf::error& e, const char* what) {
   return error{runtime::errc::actor_failed, std::string{what} + ": " + caf::to_string(e)};
 }
 
-}  // namespace
+} // namespace
 
 // -- node_services --------------------------------------------------------------
 
@@ -53,8 +52,9 @@ const actor_metrics& node_services::metrics_for(std::string_view kind) {
                                       "Messages handled by actors of a kind", l);
   m->failed = &registry_.get_counter("troupe_actor_handler_failures_total",
                                      "Message handlers of a kind that threw", l);
-  m->mailbox_depth = &registry_.get_gauge(
-      "troupe_actor_mailbox_depth", "Messages waiting in the mailboxes of actors of a kind", l);
+  m->mailbox_depth =
+      &registry_.get_gauge("troupe_actor_mailbox_depth",
+                           "Messages waiting in the mailboxes of actors of a kind", l);
   m->handler_seconds = &registry_.get_histogram(
       "troupe_actor_handler_seconds", "Time to handle one message (sampled)",
       metrics::histogram::default_latency_buckets(), l);
@@ -70,8 +70,9 @@ result<void> node_services::register_name(std::string name, const actor_ref& ref
     std::lock_guard<std::mutex> guard{mu_};
     auto [it, inserted] = names_.emplace(name, ref);
     if (!inserted)
-      return error{runtime::errc::already_exists,
-                   "name '" + name + "' is taken by actor " + std::to_string(it->second.id())};
+      return error{runtime::errc::already_exists, "name '" + name +
+                                                      "' is taken by actor " +
+                                                      std::to_string(it->second.id())};
   }
   // Remove the entry when the actor ends. The node outlives its actors.
   auto id = ref.id();
@@ -96,14 +97,19 @@ void node_services::unregister(const std::string& name, uint64_t id) {
 std::vector<std::string> node_services::names() const {
   std::lock_guard<std::mutex> guard{mu_};
   std::vector<std::string> out;
-  for (auto& [k, v] : names_) out.push_back(k);
+  for (auto& [k, v] : names_)
+    out.push_back(k);
   return out;
 }
 
 // -- test_driver ------------------------------------------------------------------
 
-size_t test_driver::run() { return sched_.run(); }
-bool test_driver::run_once() { return sched_.try_run_once(); }
+size_t test_driver::run() {
+  return sched_.run();
+}
+bool test_driver::run_once() {
+  return sched_.try_run_once();
+}
 size_t test_driver::advance_time(duration d) {
   return sched_.advance_time(std::chrono::duration_cast<caf::timespan>(d));
 }
@@ -124,11 +130,12 @@ void test_driver::run_until_idle(duration limit) {
 
 struct node::shared_state {
   std::mutex mu;
-  std::vector<actor_ref> top_level;    // guarded by mu; in spawn order
-  std::vector<std::string> failures;   // guarded by mu
+  std::vector<actor_ref> top_level;  // guarded by mu; in spawn order
+  std::vector<std::string> failures; // guarded by mu
 };
 
-node::node(node_config cfg) : config_(std::move(cfg)), shared_(std::make_shared<shared_state>()) {}
+node::node(node_config cfg)
+    : config_(std::move(cfg)), shared_(std::make_shared<shared_state>()) {}
 
 result<std::unique_ptr<node>> node::start(node_config cfg) {
   std::unique_ptr<node> n{new node(std::move(cfg))};
@@ -155,28 +162,30 @@ result<void> node::init() {
     if (!s.ok()) return std::move(s).err();
     sink = std::move(*s);
   }
-  tracer_ = std::make_unique<troupe::tracer>(config_.trace.sampling_ratio,
-                                             static_cast<size_t>(config_.trace.queue_capacity),
-                                             std::move(sink));
+  tracer_ = std::make_unique<troupe::tracer>(
+      config_.trace.sampling_ratio, static_cast<size_t>(config_.trace.queue_capacity),
+      std::move(sink));
   services_ = std::make_unique<node_services>(
       *registry_, *tracer_, *clock_,
       static_cast<uint32_t>(config_.metrics.latency_sample_every));
   auto* tr = tracer_.get();
-  registry_->register_callback_gauge("troupe_trace_spans_dropped",
-                                     "Spans dropped because the export queue was full", {},
-                                     [tr] { return static_cast<double>(tr->dropped()); });
-  registry_->register_callback_gauge("troupe_trace_spans_exported",
-                                     "Spans written by the trace exporter", {},
-                                     [tr] { return static_cast<double>(tr->exported()); });
+  registry_->register_callback_gauge(
+      "troupe_trace_spans_dropped", "Spans dropped because the export queue was full", {},
+      [tr] { return static_cast<double>(tr->dropped()); });
+  registry_->register_callback_gauge(
+      "troupe_trace_spans_exported", "Spans written by the trace exporter", {},
+      [tr] { return static_cast<double>(tr->exported()); });
 
   auto cc = std::make_unique<node_system_config>();
   cc->services = services_.get();
   cc->add_message_type<span_context>("troupe::span_context");
   cc->add_message_type<std::vector<std::string>>("std::vector<std::string>");
-  cc->set("scheduler.policy", caf::atom_from_string(std::string{to_string(config_.scheduler.policy)}));
+  cc->set("scheduler.policy",
+          caf::atom_from_string(std::string{to_string(config_.scheduler.policy)}));
   if (config_.scheduler.threads > 0)
     cc->set("scheduler.max-threads", static_cast<size_t>(config_.scheduler.threads));
-  if (config_.scheduler.busy_poll) cc->set("work-stealing.moderate-poll-attempts", size_t{0});
+  if (config_.scheduler.busy_poll)
+    cc->set("work-stealing.moderate-poll-attempts", size_t{0});
   cc->set("logger.verbosity", caf::atom("quiet"));
   cc->set("logger.console", caf::atom("none"));
   caf_config_ = std::move(cc);
@@ -187,18 +196,21 @@ result<void> node::init() {
         dynamic_cast<caf::scheduler::test_coordinator&>(system_->scheduler()));
 
   if (config_.metrics.enabled) {
-    auto srv = metrics::metrics_server::start(*registry_, config_.metrics.bind,
-                                              static_cast<uint16_t>(config_.metrics.port));
+    auto srv = metrics::metrics_server::start(
+        *registry_, config_.metrics.bind, static_cast<uint16_t>(config_.metrics.port));
     if (!srv.ok()) return std::move(srv).err();
     metrics_server_ = std::move(*srv);
-    log_->info("metrics at http://{}:{}/metrics", config_.metrics.bind, metrics_server_->port());
+    log_->info("metrics at http://{}:{}/metrics", config_.metrics.bind,
+               metrics_server_->port());
   }
   log_->debug("node {} started (scheduler {}, sampling {})", config_.node.name,
               to_string(config_.scheduler.policy), config_.trace.sampling_ratio);
   return ok();
 }
 
-node::~node() { stop(); }
+node::~node() {
+  stop();
+}
 
 uint16_t node::metrics_port() const noexcept {
   return metrics_server_ ? metrics_server_->port() : 0;
@@ -236,7 +248,8 @@ actor_ref node::spawn_supervisor(supervisor_spec spec) {
   return track(troupe::spawn_supervisor(*system_, std::move(spec)));
 }
 
-supervisor_spec node::make_supervisor_spec(std::string name, restart_strategy strategy) const {
+supervisor_spec node::make_supervisor_spec(std::string name,
+                                           restart_strategy strategy) const {
   supervisor_spec s;
   s.name = std::move(name);
   s.strategy = strategy;
@@ -314,7 +327,9 @@ result<void> node::register_name(std::string name, const actor_ref& ref) {
   return services_->register_name(std::move(name), ref);
 }
 
-result<actor_ref> node::lookup(std::string_view name) const { return services_->lookup(name); }
+result<actor_ref> node::lookup(std::string_view name) const {
+  return services_->lookup(name);
+}
 
 std::vector<std::string> node::failures() const {
   std::lock_guard<std::mutex> guard{shared_->mu};
@@ -349,9 +364,10 @@ void node::stop() {
     self->monitor(a);
     self->send(a, drain_atom::value);
     bool done = false;
-    self->receive([&](caf::down_msg&) { done = true; },
-                  caf::after(std::chrono::duration_cast<std::chrono::milliseconds>(timeout)) >>
-                      [&] {});
+    self->receive(
+        [&](caf::down_msg&) { done = true; },
+        caf::after(std::chrono::duration_cast<std::chrono::milliseconds>(timeout)) >>
+            [&] {});
     if (!done) {
       log_->warn("actor {} did not stop within {} ms, killing it", a.id(),
                  std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
@@ -370,4 +386,4 @@ void node::stop() {
   logging::flush();
 }
 
-}  // namespace troupe
+} // namespace troupe

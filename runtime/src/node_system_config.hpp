@@ -9,7 +9,7 @@ namespace troupe {
 class node_services;
 
 class node_system_config final : public caf::actor_system_config {
- public:
+public:
   node_services* services = nullptr;
 };
 
@@ -19,4 +19,4 @@ inline node_services* services_of(caf::actor_system& sys) {
   return cfg != nullptr ? cfg->services : nullptr;
 }
 
-}  // namespace troupe
+} // namespace troupe

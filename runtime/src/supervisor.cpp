@@ -1,4 +1,5 @@
 #include "troupe/runtime/supervisor.hpp"
+
 #include "troupe/runtime/random.hpp"
 
 #include <algorithm>
@@ -7,18 +8,24 @@
 namespace troupe {
 const char* to_string(restart_strategy s) noexcept {
   switch (s) {
-    case restart_strategy::one_for_one: return "one_for_one";
-    case restart_strategy::one_for_all: return "one_for_all";
-    case restart_strategy::rest_for_one: return "rest_for_one";
+  case restart_strategy::one_for_one:
+    return "one_for_one";
+  case restart_strategy::one_for_all:
+    return "one_for_all";
+  case restart_strategy::rest_for_one:
+    return "rest_for_one";
   }
   return "?";
 }
 
 const char* to_string(restart_type t) noexcept {
   switch (t) {
-    case restart_type::permanent: return "permanent";
-    case restart_type::transient: return "transient";
-    case restart_type::temporary: return "temporary";
+  case restart_type::permanent:
+    return "permanent";
+  case restart_type::transient:
+    return "transient";
+  case restart_type::temporary:
+    return "temporary";
   }
   return "?";
 }
@@ -29,29 +36,27 @@ duration backoff_policy::delay(uint32_t attempt, uint64_t& rng_state) const noex
                 std::pow(std::max(multiplier, 1.0), static_cast<double>(attempt - 1));
   double cap = static_cast<double>(max.count());
   base = std::min(base, cap);
-  double u = unit_double(rng_state);  // [0,1)
+  double u = unit_double(rng_state); // [0,1)
   double j = std::clamp(jitter, 0.0, 1.0);
   double d = std::min(base * (1.0 + j * (2.0 * u - 1.0)), cap);
   return duration{static_cast<int64_t>(std::max(d, 0.0))};
 }
 
 restart_planner::restart_planner(restart_strategy strategy, restart_intensity intensity,
-                                 backoff_policy backoff, std::vector<restart_type> children)
-    : strategy_(strategy),
-      intensity_(intensity),
-      backoff_(backoff),
-      types_(std::move(children)),
-      removed_(types_.size(), false),
-      rng_(backoff.seed) {}
+                                 backoff_policy backoff,
+                                 std::vector<restart_type> children)
+    : strategy_(strategy), intensity_(intensity), backoff_(backoff),
+      types_(std::move(children)), removed_(types_.size(), false), rng_(backoff.seed) {}
 
 void restart_planner::expire(time_point now) {
-  while (!window_.empty() && now - window_.front() > intensity_.period) window_.pop_front();
+  while (!window_.empty() && now - window_.front() > intensity_.period)
+    window_.pop_front();
 }
 
 size_t restart_planner::restarts_in_window(time_point now) const {
-  return static_cast<size_t>(std::count_if(window_.begin(), window_.end(), [&](time_point t) {
-    return now - t <= intensity_.period;
-  }));
+  return static_cast<size_t>(
+      std::count_if(window_.begin(), window_.end(),
+                    [&](time_point t) { return now - t <= intensity_.period; }));
 }
 
 restart_decision restart_planner::on_exit(size_t child, exit_kind kind, time_point now) {
@@ -83,9 +88,12 @@ restart_decision restart_planner::on_exit(size_t child, exit_kind kind, time_poi
   d.what = restart_decision::action::restart;
   auto affected = [&](size_t i) {
     switch (strategy_) {
-      case restart_strategy::one_for_one: return i == child;
-      case restart_strategy::one_for_all: return true;
-      case restart_strategy::rest_for_one: return i >= child;
+    case restart_strategy::one_for_one:
+      return i == child;
+    case restart_strategy::one_for_all:
+      return true;
+    case restart_strategy::rest_for_one:
+      return i >= child;
     }
     return false;
   };
@@ -104,8 +112,9 @@ restart_decision restart_planner::on_exit(size_t child, exit_kind kind, time_poi
     d.start.push_back(i);
   }
   d.delay = backoff_.delay(static_cast<uint32_t>(window_.size()), rng_);
-  d.reason = std::string{to_string(strategy_)} + " restart of child " + std::to_string(child);
+  d.reason =
+      std::string{to_string(strategy_)} + " restart of child " + std::to_string(child);
   return d;
 }
 
-}  // namespace troupe
+} // namespace troupe

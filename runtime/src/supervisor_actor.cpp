@@ -5,14 +5,14 @@
 // exits. Restarts wait for the stopped siblings' down messages, then for the
 // backoff delay (a delayed message, so the test scheduler controls it).
 
-#include <algorithm>
-#include <set>
-
 #include "node_system_config.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/runtime/supervisor.hpp"
+
+#include <algorithm>
+#include <set>
 
 namespace troupe {
 namespace {
@@ -26,24 +26,25 @@ struct child_state {
   child_spec spec;
   caf::actor handle;
   child_status status = child_status::stopped;
-  uint64_t generation = 0;  // bumps on every start; guards stale timers
-  bool exit_seen = false;   // its link's exit message already arrived
+  uint64_t generation = 0; // bumps on every start; guards stale timers
+  bool exit_seen = false;  // its link's exit message already arrived
 };
 
 std::vector<restart_type> types_of(const supervisor_spec& spec) {
   std::vector<restart_type> out;
-  for (auto& c : spec.children) out.push_back(c.restart);
+  for (auto& c : spec.children)
+    out.push_back(c.restart);
   return out;
 }
 
 class supervisor_actor final : public actor {
- public:
+public:
   supervisor_actor(caf::actor_config& cfg, supervisor_spec spec)
-      : actor(cfg),
-        spec_(std::move(spec)),
+      : actor(cfg), spec_(std::move(spec)),
         planner_(spec_.strategy, spec_.intensity, spec_.backoff, types_of(spec_)),
         log_(logging::get("runtime")) {
-    for (auto& c : spec_.children) children_.push_back(child_state{c, {}, child_status::stopped, 0});
+    for (auto& c : spec_.children)
+      children_.push_back(child_state{c, {}, child_status::stopped, 0});
   }
 
   const char* name() const override { return "supervisor"; }
@@ -54,8 +55,9 @@ class supervisor_actor final : public actor {
       metrics::labels l{{"supervisor", spec_.name}};
       restarts_ = &reg.get_counter("troupe_supervisor_restarts_total",
                                    "Restarts performed by a supervisor", l);
-      escalations_ = &reg.get_counter("troupe_supervisor_escalations_total",
-                                      "Times a supervisor gave up and escalated to its parent", l);
+      escalations_ =
+          &reg.get_counter("troupe_supervisor_escalations_total",
+                           "Times a supervisor gave up and escalated to its parent", l);
       child_exits_ = &reg.get_counter("troupe_supervisor_child_exits_total",
                                       "Unexpected child exits seen by a supervisor", l);
     }
@@ -71,8 +73,8 @@ class supervisor_actor final : public actor {
         [this](kill_atom, uint64_t idx, uint64_t gen) {
           if (idx < children_.size() && children_[idx].status == child_status::stopping &&
               children_[idx].generation == gen) {
-            log_->warn("supervisor {}: child {} did not stop in time, killing it", spec_.name,
-                       children_[idx].spec.id);
+            log_->warn("supervisor {}: child {} did not stop in time, killing it",
+                       spec_.name, children_[idx].spec.id);
             send_exit(children_[idx].handle, caf::exit_reason::kill);
           }
         },
@@ -85,22 +87,23 @@ class supervisor_actor final : public actor {
         [this](child_atom, const std::string& id) -> caf::result<caf::actor> {
           for (auto& c : children_)
             if (c.spec.id == id && c.status == child_status::running) return c.handle;
-          return caf::make_error(caf::sec::invalid_argument, "no running child '" + id + "'");
+          return caf::make_error(caf::sec::invalid_argument,
+                                 "no running child '" + id + "'");
         },
     };
   }
 
- protected:
+protected:
   void on_drain() override {
     if (mode_ != mode::running) return;
     mode_ = mode::draining;
     exit_reason_ = caf::exit_reason::user_shutdown;
-    ++restart_generation_;  // cancel pending restarts
+    ++restart_generation_; // cancel pending restarts
     pending_starts_.clear();
     stop_next_for_drain();
   }
 
- private:
+private:
   enum class mode { running, draining, terminating };
 
   bool start_child(size_t i) {
@@ -144,8 +147,8 @@ class supervisor_actor final : public actor {
       send(c.handle, drain_atom::value);
     else
       send_exit(c.handle, caf::exit_reason::user_shutdown);
-    delayed_send(this, c.spec.shutdown_timeout, kill_atom::value, static_cast<uint64_t>(i),
-                 c.generation);
+    delayed_send(this, c.spec.shutdown_timeout, kill_atom::value,
+                 static_cast<uint64_t>(i), c.generation);
   }
 
   void on_down(caf::down_msg& dm) {
@@ -172,26 +175,27 @@ class supervisor_actor final : public actor {
       if (r == *idx) children_[r].status = child_status::removed;
     }
     switch (d.what) {
-      case restart_decision::action::none:
-        log_->debug("supervisor {}: child {} exited ({}), not restarted", spec_.name, c.spec.id,
-                    caf::to_string(dm.reason));
-        break;
-      case restart_decision::action::escalate:
-        escalate("child '" + c.spec.id + "' exited (" + caf::to_string(dm.reason) + "); " +
-                 d.reason);
-        break;
-      case restart_decision::action::restart: {
-        if (restarts_ != nullptr) restarts_->inc();
-        log_->info("supervisor {}: child {} exited ({}); {} in {} ms", spec_.name, c.spec.id,
-                   caf::to_string(dm.reason), d.reason,
-                   std::chrono::duration_cast<std::chrono::milliseconds>(d.delay).count());
-        for (auto s : d.stop)
-          if (children_[s].status == child_status::running) stop_child(s, false);
-        for (auto s : d.start) pending_starts_.insert(s);
-        pending_delay_ = d.delay;
-        maybe_schedule_restart();
-        break;
-      }
+    case restart_decision::action::none:
+      log_->debug("supervisor {}: child {} exited ({}), not restarted", spec_.name,
+                  c.spec.id, caf::to_string(dm.reason));
+      break;
+    case restart_decision::action::escalate:
+      escalate("child '" + c.spec.id + "' exited (" + caf::to_string(dm.reason) + "); " +
+               d.reason);
+      break;
+    case restart_decision::action::restart: {
+      if (restarts_ != nullptr) restarts_->inc();
+      log_->info("supervisor {}: child {} exited ({}); {} in {} ms", spec_.name,
+                 c.spec.id, caf::to_string(dm.reason), d.reason,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(d.delay).count());
+      for (auto s : d.stop)
+        if (children_[s].status == child_status::running) stop_child(s, false);
+      for (auto s : d.start)
+        pending_starts_.insert(s);
+      pending_delay_ = d.delay;
+      maybe_schedule_restart();
+      break;
+    }
     }
   }
 
@@ -202,18 +206,19 @@ class supervisor_actor final : public actor {
 
   void after_expected_stop() {
     for (auto& c : children_)
-      if (c.status == child_status::stopped && planner_.alive(&c - children_.data()) == false)
+      if (c.status == child_status::stopped &&
+          planner_.alive(&c - children_.data()) == false)
         c.status = child_status::removed;
     switch (mode_) {
-      case mode::running:
-        maybe_schedule_restart();
-        break;
-      case mode::draining:
-        stop_next_for_drain();
-        break;
-      case mode::terminating:
-        if (!any_stopping()) quit(exit_reason_);
-        break;
+    case mode::running:
+      maybe_schedule_restart();
+      break;
+    case mode::draining:
+      stop_next_for_drain();
+      break;
+    case mode::terminating:
+      if (!any_stopping()) quit(exit_reason_);
+      break;
     }
   }
 
@@ -266,7 +271,7 @@ class supervisor_actor final : public actor {
   }
 
   void on_exit_msg(caf::exit_msg& em) {
-    if (auto idx = index_of(em.source)) {  // a child: its down message does the work
+    if (auto idx = index_of(em.source)) { // a child: its down message does the work
       children_[*idx].exit_seen = true;
       return;
     }
@@ -281,7 +286,7 @@ class supervisor_actor final : public actor {
   std::shared_ptr<spdlog::logger> log_;
   std::vector<child_state> children_;
   std::set<size_t> pending_starts_;
-  std::set<caf::actor_addr> former_children_;  // exited, their exit message still due
+  std::set<caf::actor_addr> former_children_; // exited, their exit message still due
   duration pending_delay_{};
   uint64_t restart_generation_ = 0;
   mode mode_ = mode::running;
@@ -291,7 +296,7 @@ class supervisor_actor final : public actor {
   metrics::counter* child_exits_ = nullptr;
 };
 
-}  // namespace
+} // namespace
 
 child_spec worker_fn(std::string id, restart_type restart, function_actor::init_fn fn) {
   std::string kind = id;
@@ -314,4 +319,4 @@ actor_ref spawn_supervisor(caf::actor_system& sys, supervisor_spec spec) {
   return actor_ref{sys.spawn<supervisor_actor>(std::move(spec))};
 }
 
-}  // namespace troupe
+} // namespace troupe

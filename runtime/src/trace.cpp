@@ -1,14 +1,13 @@
 #include "troupe/runtime/trace.hpp"
 
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/random.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <random>
-
 #include <nlohmann/json.hpp>
-
-#include "troupe/runtime/errc.hpp"
-#include "troupe/runtime/random.hpp"
+#include <random>
 
 namespace troupe {
 namespace {
@@ -27,22 +26,28 @@ uint64_t ratio_threshold(double ratio) {
   return static_cast<uint64_t>(std::ldexp(ratio, 64));
 }
 
-}  // namespace
+} // namespace
 
 std::string span_context::trace_id_hex() const {
   if (!valid()) return {};
   return hex64(trace_hi) + hex64(trace_lo);
 }
 
-std::string span_context::span_id_hex() const { return hex64(span_id); }
+std::string span_context::span_id_hex() const {
+  return hex64(span_id);
+}
 
-const span_context* current_span() noexcept { return tls_current; }
+const span_context* current_span() noexcept {
+  return tls_current;
+}
 
 span_scope::span_scope(const span_context* ctx) noexcept : prev_(tls_current) {
   tls_current = ctx;
 }
 
-span_scope::~span_scope() { tls_current = prev_; }
+span_scope::~span_scope() {
+  tls_current = prev_;
+}
 
 int64_t unix_now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -80,15 +85,15 @@ std::string to_otlp_json(const std::vector<span_record>& batch,
                       {{"attributes",
                         json::array({{{"key", "service.name"},
                                       {"value", {{"stringValue", service_name}}}}})}}},
-                     {"scopeSpans",
-                      json::array({{{"scope", {{"name", "troupe"}}}, {"spans", spans}}})}}})}};
+                     {"scopeSpans", json::array({{{"scope", {{"name", "troupe"}}},
+                                                  {"spans", spans}}})}}})}};
   // Replace invalid UTF-8 rather than throw: span names and attributes may
   // carry user data.
   return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-result<std::unique_ptr<otlp_json_file_sink>> otlp_json_file_sink::open(
-    const std::filesystem::path& path, std::string service_name) {
+result<std::unique_ptr<otlp_json_file_sink>>
+otlp_json_file_sink::open(const std::filesystem::path& path, std::string service_name) {
   std::FILE* f = std::fopen(path.c_str(), "a");
   if (f == nullptr)
     return error{runtime::errc::io_error,
@@ -100,7 +105,9 @@ result<std::unique_ptr<otlp_json_file_sink>> otlp_json_file_sink::open(
 otlp_json_file_sink::otlp_json_file_sink(std::FILE* f, std::string service_name)
     : file_(f), service_name_(std::move(service_name)) {}
 
-otlp_json_file_sink::~otlp_json_file_sink() { std::fclose(file_); }
+otlp_json_file_sink::~otlp_json_file_sink() {
+  std::fclose(file_);
+}
 
 result<void> otlp_json_file_sink::write(const std::vector<span_record>& batch) {
   auto line = to_otlp_json(batch, service_name_);
@@ -131,12 +138,11 @@ std::vector<span_record> memory_span_sink::spans() const {
 
 tracer::tracer(double sampling_ratio, size_t queue_capacity,
                std::unique_ptr<span_sink> sink, uint64_t seed)
-    : ratio_(sampling_ratio),
-      threshold_(ratio_threshold(sampling_ratio)),
-      capacity_(queue_capacity == 0 ? 1 : queue_capacity),
-      sink_(std::move(sink)),
-      id_state_(seed != 0 ? seed : (uint64_t{std::random_device{}()} << 32) ^
-                                       std::random_device{}()) {
+    : ratio_(sampling_ratio), threshold_(ratio_threshold(sampling_ratio)),
+      capacity_(queue_capacity == 0 ? 1 : queue_capacity), sink_(std::move(sink)),
+      id_state_(seed != 0
+                    ? seed
+                    : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -155,7 +161,9 @@ uint64_t tracer::next_id() noexcept {
   return id == 0 ? 1 : id;
 }
 
-uint64_t tracer::next_span_id() noexcept { return next_id(); }
+uint64_t tracer::next_span_id() noexcept {
+  return next_id();
+}
 
 span_context tracer::new_root(std::string tenant) {
   span_context ctx;
@@ -204,7 +212,8 @@ void tracer::run() {
   std::unique_lock<std::mutex> guard{mu_};
   for (;;) {
     cv_.wait_for(guard, export_interval, [&] {
-      return stop_ || queue_.size() >= export_batch || (flush_waiters_ > 0 && !queue_.empty());
+      return stop_ || queue_.size() >= export_batch ||
+             (flush_waiters_ > 0 && !queue_.empty());
     });
     if (queue_.empty()) {
       if (stop_) break;
@@ -232,4 +241,4 @@ void tracer::run() {
   flushed_cv_.notify_all();
 }
 
-}  // namespace troupe
+} // namespace troupe

@@ -5,12 +5,12 @@
 // Input layout: bytes up to the first 0x00 are the TOML document; the rest
 // is a list of NAME=VALUE environment entries separated by 0x01.
 
+#include "troupe/runtime/config.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
-
-#include "troupe/runtime/config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in{reinterpret_cast<const char*>(data), size};
@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = troupe::load_config_string(troupe::to_toml(*r), "roundtrip.toml", {});
     if (!again.ok() || !(*again == *r)) __builtin_trap();
   } else if (r.err().message().empty()) {
-    __builtin_trap();  // every error says what was wrong
+    __builtin_trap(); // every error says what was wrong
   }
   return 0;
 }

@@ -2,21 +2,20 @@
 // builder, the FGD / Random / paper BestFit scorers on worked examples, and a
 // seeded arrival experiment comparing them.
 
-#include <doctest/doctest.h>
+#include "troupe/placement/errc.hpp"
+#include "troupe/placement/fragmentation.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <doctest/doctest.h>
 #include <limits>
 #include <map>
 #include <new>
 #include <optional>
 #include <random>
 #include <string>
-
-#include "troupe/placement/errc.hpp"
-#include "troupe/placement/fragmentation.hpp"
 
 // Counts heap allocations while `counting` is set, to check that the
 // measure allocates nothing (it runs for every candidate of every decision).
@@ -28,7 +27,7 @@ void* counted_alloc(std::size_t n) noexcept {
   if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
   return std::malloc(n == 0 ? 1 : n);
 }
-}  // namespace
+} // namespace
 
 // Every non-aligned form is replaced, so each block is freed by the family
 // that made it (sanitizers check the pairing); the aligned forms keep the
@@ -42,14 +41,30 @@ void* operator new[](std::size_t n) {
   if (void* p = counted_alloc(n)) return p;
   throw std::bad_alloc{};
 }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n); }
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return counted_alloc(n);
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return counted_alloc(n);
+}
+[[gnu::noinline]] void operator delete(void* p) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
 
 using namespace troupe::placement;
 
@@ -146,21 +161,24 @@ void put(cluster_state& st, uint32_t n, const bundle& b, std::optional<uint32_t>
 }
 
 /// Node and GPU (or first whole GPU) that `s` picks for `b` in `st`.
-std::pair<uint32_t, uint32_t> pick(const cluster_state& st, const scorer& s, const bundle& b) {
+std::pair<uint32_t, uint32_t> pick(const cluster_state& st, const scorer& s,
+                                   const bundle& b) {
   placer p{&s};
   auto out = p.place(st, one(b));
   REQUIRE(out.plan);
   const auto& bp = out.plan->bundles.front();
-  uint32_t gpu = bp.shared_gpu ? *bp.shared_gpu : (bp.gpus.empty() ? UINT32_MAX : bp.gpus.front());
+  uint32_t gpu =
+      bp.shared_gpu ? *bp.shared_gpu : (bp.gpus.empty() ? UINT32_MAX : bp.gpus.front());
   return {bp.node.value(), gpu};
 }
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("fragmentation") {
-  TEST_CASE("a whole-GPU class strands partly used GPUs, a half-GPU class only GPUs under half free") {
+  TEST_CASE("a whole-GPU class strands partly used GPUs, a half-GPU class only GPUs "
+            "under half free") {
     auto n = make_node("n", 4);
-    auto ns = state_with({300, 600, 1000, 0});  // free 700, 400, 0, 1000
+    auto ns = state_with({300, 600, 1000, 0}); // free 700, 400, 0, 1000
     CHECK(node_free_gpu_milli(n, ns) == 2100);
     // One whole GPU fits (GPU 3); GPUs 0 and 1 can never serve it.
     CHECK(class_fragmentation(n, ns, whole(1)) == 700 + 400);
@@ -176,11 +194,12 @@ TEST_SUITE("fragmentation") {
     CHECK(class_fragmentation(n, ns, cpu_only(1000)) == 2100);
   }
 
-  TEST_CASE("a node without the CPU a class asks for counts all its free GPU as fragment") {
+  TEST_CASE(
+      "a node without the CPU a class asks for counts all its free GPU as fragment") {
     auto n = make_node("n", 4, 32000);
-    auto ns = state_with({300, 600, 1000, 0}, 30000);  // 2000 mCPU free
+    auto ns = state_with({300, 600, 1000, 0}, 30000); // 2000 mCPU free
     CHECK(class_fragmentation(n, ns, share(500, 4000)) == 2100);
-    CHECK(class_fragmentation(n, ns, share(500, 2000)) == 400);  // exactly enough CPU
+    CHECK(class_fragmentation(n, ns, share(500, 2000)) == 400); // exactly enough CPU
     CHECK(class_fragmentation(n, ns, whole(1, 2001)) == 2100);
     // The simulator's own check (frag_test.go, "4x1080_used_lack_CPU"):
     // 1000 mCPU left, GPUs 200/1000/1000/500 free, one class of 6 cores and
@@ -204,12 +223,14 @@ TEST_SUITE("fragmentation") {
     auto mixed = make_node("mixed", 4);
     mixed.gpus[2].model = "T4";
     mixed.gpus[3].model = "T4";
-    CHECK(class_fragmentation(mixed, state_with({0, 700, 0, 0}), a10) == 300 + 1000 + 1000);
+    CHECK(class_fragmentation(mixed, state_with({0, 700, 0, 0}), a10) ==
+          300 + 1000 + 1000);
     a10.gpu_models = {"T4", "A10"};
     CHECK(class_fragmentation(mixed, state_with({0, 700, 0, 0}), a10) == 300);
   }
 
-  TEST_CASE("time-sliced GPUs with every slice taken and MIG GPUs are handled as documented") {
+  TEST_CASE(
+      "time-sliced GPUs with every slice taken and MIG GPUs are handled as documented") {
     auto n = make_node("n", 3);
     n.gpus[0].sharing = gpu_sharing::time_sliced;
     n.gpus[0].time_slice_replicas = 2;
@@ -218,9 +239,9 @@ TEST_SUITE("fragmentation") {
     n.gpus[2].model = "A100-80GB";
     n.gpus[2].sharing = gpu_sharing::mig;
     auto ns = state_with({200, 200, 0});
-    ns.gpus[1].shares = 2;  // both slices taken: its 800 free cannot be used
+    ns.gpus[1].shares = 2; // both slices taken: its 800 free cannot be used
     ns.gpus[2].mig.emplace("A100-80GB");
-    CHECK(node_free_gpu_milli(n, ns) == 1600);  // MIG GPU left out
+    CHECK(node_free_gpu_milli(n, ns) == 1600); // MIG GPU left out
     CHECK(class_fragmentation(n, ns, share(500)) == 800);
     // Time-sliced GPUs never take whole-GPU tasks.
     CHECK(class_fragmentation(n, ns, whole(1)) == 1600);
@@ -230,7 +251,8 @@ TEST_SUITE("fragmentation") {
     auto n = make_node("n", 4);
     auto ns = state_with({300, 600, 1000, 0});
     workload_mix m{{whole(1, 1000, 0.6), share(500, 1000, 0.3), cpu_only(1000, 0.1)}};
-    CHECK(node_fragmentation(n, ns, m) == doctest::Approx(0.6 * 1100 + 0.3 * 400 + 0.1 * 2100));
+    CHECK(node_fragmentation(n, ns, m) ==
+          doctest::Approx(0.6 * 1100 + 0.3 * 400 + 0.1 * 2100));
     CHECK(fragmentation_rate(n, ns, m) == doctest::Approx(990.0 / 2100));
     // A full node has no fragment and no rate.
     CHECK(node_fragmentation(n, state_with({1000, 1000, 1000, 1000}), m) == 0);
@@ -247,7 +269,8 @@ TEST_SUITE("fragmentation") {
     allocations = 0;
     counting = true;
     double f = 0;
-    for (int i = 0; i < 100; ++i) f += node_fragmentation(n, ns, m);
+    for (int i = 0; i < 100; ++i)
+      f += node_fragmentation(n, ns, m);
     counting = false;
     CHECK(allocations.load() == 0);
     CHECK(f > 0);
@@ -255,7 +278,7 @@ TEST_SUITE("fragmentation") {
 
   TEST_CASE("cluster fragmentation and its rate count only schedulable nodes") {
     cluster_state st{topo({make_node("a", 2), make_node("b", 2)})};
-    put(st, 0, make_bundle(0, 700, 1000), 0, 1);  // a: 300 + 1000 free
+    put(st, 0, make_bundle(0, 700, 1000), 0, 1); // a: 300 + 1000 free
     workload_mix m{{share(500, 1000, 0.5), whole(1, 1000, 0.5)}};
     // a: 0.5 x 300 + 0.5 x 300; b: nothing.
     CHECK(cluster_fragmentation(st, m) == doctest::Approx(300));
@@ -267,15 +290,18 @@ TEST_SUITE("fragmentation") {
     CHECK(fragmentation_rate(st, m) == 0);
   }
 
-  TEST_CASE("the typical mix keeps the most popular classes until they cover the threshold") {
+  TEST_CASE(
+      "the typical mix keeps the most popular classes until they cover the threshold") {
     std::vector<bundle> bs;
-    for (int i = 0; i < 5; ++i) bs.push_back(make_bundle(1, 0, 8000));     // A: 5
-    for (int i = 0; i < 3; ++i) bs.push_back(make_bundle(0, 500, 4000));   // B: 3
-    bs.push_back(make_bundle(0, 0, 2000));                                 // C: 1
-    bs.push_back(make_bundle(0, 0, 16000));                                // D: 1, larger
+    for (int i = 0; i < 5; ++i)
+      bs.push_back(make_bundle(1, 0, 8000)); // A: 5
+    for (int i = 0; i < 3; ++i)
+      bs.push_back(make_bundle(0, 500, 4000)); // B: 3
+    bs.push_back(make_bundle(0, 0, 2000));     // C: 1
+    bs.push_back(make_bundle(0, 0, 16000));    // D: 1, larger
     bundle mig;
     mig.mig_profile = "1g.10gb";
-    bs.push_back(mig);  // skipped
+    bs.push_back(mig); // skipped
 
     auto all = typical_workload_mix(bs, {.popularity = 0.95});
     REQUIRE(all.ok());
@@ -284,7 +310,7 @@ TEST_SUITE("fragmentation") {
     CHECK(all->classes[0].weight == doctest::Approx(0.5));
     CHECK(all->classes[1].gpu_milli == 500);
     CHECK(all->classes[1].weight == doctest::Approx(0.3));
-    CHECK(all->classes[2].cpu_milli == 16000);  // tie on count: larger tuple first
+    CHECK(all->classes[2].cpu_milli == 16000); // tie on count: larger tuple first
     CHECK(all->classes[3].cpu_milli == 2000);
     CHECK(all->total_weight() == doctest::Approx(1.0));
 
@@ -302,15 +328,17 @@ TEST_SUITE("fragmentation") {
     CHECK(three->classes[2].cpu_milli == 16000);
     CHECK(three->classes[2].weight == doctest::Approx(1.0 / 9));
 
-    auto no_cpu = typical_workload_mix(bs, {.popularity = 1.0, .include_cpu_only = false});
+    auto no_cpu =
+        typical_workload_mix(bs, {.popularity = 1.0, .include_cpu_only = false});
     REQUIRE(no_cpu.ok());
     CHECK(no_cpu->classes.size() == 2);
     CHECK(no_cpu->classes[0].weight == doctest::Approx(5.0 / 8));
   }
 
   TEST_CASE("the typical mix tells models apart and rejects bad input") {
-    std::vector<bundle> bs{make_bundle(0, 500, 4000, {"T4"}), make_bundle(0, 500, 4000, {"T4"}),
-                           make_bundle(0, 500, 4000), make_bundle(2, 0, 4000, {"T4", "A10"})};
+    std::vector<bundle> bs{make_bundle(0, 500, 4000, {"T4"}),
+                           make_bundle(0, 500, 4000, {"T4"}), make_bundle(0, 500, 4000),
+                           make_bundle(2, 0, 4000, {"T4", "A10"})};
     auto m = typical_workload_mix(bs, {.popularity = 1.0});
     REQUIRE(m.ok());
     REQUIRE(m->classes.size() == 3);
@@ -340,7 +368,8 @@ TEST_SUITE("fragmentation") {
     CHECK(v.err().message().find("class 1") != std::string::npos);
   }
 
-  TEST_CASE("the gradient keeps a GPU's remainder usable where best fit takes the tightest GPU") {
+  TEST_CASE("the gradient keeps a GPU's remainder usable where best fit takes the "
+            "tightest GPU") {
     // Worked example (ours; the paper's figure is not reproduced): a node
     // with GPU 0 at 700 and GPU 1 at 600 milli free; the workload is all
     // 0.5-GPU tasks; a 0.2-GPU task arrives.
@@ -354,7 +383,8 @@ TEST_SUITE("fragmentation") {
     auto b = make_bundle(0, 200, 1000);
     auto cands = candidates_on_node(st, node_id{0}, st.state(node_id{0}), b, 0);
     REQUIRE(cands.size() == 2);
-    CHECK(fgd.score(st.spec(node_id{0}), st.state(node_id{0}), b, cands[0]) == doctest::Approx(0));
+    CHECK(fgd.score(st.spec(node_id{0}), st.state(node_id{0}), b, cands[0]) ==
+          doctest::Approx(0));
     CHECK(fgd.score(st.spec(node_id{0}), st.state(node_id{0}), b, cands[1]) ==
           doctest::Approx(400));
     CHECK(pick(st, fgd, b).second == 0);
@@ -367,7 +397,8 @@ TEST_SUITE("fragmentation") {
     CHECK(pick(st, paper_best_fit_scorer{}, b).second == 1);
   }
 
-  TEST_CASE("the gradient keeps a CPU-only task off the node whose GPUs it would strand") {
+  TEST_CASE(
+      "the gradient keeps a CPU-only task off the node whose GPUs it would strand") {
     // n0: 2 free GPUs but 12 cores free; n1: 8 free GPUs and 64 cores. The
     // workload is 1-GPU tasks of 8 cores. A 10-core CPU-only task on n0
     // leaves 2 cores: both GPUs become fragment (+2000); on n1 nothing is.
@@ -376,12 +407,13 @@ TEST_SUITE("fragmentation") {
     fgd_scorer fgd{st, workload_mix{{whole(1, 8000)}}};
     auto b = make_bundle(0, 0, 10000);
     CHECK(pick(st, fgd, b).first == 1);
-    CHECK(pick(st, best_fit_scorer{}, b).first == 0);        // least free GPU left
-    CHECK(pick(st, paper_best_fit_scorer{}, b).first == 0);  // least CPU + GPU left
+    CHECK(pick(st, best_fit_scorer{}, b).first == 0);       // least free GPU left
+    CHECK(pick(st, paper_best_fit_scorer{}, b).first == 0); // least CPU + GPU left
     bundle_placement c;
     c.node = node_id{0};
     c.cpu_milli = 10000;
-    CHECK(fgd.score(st.spec(node_id{0}), st.state(node_id{0}), b, c) == doctest::Approx(2000));
+    CHECK(fgd.score(st.spec(node_id{0}), st.state(node_id{0}), b, c) ==
+          doctest::Approx(2000));
   }
 
   TEST_CASE("the gradient of a candidate that does not apply is infinite") {
@@ -390,7 +422,7 @@ TEST_SUITE("fragmentation") {
     auto b = make_bundle(0, 200, 1000);
     bundle_placement c;
     c.node = node_id{0};
-    c.shared_gpu = 5;  // no such GPU
+    c.shared_gpu = 5; // no such GPU
     c.gpu_milli = 200;
     c.cpu_milli = 1000;
     CHECK(fgd.score(st.spec(node_id{0}), st.state(node_id{0}), b, c) ==
@@ -399,7 +431,8 @@ TEST_SUITE("fragmentation") {
 
   TEST_CASE("MIG bundles are scored by best fit under both paper scorers") {
     auto n = make_node("m", 2, 64000, "A100-80GB");
-    for (auto& g : n.gpus) g.sharing = gpu_sharing::mig;
+    for (auto& g : n.gpus)
+      g.sharing = gpu_sharing::mig;
     cluster_state st{topo({n})};
     bundle b;
     b.mig_profile = "1g.10gb";
@@ -423,27 +456,30 @@ TEST_SUITE("fragmentation") {
     put(st, 1, make_bundle(0, 0, 48000), std::nullopt, 1);
     auto b = make_bundle(1, 0, 4000);
     CHECK(pick(st, paper_best_fit_scorer{}, b).first == 1);
-    CHECK(pick(st, best_fit_scorer{}, b).first == 0);  // a tie on GPUs: the first node
+    CHECK(pick(st, best_fit_scorer{}, b).first == 0); // a tie on GPUs: the first node
     bundle_placement c;
     c.node = node_id{1};
     c.gpus = {0};
     c.cpu_milli = 4000;
-    CHECK(paper_best_fit_scorer{}.score(st.spec(node_id{1}), st.state(node_id{1}), b, c) ==
-          doctest::Approx(0.5 * 12000 / 128000 + 0.5 * 3000 / 8000));
+    CHECK(
+        paper_best_fit_scorer{}.score(st.spec(node_id{1}), st.state(node_id{1}), b, c) ==
+        doctest::Approx(0.5 * 12000 / 128000 + 0.5 * 3000 / 8000));
   }
 
-  TEST_CASE("the random scorer picks nodes equally often whatever their number of fitting GPUs") {
+  TEST_CASE("the random scorer picks nodes equally often whatever their number of "
+            "fitting GPUs") {
     cluster_state st{topo({make_node("eight", 8), make_node("one", 1)})};
     auto b = make_bundle(0, 100, 1000);
     random_scorer rnd{st, 7};
     std::map<std::pair<uint32_t, uint32_t>, int> seen;
     constexpr int trials = 4000;
-    for (int i = 0; i < trials; ++i) ++seen[pick(st, rnd, b)];
+    for (int i = 0; i < trials; ++i)
+      ++seen[pick(st, rnd, b)];
     int on_eight = 0;
     for (auto& [where, k] : seen)
       if (where.first == 0) {
         on_eight += k;
-        CHECK(k > 150);  // each of its 8 GPUs about 250 times
+        CHECK(k > 150); // each of its 8 GPUs about 250 times
       }
     // Binomial(4000, 0.5): sd 32; a per-candidate draw would give 8/9.
     CHECK(on_eight > 1800);
@@ -451,10 +487,12 @@ TEST_SUITE("fragmentation") {
     CHECK(seen.size() == 9);
     // The same seed makes the same choices.
     random_scorer again{st, 7}, also{st, 7};
-    for (int i = 0; i < 50; ++i) CHECK(pick(st, again, b) == pick(st, also, b));
+    for (int i = 0; i < 50; ++i)
+      CHECK(pick(st, again, b) == pick(st, also, b));
   }
 
-  TEST_CASE("on 50 nodes the simulator's FGD allocates at least as much as best fit at 100% demand") {
+  TEST_CASE("on 50 nodes the simulator's FGD allocates at least as much as best fit at "
+            "100% demand") {
     // Nodes shaped like the openb trace's: many 8-GPU nodes with 12 cores per
     // GPU, 2-GPU nodes of another model with lots of CPU, and CPU-tight
     // V100 nodes. Listed in a shuffled order (fixed seed), as node types
@@ -464,8 +502,8 @@ TEST_SUITE("fragmentation") {
     std::vector<node_spec> nodes;
     auto add = [&](int count, uint32_t gpus, uint64_t cpu, const char* model) {
       for (int i = 0; i < count; ++i)
-        nodes.push_back(make_node(std::string{model} + "-" + std::to_string(nodes.size()), gpus,
-                                  cpu, model));
+        nodes.push_back(make_node(std::string{model} + "-" + std::to_string(nodes.size()),
+                                  gpus, cpu, model));
     };
     add(20, 8, 96000, "G2");
     add(18, 2, 104000, "T4");
@@ -487,14 +525,17 @@ TEST_SUITE("fragmentation") {
       double freq;
     };
     const std::vector<shape> shapes{
-        {0, 0, 8000, nullptr, 5},    {0, 0, 16000, nullptr, 4},  {0, 0, 32000, nullptr, 3},
-        {0, 100, 2000, nullptr, 3},  {0, 250, 4000, nullptr, 5}, {0, 460, 6000, nullptr, 8},
-        {0, 500, 8000, nullptr, 6},  {0, 650, 12000, nullptr, 5}, {0, 810, 3000, nullptr, 11},
-        {1, 0, 4000, nullptr, 8},    {1, 0, 11000, nullptr, 20}, {1, 0, 16000, nullptr, 10},
-        {1, 0, 12000, "T4", 5},      {2, 0, 16000, nullptr, 1.5}, {4, 0, 32000, nullptr, 1},
-        {8, 0, 64000, nullptr, 0.5}};
+        {0, 0, 8000, nullptr, 5},    {0, 0, 16000, nullptr, 4},
+        {0, 0, 32000, nullptr, 3},   {0, 100, 2000, nullptr, 3},
+        {0, 250, 4000, nullptr, 5},  {0, 460, 6000, nullptr, 8},
+        {0, 500, 8000, nullptr, 6},  {0, 650, 12000, nullptr, 5},
+        {0, 810, 3000, nullptr, 11}, {1, 0, 4000, nullptr, 8},
+        {1, 0, 11000, nullptr, 20},  {1, 0, 16000, nullptr, 10},
+        {1, 0, 12000, "T4", 5},      {2, 0, 16000, nullptr, 1.5},
+        {4, 0, 32000, nullptr, 1},   {8, 0, 64000, nullptr, 0.5}};
     std::vector<double> freqs;
-    for (auto& s : shapes) freqs.push_back(s.freq);
+    for (auto& s : shapes)
+      freqs.push_back(s.freq);
 
     // Arrivals drawn with replacement until they ask for 1.3x the GPUs;
     // nothing departs; the share of GPUs allocated once arrivals reach 100%.
@@ -524,8 +565,9 @@ TEST_SUITE("fragmentation") {
     int sim_ge_paper_bf = 0, sim_ge_bf = 0, grad_ge_random = 0;
     for (int order = 0; order < 2; ++order) {
       const auto& t = order == 0 ? interleaved : by_type;
-      report += order == 0 ? "GPU allocated at 100% arrived demand, nodes interleaved:\n"
-                           : "the same cluster with nodes sorted by type (8-GPU G2 first):\n";
+      report += order == 0
+                    ? "GPU allocated at 100% arrived demand, nodes interleaved:\n"
+                    : "the same cluster with nodes sorted by type (8-GPU G2 first):\n";
       double sum[policies] = {};
       for (auto seed : seeds) {
         std::mt19937_64 rng{seed};
@@ -533,14 +575,14 @@ TEST_SUITE("fragmentation") {
         std::vector<bundle> arrivals;
         for (uint64_t demand = 0; demand < capacity * 13 / 10;) {
           const auto& s = shapes[draw(rng)];
-          arrivals.push_back(make_bundle(
-              s.gpus, s.milli, s.cpu,
-              s.model ? std::vector<std::string>{s.model} : std::vector<std::string>{}));
+          arrivals.push_back(make_bundle(s.gpus, s.milli, s.cpu,
+                                         s.model ? std::vector<std::string>{s.model}
+                                                 : std::vector<std::string>{}));
           demand += 1000ULL * s.gpus + s.milli;
         }
         auto mix = typical_workload_mix(arrivals);
         REQUIRE(mix.ok());
-        cluster_state any{t};  // the scorers use it for apply_to / candidates only
+        cluster_state any{t}; // the scorers use it for apply_to / candidates only
         double r[policies] = {
             run(t, arrivals, fgd_scorer{any, *mix, fgd_score::gradient}),
             run(t, arrivals, fgd_scorer{any, *mix, fgd_score::simulator}),
@@ -549,7 +591,8 @@ TEST_SUITE("fragmentation") {
             run(t, arrivals, random_scorer{any, seed}),
         };
         char line[64];
-        std::snprintf(line, sizeof line, "  seed %llu:", static_cast<unsigned long long>(seed));
+        std::snprintf(line, sizeof line,
+                      "  seed %llu:", static_cast<unsigned long long>(seed));
         report += line;
         for (int k = 0; k < policies; ++k) {
           sum[k] += r[k];
@@ -566,7 +609,8 @@ TEST_SUITE("fragmentation") {
       report += "  mean:   ";
       for (int k = 0; k < policies; ++k) {
         char line[64];
-        std::snprintf(line, sizeof line, "  %s %.1f%%", names[k], 100 * sum[k] / seeds.size());
+        std::snprintf(line, sizeof line, "  %s %.1f%%", names[k],
+                      100 * sum[k] / seeds.size());
         report += line;
       }
       report += "\n";

@@ -1,15 +1,14 @@
-#include <doctest/doctest.h>
+#include "troupe/placement/mig.hpp"
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/random.hpp"
 
 #include <algorithm>
 #include <cstdint>
+#include <doctest/doctest.h>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include "troupe/runtime/random.hpp"
-#include "troupe/placement/mig.hpp"
-#include "troupe/runtime/errc.hpp"
 
 using troupe::placement::find_mig_profile;
 using troupe::placement::make_layout;
@@ -66,7 +65,7 @@ struct splitmix64 {
   uint32_t below(uint32_t n) { return static_cast<uint32_t>(next() % n); }
 };
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("mig") {
   TEST_CASE(
@@ -168,7 +167,7 @@ TEST_SUITE("mig") {
     const mig_profile& three_g = *find_mig_profile("A100-80GB", "3g.40gb");
     CHECK(mig_memory_mask(three_g, 0) == 0x0F);
     CHECK(mig_memory_mask(three_g, 4) == 0xF0);
-    CHECK(mig_memory_mask(three_g, 5) == 0);  // would run past slice 7
+    CHECK(mig_memory_mask(three_g, 5) == 0); // would run past slice 7
     CHECK(mig_memory_mask(*find_mig_profile("A100-80GB", "7g.80gb"), 0) == 0xFF);
   }
 
@@ -179,7 +178,7 @@ TEST_SUITE("mig") {
       CHECK(mig_profiles_for(model) == nullptr);
       CHECK(find_mig_profile(model, "1g.10gb") == nullptr);
     }
-    CHECK(find_mig_profile("A100-80GB", "1g.5gb") == nullptr);  // a 40GB name
+    CHECK(find_mig_profile("A100-80GB", "1g.5gb") == nullptr); // a 40GB name
     CHECK(find_mig_profile("A100-80GB", "MIG 1g.10gb") == nullptr);
   }
 
@@ -243,7 +242,7 @@ TEST_SUITE("mig") {
     CHECK(four_three.compute_used() == 7);
     const auto three_three = layout_of("H100-80GB", {{"3g.40gb", 0}, {"3g.40gb", 4}});
     CHECK(three_three.memory_mask() == 0xFF);
-    CHECK(three_three.compute_used() == 6);  // one compute slice idles
+    CHECK(three_three.compute_used() == 6); // one compute slice idles
   }
 
   TEST_CASE("4g plus 4g is rejected because the compute slices run out") {
@@ -305,7 +304,7 @@ TEST_SUITE("mig") {
     auto media = layout_of("H200-141GB", {{"1g.18gb+me", 0}});
     CHECK(rejection(media, "1g.18gb+me", 1) ==
           "H200-141GB: 1g.18gb+me allows at most 1 instance per GPU and 1 is placed");
-    CHECK(media.place("1g.18gb", 1).ok());  // the plain 1g is not limited by +me
+    CHECK(media.place("1g.18gb", 1).ok()); // the plain 1g is not limited by +me
 
     auto halves = layout_of("A100-40GB", {{"3g.20gb", 0}, {"3g.20gb", 4}});
     CHECK(halves.valid_starts("3g.20gb").empty());
@@ -342,7 +341,7 @@ TEST_SUITE("mig") {
         layout_of("A100-80GB", {{"3g.40gb", 4}, {"2g.20gb", 0}, {"1g.10gb", 2}});
     CHECK(layout.memory_mask() == 0xF7);
     CHECK(layout.compute_used() == 6);
-    (void)rejection(layout, "2g.20gb", 2);  // checks nothing changed
+    (void)rejection(layout, "2g.20gb", 2); // checks nothing changed
     CHECK(layout.instances() ==
           std::vector<mig_instance>{{"2g.20gb", 0}, {"1g.10gb", 2}, {"3g.40gb", 4}});
 
@@ -393,7 +392,7 @@ TEST_SUITE("mig") {
     CHECK(fragmented.valid_starts("2g.20gb") == std::vector<uint32_t>{2});
     CHECK(fragmented.valid_starts("1g.20gb") == std::vector<uint32_t>{2, 6});
     CHECK(fragmented.can_place("1g.10gb", 0).ok());
-    CHECK(fragmented.instances().size() == 2);  // can_place changes nothing
+    CHECK(fragmented.instances().size() == 2); // can_place changes nothing
   }
 
   TEST_CASE("make_layout round-trips a layout and names the instance it rejects") {
@@ -520,7 +519,7 @@ TEST_SUITE("mig") {
           if (entry.first == profiles[i].name) asked[i] += entry.second;
         }
         got[i] = layout->count(profiles[i].name);
-        CHECK(got[i] <= asked[i]);  // never more than asked
+        CHECK(got[i] <= asked[i]); // never more than asked
       }
       // Largest first (more compute, then more memory, then table order):
       // one more instance of any profile, keeping the larger ones as packed
@@ -563,7 +562,7 @@ TEST_SUITE("mig") {
           // Place a random profile at a random start, listed or not.
           const mig_profile& p =
               profiles[rng.below(static_cast<uint32_t>(profiles.size()))];
-          const uint32_t start = rng.below(mig_memory_slices + 2);  // 0..9
+          const uint32_t start = rng.below(mig_memory_slices + 2); // 0..9
           const auto starts_before = layout.valid_starts(p.name);
           const bool expected = std::find(starts_before.begin(), starts_before.end(),
                                           start) != starts_before.end();
@@ -607,7 +606,7 @@ TEST_SUITE("mig") {
           REQUIRE(p != nullptr);
           const uint32_t m = ((1u << p->memory_slices) - 1u) << inst.start;
           REQUIRE(inst.start + p->memory_slices <= 8);
-          REQUIRE((m & mask) == 0);  // memory slices never overlap
+          REQUIRE((m & mask) == 0); // memory slices never overlap
           mask |= m;
           compute += p->compute_slices;
           REQUIRE(layout.count(p->name) <= p->max_instances);
@@ -671,6 +670,6 @@ TEST_SUITE("mig") {
     CHECK(copy.instances() == layout.instances());
     REQUIRE(copy.remove(4).ok());
     CHECK(copy.valid());
-    CHECK(layout.instances().size() == 2);  // copies are independent
+    CHECK(layout.instances().size() == 2); // copies are independent
   }
 }

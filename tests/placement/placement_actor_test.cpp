@@ -1,17 +1,16 @@
 // The placement actor on a real node, its durable state across a restart,
 // and the JSON codec's handling of hostile input.
 
-#include <doctest/doctest.h>
-
-#include <filesystem>
-#include <nlohmann/json.hpp>
-#include <unistd.h>
-
 #include "troupe/placement/codec.hpp"
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/placement_actor.hpp"
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/node.hpp"
+
+#include <doctest/doctest.h>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using namespace troupe::placement;
@@ -59,7 +58,7 @@ T ask(troupe::node& n, const troupe::actor_ref& a, Ts... xs) {
   return *r;
 }
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("placement actor") {
   TEST_CASE("requests are placed, explained while pending, and placed after a release") {
@@ -71,7 +70,8 @@ TEST_SUITE("placement actor") {
     CHECK(first == 1);
     CHECK(third == 3);
     auto why3 = ask<std::string>(*n, pa, why_atom::value, third);
-    CHECK(why3.rfind("pending: needs 8 GPUs on one node; most free on one node is 0", 0) == 0);
+    CHECK(why3.rfind("pending: needs 8 GPUs on one node; most free on one node is 0",
+                     0) == 0);
     auto why1 = ask<std::string>(*n, pa, why_atom::value, first);
     CHECK(why1.rfind("running as allocation 1 on n", 0) == 0);
     auto status = nlohmann::json::parse(ask<std::string>(*n, pa, status_atom::value));
@@ -81,7 +81,8 @@ TEST_SUITE("placement actor") {
     auto why3b = ask<std::string>(*n, pa, why_atom::value, third);
     CHECK(why3b.rfind("running as allocation 3", 0) == 0);
     static_cast<void>(second);
-    auto bad = n->request<uint64_t>(pa, 5s, submit_atom::value, std::string{"{\"id\": 1}"});
+    auto bad =
+        n->request<uint64_t>(pa, 5s, submit_atom::value, std::string{"{\"id\": 1}"});
     REQUIRE_FALSE(bad.ok());
     CHECK(bad.err().message().find("request.tenant: missing") != std::string::npos);
     auto unknown = n->request<bool>(pa, 5s, release_atom::value, uint64_t{99});
@@ -98,7 +99,7 @@ TEST_SUITE("placement actor") {
       auto pa = n->adopt(spawn_placement_actor(n->system(), small_cluster(dir.string())));
       ask<uint64_t>(*n, pa, submit_atom::value, request_json(6));
       ask<uint64_t>(*n, pa, submit_atom::value, request_json(6));
-      ask<uint64_t>(*n, pa, submit_atom::value, request_json(6));  // pending
+      ask<uint64_t>(*n, pa, submit_atom::value, request_json(6)); // pending
       REQUIRE(ask<bool>(*n, pa, checkpoint_atom::value, uint64_t{2}, int64_t{123}));
       n->stop();
     }
@@ -107,10 +108,12 @@ TEST_SUITE("placement actor") {
     auto status = nlohmann::json::parse(ask<std::string>(*n, pa, status_atom::value));
     CHECK(status["allocated_gpu_milli"] == 12000);
     CHECK(status["allocations"].size() == 2);
-    CHECK(ask<std::string>(*n, pa, why_atom::value, uint64_t{3}).rfind("pending: ", 0) == 0);
+    CHECK(ask<std::string>(*n, pa, why_atom::value, uint64_t{3}).rfind("pending: ", 0) ==
+          0);
     auto next = ask<uint64_t>(*n, pa, submit_atom::value, request_json(1));
-    CHECK(next == 4);  // ids continue after the recovered ones
-    CHECK(ask<std::string>(*n, pa, why_atom::value, uint64_t{4}).rfind("running as", 0) == 0);
+    CHECK(next == 4); // ids continue after the recovered ones
+    CHECK(ask<std::string>(*n, pa, why_atom::value, uint64_t{4}).rfind("running as", 0) ==
+          0);
     n->stop();
     std::filesystem::remove_all(dir);
   }
@@ -128,7 +131,8 @@ TEST_SUITE("placement actor") {
     REQUIRE(ask<bool>(*n, pa, subscribe_atom::value, listener.handle()));
     ask<uint64_t>(*n, pa, submit_atom::value, request_json(2));
     ask<uint64_t>(*n, pa, submit_atom::value, request_json(2));
-    for (int i = 0; i < 500 && heard < 2; ++i) std::this_thread::sleep_for(2ms);
+    for (int i = 0; i < 500 && heard < 2; ++i)
+      std::this_thread::sleep_for(2ms);
     CHECK(heard == 2);
   }
 }
@@ -234,27 +238,34 @@ TEST_SUITE("placement codec") {
         {with("id", 1.5), "request.id: expected a non-negative integer"},
         {with("bundles", "x"), "request.bundles: expected an array"},
         {with("bundles", nlohmann::json::array()), "gang has no bundles"},
-        {with("bundles", nlohmann::json::array({1})), "request.bundles[0]: expected an object"},
+        {with("bundles", nlohmann::json::array({1})),
+         "request.bundles[0]: expected an object"},
         {with("bundles", nlohmann::json::array({{{"gpus", 1}}})),
          "request.bundles[0].gpu_milli: missing"},
-        {with("bundles", nlohmann::json::array(
-                             {{{"gpus", 1}, {"gpu_milli", 1000}, {"cpu_milli", 0}, {"memory_mib", 0}}})),
-         "request.bundles[0].gpu_milli: 1000 is out of range"},
-        {with("bundles", nlohmann::json::array(
-                             {{{"gpus", 99999}, {"gpu_milli", 0}, {"cpu_milli", 0}, {"memory_mib", 0}}})),
-         "request.bundles[0].gpus: 99999 is out of range"},
         {with("bundles", nlohmann::json::array({{{"gpus", 1},
-                                                 {"gpu_milli", 5},
+                                                 {"gpu_milli", 1000},
                                                  {"cpu_milli", 0},
                                                  {"memory_mib", 0}}})),
+         "request.bundles[0].gpu_milli: 1000 is out of range"},
+        {with("bundles", nlohmann::json::array({{{"gpus", 99999},
+                                                 {"gpu_milli", 0},
+                                                 {"cpu_milli", 0},
+                                                 {"memory_mib", 0}}})),
+         "request.bundles[0].gpus: 99999 is out of range"},
+        {with(
+             "bundles",
+             nlohmann::json::array(
+                 {{{"gpus", 1}, {"gpu_milli", 5}, {"cpu_milli", 0}, {"memory_mib", 0}}})),
          "asks for more than one of whole GPUs"},
         {with("strategy", "packk"), "request.strategy: expected one of pack|spread|"},
         {with("priority", 1e12), "request.priority: expected an integer"},
         {with("priority", 99999999999LL), "request.priority: out of range"},
         {with("preemptible", "yes"), "request.preemptible: expected true or false"},
         {with("min_bundles", 5), "min_bundles 5 exceeds bundles"},
-        {with("cost_labels", {{"team", 1}}), "request.cost_labels.team: expected a string"},
-        {with("runtime_estimate_ns", "1h"), "request.runtime_estimate_ns: expected an integer"},
+        {with("cost_labels", {{"team", 1}}),
+         "request.cost_labels.team: expected a string"},
+        {with("runtime_estimate_ns", "1h"),
+         "request.runtime_estimate_ns: expected an integer"},
         {std::string(100000, '['), "malformed JSON"},
     };
     for (auto& r : rows) {
@@ -267,11 +278,13 @@ TEST_SUITE("placement codec") {
   }
 
   TEST_CASE("hostile allocation documents are rejected, not trusted") {
-    auto bad_gpu = R"({"id":1,"request":)" + request_json(1) +
-                   R"(,"plan":{"bundles":[{"bundle":0,"node":0,"gpus":[999],"gpu_milli":0,"cpu_milli":0,"memory_mib":0}]},"start_ns":0})";
+    auto bad_gpu =
+        R"({"id":1,"request":)" + request_json(1) +
+        R"(,"plan":{"bundles":[{"bundle":0,"node":0,"gpus":[999],"gpu_milli":0,"cpu_milli":0,"memory_mib":0}]},"start_ns":0})";
     auto r = decode_allocation(bad_gpu);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.err().message().find("allocation.plan.bundles[0].gpus: expected GPU indices below") !=
+    CHECK(r.err().message().find(
+              "allocation.plan.bundles[0].gpus: expected GPU indices below") !=
           std::string::npos);
     auto r2 = decode_allocation(R"({"id":1})");
     REQUIRE_FALSE(r2.ok());

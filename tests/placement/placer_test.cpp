@@ -1,12 +1,11 @@
 // Placement strategies and topology choices on hand-made clusters, and
 // explanations of pending requests.
 
-#include <doctest/doctest.h>
-
-#include <set>
-
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/placer.hpp"
+
+#include <doctest/doctest.h>
+#include <set>
 
 using namespace troupe::placement;
 
@@ -31,7 +30,8 @@ node_spec make_node(std::string name, uint32_t rack, uint32_t gpus, uint32_t isl
 
 cluster_topology racks(uint32_t n) {
   cluster_topology t;
-  for (uint32_t r = 0; r < n; ++r) t.racks.push_back({"rack-" + std::to_string(r), 0, 1.0});
+  for (uint32_t r = 0; r < n; ++r)
+    t.racks.push_back({"rack-" + std::to_string(r), 0, 1.0});
   return t;
 }
 
@@ -66,25 +66,27 @@ void occupy(cluster_state& st, uint32_t n, std::vector<uint32_t> gpus) {
 
 std::set<uint32_t> nodes_of(const placement_plan& p) {
   std::set<uint32_t> s;
-  for (auto& b : p.bundles) s.insert(b.node.value());
+  for (auto& b : p.bundles)
+    s.insert(b.node.value());
   return s;
 }
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("placer") {
   TEST_CASE("TOPOLOGY puts a 4-GPU gang in one free NVLink island, not across two") {
     auto t = racks(1);
-    t.nodes.push_back(make_node("n0", 0, 8, 2));  // islands {0-3}, {4-7}
+    t.nodes.push_back(make_node("n0", 0, 8, 2)); // islands {0-3}, {4-7}
     t.nodes.push_back(make_node("n1", 0, 8, 2));
     cluster_state st{t};
-    occupy(st, 0, {0, 1, 4, 5});  // n0: 2 free in each island
-    occupy(st, 1, {0, 1, 2, 3});  // n1: island 1 fully free
+    occupy(st, 0, {0, 1, 4, 5}); // n0: 2 free in each island
+    occupy(st, 1, {0, 1, 2, 3}); // n1: island 1 fully free
     placer p;
     auto out = p.place(st, gang(4, 1, strategy::topology));
     REQUIRE(out.plan);
     CHECK(nodes_of(*out.plan) == std::set<uint32_t>{1});
-    for (auto& b : out.plan->bundles) CHECK(b.gpus.front() >= 4);
+    for (auto& b : out.plan->bundles)
+      CHECK(b.gpus.front() >= 4);
     CHECK(out.allreduce_gbps == doctest::Approx(nvlink_gbps("H100-80GB")));
     REQUIRE(st.commit(gang(4, 1, strategy::topology), *out.plan, {}).ok());
     st.check_invariants();
@@ -97,8 +99,8 @@ TEST_SUITE("placer") {
     t.nodes.push_back(make_node("b0", 1, 8));
     t.nodes.push_back(make_node("b1", 1, 8));
     cluster_state st{t};
-    occupy(st, 0, {0, 1, 2, 3});  // rack 0: 4 + 8 free
-    occupy(st, 2, {0, 1, 2});     // rack 1: 5 + 8 free
+    occupy(st, 0, {0, 1, 2, 3}); // rack 0: 4 + 8 free
+    occupy(st, 2, {0, 1, 2});    // rack 1: 5 + 8 free
     occupy(st, 3, {0, 1, 2});
     placer p;
     auto out = p.place(st, gang(12, 1, strategy::topology));
@@ -115,13 +117,14 @@ TEST_SUITE("placer") {
     }
     t.racks[1].uplink_oversubscription = 2.0;
     cluster_state st{t};
-    occupy(st, 0, {0, 1, 2, 3, 4, 5});  // rack 0: 10 free
-    occupy(st, 4, {0, 1, 2, 3});        // rack 2: 12 free; rack 1: 16 free
+    occupy(st, 0, {0, 1, 2, 3, 4, 5}); // rack 0: 10 free
+    occupy(st, 4, {0, 1, 2, 3});       // rack 2: 12 free; rack 1: 16 free
     placer p;
     auto out = p.place(st, gang(24, 1, strategy::topology));
     REQUIRE(out.plan);
     std::set<uint32_t> racks_used;
-    for (auto& b : out.plan->bundles) racks_used.insert(st.spec(b.node).rack);
+    for (auto& b : out.plan->bundles)
+      racks_used.insert(st.spec(b.node).rack);
     CHECK(racks_used == std::set<uint32_t>{1, 2});
     CHECK(out.allreduce_gbps == doctest::Approx(400.0 / 8 / 2.0));
   }
@@ -138,7 +141,8 @@ TEST_SUITE("placer") {
     auto out = p.place(st, r);
     CHECK_FALSE(out.plan);
     CHECK_FALSE(out.never_fits);
-    CHECK(out.explanation == "needs 4 GPUs on one node; most free on one node is 3 (node n0)");
+    CHECK(out.explanation ==
+          "needs 4 GPUs on one node; most free on one node is 3 (node n0)");
     auto ok = p.place(st, gang(3, 1, strategy::strict_pack));
     REQUIRE(ok.plan);
     CHECK(nodes_of(*ok.plan).size() == 1);
@@ -146,7 +150,8 @@ TEST_SUITE("placer") {
 
   TEST_CASE("STRICT_SPREAD puts every bundle on a different node") {
     auto t = racks(1);
-    for (int i = 0; i < 3; ++i) t.nodes.push_back(make_node("n" + std::to_string(i), 0, 8));
+    for (int i = 0; i < 3; ++i)
+      t.nodes.push_back(make_node("n" + std::to_string(i), 0, 8));
     cluster_state st{t};
     placer p;
     auto out = p.place(st, gang(3, 2, strategy::strict_spread));
@@ -158,9 +163,11 @@ TEST_SUITE("placer") {
     CHECK(four.explanation == "needs 4 distinct nodes; only 3 can host a bundle");
   }
 
-  TEST_CASE("SPREAD prefers distinct nodes but may share when it must; PACK prefers one") {
+  TEST_CASE(
+      "SPREAD prefers distinct nodes but may share when it must; PACK prefers one") {
     auto t = racks(1);
-    for (int i = 0; i < 2; ++i) t.nodes.push_back(make_node("n" + std::to_string(i), 0, 8));
+    for (int i = 0; i < 2; ++i)
+      t.nodes.push_back(make_node("n" + std::to_string(i), 0, 8));
     cluster_state st{t};
     placer p;
     auto spread = p.place(st, gang(2, 1, strategy::spread));
@@ -179,22 +186,26 @@ TEST_SUITE("placer") {
 
   TEST_CASE("a gang that needs one NVLink domain explains the largest free one") {
     auto t = racks(1);
-    for (int i = 0; i < 18; ++i) t.nodes.push_back(make_node("n" + std::to_string(i), 0, 8));
+    for (int i = 0; i < 18; ++i)
+      t.nodes.push_back(make_node("n" + std::to_string(i), 0, 8));
     cluster_state st{t};
     for (uint32_t i = 0; i < 18; ++i)
-      occupy(st, i, i == 17 ? std::vector<uint32_t>{0, 1} : std::vector<uint32_t>{0, 1, 2, 3});
+      occupy(st, i,
+             i == 17 ? std::vector<uint32_t>{0, 1} : std::vector<uint32_t>{0, 1, 2, 3});
     placer p;
     auto r = gang(1, 8, strategy::topology);
     r.require_nvlink_domain = true;
     auto out = p.place(st, r);
     CHECK_FALSE(out.plan);
     CHECK_FALSE(out.never_fits);
-    CHECK(out.explanation == "needs 8 GPUs in one NVLink domain; largest free domain has 6 (node n17)");
+    CHECK(out.explanation ==
+          "needs 8 GPUs in one NVLink domain; largest free domain has 6 (node n17)");
     auto huge = gang(2, 8, strategy::topology);
     huge.require_nvlink_domain = true;
     auto never = p.place(st, huge);
     CHECK(never.never_fits);
-    CHECK(never.explanation == "needs 16 GPUs in one NVLink domain; the largest domain has 8 GPUs");
+    CHECK(never.explanation ==
+          "needs 16 GPUs in one NVLink domain; the largest domain has 8 GPUs");
   }
 
   TEST_CASE("an elastic gang takes as many bundles as fit, at least its minimum") {
@@ -260,7 +271,8 @@ TEST_SUITE("placer") {
     placer p;
     auto out = p.place(st, gang(1, 16, strategy::pack));
     CHECK(out.never_fits);
-    CHECK(out.explanation.find("bundle 0 needs 16 whole GPUs on one node") != std::string::npos);
+    CHECK(out.explanation.find("bundle 0 needs 16 whole GPUs on one node") !=
+          std::string::npos);
     CHECK(out.explanation.find("the largest matching node has 8") != std::string::npos);
     auto a100 = gang(1, 1, strategy::pack);
     a100.bundles[0].gpu_models = {"A100-80GB"};

@@ -2,8 +2,8 @@
 // and that the lost work is minimal (checked against brute force over every
 // subset of the allowed victims on small random clusters).
 
-#include "troupe/runtime/random.hpp"
 #include "troupe/placement/preemption.hpp"
+#include "troupe/runtime/random.hpp"
 
 #include <chrono>
 #include <cmath>

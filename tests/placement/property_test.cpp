@@ -1,14 +1,13 @@
 // Property tests: random clusters, requests, bogus plans and releases; the
 // accounting invariants are checked after every step.
 
-#include <doctest/doctest.h>
-
-#include <algorithm>
-#include <set>
-
-#include "troupe/runtime/random.hpp"
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/placer.hpp"
+#include "troupe/runtime/random.hpp"
+
+#include <algorithm>
+#include <doctest/doctest.h>
+#include <set>
 
 using namespace troupe::placement;
 
@@ -24,7 +23,8 @@ struct rng {
 cluster_topology random_cluster(rng& r) {
   cluster_topology t;
   uint32_t nracks = 1 + r.below(3);
-  for (uint32_t k = 0; k < nracks; ++k) t.racks.push_back({"rack" + std::to_string(k), 0, 1.0 + r.below(3)});
+  for (uint32_t k = 0; k < nracks; ++k)
+    t.racks.push_back({"rack" + std::to_string(k), 0, 1.0 + r.below(3)});
   uint32_t nodes = 2 + r.below(7);
   const char* models[] = {"H100-80GB", "A100-80GB", "V100-32GB"};
   for (uint32_t i = 0; i < nodes; ++i) {
@@ -43,7 +43,8 @@ cluster_topology random_cluster(rng& r) {
       s.model = model;
       s.nvlink_domain = g % islands;
       uint32_t mode = r.below(10);
-      if (mode < 2 && model != "V100-32GB") s.sharing = gpu_sharing::mig;
+      if (mode < 2 && model != "V100-32GB")
+        s.sharing = gpu_sharing::mig;
       else if (mode < 4) {
         s.sharing = gpu_sharing::time_sliced;
         s.time_slice_replicas = 1 + r.below(4);
@@ -66,10 +67,18 @@ gang_request random_request(rng& r, uint64_t id) {
   for (uint32_t i = 0; i < n; ++i) {
     bundle b;
     switch (r.below(5)) {
-      case 0: case 1: b.gpus = 1 + r.below(4); break;
-      case 2: b.gpu_milli = 100 * (1 + r.below(9)); break;
-      case 3: b.mig_profile = profiles[r.below(4)]; break;
-      default: break;
+    case 0:
+    case 1:
+      b.gpus = 1 + r.below(4);
+      break;
+    case 2:
+      b.gpu_milli = 100 * (1 + r.below(9));
+      break;
+    case 3:
+      b.mig_profile = profiles[r.below(4)];
+      break;
+    default:
+      break;
     }
     b.cpu_milli = 500 * r.below(8);
     b.memory_mib = 1024 * r.below(8);
@@ -87,22 +96,28 @@ placement_plan mangle(rng& r, const cluster_state& st, placement_plan p) {
   if (p.bundles.empty()) return p;
   auto& b = p.bundles[r.below(static_cast<uint32_t>(p.bundles.size()))];
   switch (r.below(4)) {
-    case 0: b.node = node_id{r.below(static_cast<uint32_t>(st.node_count()))}; break;
-    case 1:
-      for (auto& g : b.gpus) g = r.below(9);
-      break;
-    case 2: p.bundles.erase(p.bundles.begin()); break;
-    default:
-      if (b.shared_gpu) b.shared_gpu = r.below(9);
-      b.mig_start = r.below(8);
-      break;
+  case 0:
+    b.node = node_id{r.below(static_cast<uint32_t>(st.node_count()))};
+    break;
+  case 1:
+    for (auto& g : b.gpus)
+      g = r.below(9);
+    break;
+  case 2:
+    p.bundles.erase(p.bundles.begin());
+    break;
+  default:
+    if (b.shared_gpu) b.shared_gpu = r.below(9);
+    b.mig_start = r.below(8);
+    break;
   }
   return p;
 }
 
 uint64_t gpu_milli(const placement_plan& p) {
   uint64_t m = 0;
-  for (auto& b : p.bundles) m += 1000 * b.gpus.size() + b.gpu_milli;
+  for (auto& b : p.bundles)
+    m += 1000 * b.gpus.size() + b.gpu_milli;
   return m;
 }
 
@@ -170,10 +185,11 @@ void resize_step(rng& r, cluster_state& st, const placer& p, allocation_id id,
   }
 }
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("placement properties") {
-  TEST_CASE("accounting never overcommits and gangs are all or nothing under random churn") {
+  TEST_CASE(
+      "accounting never overcommits and gangs are all or nothing under random churn") {
     uint64_t commits = 0, rejected_mangled = 0, releases = 0;
     resize_counts counts;
     for (uint64_t seed = 1; seed <= 300; ++seed) {
@@ -201,7 +217,8 @@ TEST_SUITE("placement properties") {
               }
             } else {
               auto res = st.commit(q, plan, {});
-              INFO("commit of the placer's own plan: " << (res.ok() ? "" : res.err().to_string()));
+              INFO("commit of the placer's own plan: "
+                   << (res.ok() ? "" : res.err().to_string()));
               REQUIRE(res.ok());
               live.push_back(*res);
               ++commits;
@@ -229,22 +246,25 @@ TEST_SUITE("placement properties") {
           resize_step(r, st, p, live[pick], counts);
           st.check_invariants();
         }
-        st.check_invariants();  // aborts with context on any overcommit or drift
+        st.check_invariants(); // aborts with context on any overcommit or drift
         for (auto& [id, a] : st.allocations()) {
           std::set<uint32_t> nodes, bundles;
           for (auto& b : a.plan.bundles) {
             nodes.insert(b.node.value());
             bundles.insert(b.bundle);
           }
-          for (uint32_t k = 0; k < a.request.required_bundles(); ++k) REQUIRE(bundles.count(k));
-          if (a.request.placement_strategy == strategy::strict_pack) REQUIRE(nodes.size() == 1);
+          for (uint32_t k = 0; k < a.request.required_bundles(); ++k)
+            REQUIRE(bundles.count(k));
+          if (a.request.placement_strategy == strategy::strict_pack)
+            REQUIRE(nodes.size() == 1);
           if (a.request.placement_strategy == strategy::strict_spread)
             REQUIRE(nodes.size() == a.plan.bundles.size());
           for (auto& b : a.plan.bundles) {
             const auto& sp = st.spec(b.node);
             if (sp.capacity == capacity_type::spot) REQUIRE(a.request.spot_tolerant);
             const auto& want = a.request.bundles[b.bundle];
-            for (auto& [k, v] : want.node_selector) REQUIRE(sp.node_labels.at(k) == v);
+            for (auto& [k, v] : want.node_selector)
+              REQUIRE(sp.node_labels.at(k) == v);
           }
         }
       }
@@ -256,7 +276,8 @@ TEST_SUITE("placement properties") {
     CHECK(releases > 5000);
     MESSAGE("shrinks " << counts.shrinks << ", refused shrinks " << counts.refused_shrinks
                        << ", grows " << counts.grows << ", rejected grows "
-                       << counts.rejected_grows << ", no room to grow " << counts.no_room);
+                       << counts.rejected_grows << ", no room to grow "
+                       << counts.no_room);
     CHECK(counts.shrinks > 500);
     CHECK(counts.refused_shrinks > 100);
     CHECK(counts.grows > 300);

@@ -1,9 +1,9 @@
 // The scheduling queue: priority order, aging, fair share, quotas with
 // borrowing and reclaim, EASY backfill, preemption plans, explanations.
 
-#include "troupe/runtime/random.hpp"
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/queue.hpp"
+#include "troupe/runtime/random.hpp"
 
 #include <algorithm>
 #include <chrono>

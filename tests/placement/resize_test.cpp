@@ -1,12 +1,11 @@
 // Resizing running elastic gangs: cluster_state::shrink / grow and
 // placer::place_growth on hand-made clusters.
 
-#include <doctest/doctest.h>
-
-#include <set>
-
 #include "troupe/placement/errc.hpp"
 #include "troupe/placement/placer.hpp"
+
+#include <doctest/doctest.h>
+#include <set>
 
 using namespace troupe::placement;
 
@@ -73,20 +72,23 @@ allocation_id start_with_one(cluster_state& st, const gang_request& r, uint32_t 
 
 std::set<uint32_t> bundles_of(const placement_plan& p) {
   std::set<uint32_t> s;
-  for (auto& b : p.bundles) s.insert(b.bundle);
+  for (auto& b : p.bundles)
+    s.insert(b.bundle);
   return s;
 }
 
 std::set<uint32_t> nodes_of(const placement_plan& p) {
   std::set<uint32_t> s;
-  for (auto& b : p.bundles) s.insert(b.node.value());
+  for (auto& b : p.bundles)
+    s.insert(b.node.value());
   return s;
 }
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("resize") {
-  TEST_CASE("an elastic gang shrinks to its first bundles and grows back under the same id") {
+  TEST_CASE(
+      "an elastic gang shrinks to its first bundles and grows back under the same id") {
     auto st = cluster({8, 8});
     auto req = elastic(4, 2, 2, strategy::pack);
     placer p;
@@ -109,12 +111,13 @@ TEST_SUITE("resize") {
     REQUIRE(growth.plan);
     CHECK(growth.bundles_placed == 2);
     CHECK(bundles_of(*growth.plan) == std::set<uint32_t>{2, 3});
-    CHECK(nodes_of(*growth.plan) == nodes_of(small->plan));  // pack: next to the gang
+    CHECK(nodes_of(*growth.plan) == nodes_of(small->plan)); // pack: next to the gang
     auto big = st.grow(*id, *growth.plan);
     REQUIRE(big.ok());
     CHECK(big->id == *id);
     CHECK(big->plan.bundles.size() == 4);
-    for (uint32_t i = 0; i < 4; ++i) CHECK(big->plan.bundles[i].bundle == i);
+    for (uint32_t i = 0; i < 4; ++i)
+      CHECK(big->plan.bundles[i].bundle == i);
     CHECK(st.allocated_gpu_milli() == 8000);
     CHECK(st.allocations().size() == 1);
     st.check_invariants();
@@ -171,7 +174,7 @@ TEST_SUITE("resize") {
     placer p;
     auto growth = p.place_growth(st, *st.find(id), 3);
     REQUIRE(growth.plan);
-    CHECK(growth.bundles_placed == 1);  // n0 has room for one more, n1 is off limits
+    CHECK(growth.bundles_placed == 1); // n0 has room for one more, n1 is off limits
     CHECK(nodes_of(*growth.plan) == std::set<uint32_t>{0});
     REQUIRE(st.grow(id, *growth.plan).ok());
     st.check_invariants();
@@ -197,7 +200,7 @@ TEST_SUITE("resize") {
     placer p;
     auto growth = p.place_growth(st, *st.find(id), 4);
     REQUIRE(growth.plan);
-    CHECK(growth.bundles_placed == 2);  // three nodes, four bundles
+    CHECK(growth.bundles_placed == 2); // three nodes, four bundles
     CHECK(bundles_of(*growth.plan) == std::set<uint32_t>{1, 2});
     CHECK(nodes_of(*growth.plan) == std::set<uint32_t>{1, 2});
     auto grown = st.grow(id, *growth.plan);
@@ -245,13 +248,13 @@ TEST_SUITE("resize") {
 
     placement_plan again;
     again.bundles.push_back(at(req, 0, 0, {2, 3}));
-    CHECK(st.grow(id, again).err().code() == errc::invalid_argument);  // already placed
+    CHECK(st.grow(id, again).err().code() == errc::invalid_argument); // already placed
     unchanged();
 
     placement_plan beyond;
     beyond.bundles.push_back(at(req, 1, 0, {2, 3}));
     beyond.bundles.back().bundle = 4;
-    CHECK(st.grow(id, beyond).err().code() == errc::invalid_argument);  // no such bundle
+    CHECK(st.grow(id, beyond).err().code() == errc::invalid_argument); // no such bundle
     unchanged();
 
     CHECK(st.grow(id, placement_plan{}).err().code() == errc::invalid_argument);

@@ -1,22 +1,21 @@
-#include <doctest/doctest.h>
+#include "troupe/placement/errc.hpp"
+#include "troupe/placement/topology_config.hpp"
 
 #include <algorithm>
+#include <doctest/doctest.h>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "troupe/placement/errc.hpp"
-#include "troupe/placement/topology_config.hpp"
-
+using troupe::micro_usd;
 using troupe::placement::capacity_type;
 using troupe::placement::cluster_topology;
 using troupe::placement::errc;
 using troupe::placement::gpu_sharing;
 using troupe::placement::load_topology_file;
 using troupe::placement::load_topology_string;
-using troupe::micro_usd;
 using troupe::placement::parse_price;
 
 namespace {
@@ -69,7 +68,7 @@ std::string error_of(const std::string& toml) {
 }
 
 const troupe::placement::node_spec& node_named(const cluster_topology& t,
-                                              std::string_view name) {
+                                               std::string_view name) {
   auto id = t.find_node(name);
   REQUIRE_MESSAGE(id.ok(), name);
   return t.nodes[id->value()];
@@ -79,11 +78,11 @@ struct hostile_case {
   std::string what;
   std::string toml;
   int line;
-  std::string key;   // dotted key after "t.toml:<line>: "
-  std::string also;  // another fragment the message must hold
+  std::string key;  // dotted key after "t.toml:<line>: "
+  std::string also; // another fragment the message must hold
 };
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("topology config") {
   TEST_CASE("the example file loads with the documented shape") {
@@ -174,8 +173,9 @@ TEST_SUITE("topology config") {
     CHECK(*parse_price("0.000001") == micro_usd{1});
     CHECK(*parse_price("3.999999") == micro_usd{3'999'999});
     CHECK(*parse_price("1000000") == micro_usd{1'000'000'000'000});
-    for (const char* bad : {"", "-1", "+1", "2.5e3", "1.2345678", "abc", "1.", ".5", " 1",
-                            "1 ", "1,5", "0x10", "1000001", "99999999999999999999", "nan"})
+    for (const char* bad :
+         {"", "-1", "+1", "2.5e3", "1.2345678", "abc", "1.", ".5", " 1", "1 ", "1,5",
+          "0x10", "1000001", "99999999999999999999", "nan"})
       CHECK_MESSAGE(!parse_price(bad).ok(), bad);
   }
 
@@ -189,33 +189,34 @@ TEST_SUITE("topology config") {
          "unknown key"},
         {"unknown top-level table", node_doc({}, "[placement]\nx = 1\n"), 11, "placement",
          "unknown key"},
-        {"rack that does not exist", node_doc({{"rack", "\"rack-z\""}}), 6, "nodes[0].rack",
-         "got \"rack-z\""},
+        {"rack that does not exist", node_doc({{"rack", "\"rack-z\""}}), 6,
+         "nodes[0].rack", "got \"rack-z\""},
         {"negative count", group_doc("-1"), 6, "node_groups[0].count", "got -1"},
         {"count zero", group_doc("0"), 6, "node_groups[0].count", "[1, 100000]"},
         {"count 10 million", group_doc("10000000"), 6, "node_groups[0].count",
          "got 10000000"},
         {"count as a float", group_doc("16.0"), 6, "node_groups[0].count", "got 16.0"},
-        {"bad capacity enum", node_doc({}, "capacity = \"spott\"\n"), 11, "nodes[0].capacity",
-         "expected one of on_demand|reserved|spot, got \"spott\""},
+        {"bad capacity enum", node_doc({}, "capacity = \"spott\"\n"), 11,
+         "nodes[0].capacity", "expected one of on_demand|reserved|spot, got \"spott\""},
         {"price with exponent", node_doc({{"price_per_gpu_hour_usd", "\"2.5e3\""}}), 9,
          "nodes[0].price_per_gpu_hour_usd", "got \"2.5e3\""},
         {"negative price", node_doc({{"price_per_gpu_hour_usd", "\"-1\""}}), 9,
          "nodes[0].price_per_gpu_hour_usd", "got \"-1\""},
-        {"price with 7 decimals", node_doc({{"price_per_gpu_hour_usd", "\"1.2345678\""}}), 9,
-         "nodes[0].price_per_gpu_hour_usd", "got \"1.2345678\""},
-        {"price that is not a number", node_doc({{"price_per_gpu_hour_usd", "\"abc\""}}), 9,
-         "nodes[0].price_per_gpu_hour_usd", "got \"abc\""},
+        {"price with 7 decimals", node_doc({{"price_per_gpu_hour_usd", "\"1.2345678\""}}),
+         9, "nodes[0].price_per_gpu_hour_usd", "got \"1.2345678\""},
+        {"price that is not a number", node_doc({{"price_per_gpu_hour_usd", "\"abc\""}}),
+         9, "nodes[0].price_per_gpu_hour_usd", "got \"abc\""},
         {"price as a float", node_doc({{"price_per_gpu_hour_usd", "2.5"}}), 9,
          "nodes[0].price_per_gpu_hour_usd", "got 2.5"},
         {"GPU node without a price", node_doc({{"price_per_gpu_hour_usd", ""}}), 4,
          "nodes[0].price_per_gpu_hour_usd", "got nothing"},
         {"300 GPUs on a node",
-         node_doc({{"gpus", "{ count = 300, model = \"H100-80GB\", memory_mib = 81920 }"}}), 10,
-         "nodes[0].gpus.count", "[0, 256], got 300"},
+         node_doc(
+             {{"gpus", "{ count = 300, model = \"H100-80GB\", memory_mib = 81920 }"}}),
+         10, "nodes[0].gpus.count", "[0, 256], got 300"},
         {"MIG on a V100",
-         node_doc({{"gpus",
-                    "{ count = 4, model = \"V100-32GB\", memory_mib = 32768, sharing = \"mig\" }"}}),
+         node_doc({{"gpus", "{ count = 4, model = \"V100-32GB\", memory_mib = 32768, "
+                            "sharing = \"mig\" }"}}),
          10, "nodes[0].gpus.sharing", "\"V100-32GB\""},
         {"time_sliced without replicas",
          node_doc({{"gpus", "{ count = 1, model = \"L4-24GB\", memory_mib = 24576, "
@@ -231,10 +232,10 @@ TEST_SUITE("topology config") {
          10, "nodes[0].gpus.nvlink", "unknown key"},
         {"duplicate node names", node_doc({}, second_node), 12, "nodes[1].name",
          "\"n0\" is also defined at line 5"},
-        {"group names colliding with a node", group_doc("2", second_node.substr(0, 10) +
-                                                            "name = \"g1\"\nrack = \"r\"\n"
-                                                            "cpu_millicores = 1\n"
-                                                            "memory_mib = 1\n"),
+        {"group names colliding with a node",
+         group_doc("2", second_node.substr(0, 10) + "name = \"g1\"\nrack = \"r\"\n"
+                                                    "cpu_millicores = 1\n"
+                                                    "memory_mib = 1\n"),
          13, "nodes[0].name", "\"g1\" is also defined at line 5"},
         {"integer given as a string", node_doc({{"cpu_millicores", "\"96000\""}}), 7,
          "nodes[0].cpu_millicores", "got \"96000\""},
@@ -254,7 +255,8 @@ TEST_SUITE("topology config") {
         {"oversubscription below 1",
          "[[racks]]\nname = \"r\"\nspine = 0\nuplink_oversubscription = 0.5\n", 4,
          "racks[0].uplink_oversubscription", "got 0.5"},
-        {"generate with zero racks", "[generate]\nracks = 0\n", 2, "generate.racks", "got 0"},
+        {"generate with zero racks", "[generate]\nracks = 0\n", 2, "generate.racks",
+         "got 0"},
         {"generate too large", "[generate]\nracks = 1000\nnodes_per_rack = 1000\n", 3,
          "generate.nodes_per_rack", "1000 * 1000 = 1000000"},
         {"generate next to racks", "[[racks]]\nname = \"r\"\nspine = 0\n[generate]\n", 4,
@@ -282,25 +284,25 @@ TEST_SUITE("topology config") {
   }
 
   TEST_CASE("every problem in a file is reported, in line order") {
-    const std::string msg = error_of(
-        "[[racks]]\n"                     // 1
-        "name = \"r\"\n"                  // 2
-        "spine = -3\n"                    // 3
-        "[[nodes]]\n"                     // 4
-        "name = \"n0\"\n"                 // 5
-        "rack = \"nope\"\n"               // 6
-        "cpu_millicores = 1\n"            // 7
-        "memory_mib = 1\n"                // 8
-        "capacity = \"cheap\"\n"          // 9
-        "price_per_gpu_hour_usd = \"1e2\"\n"  // 10
-        "gpus = { count = 2, model = \"H100-80GB\", memory_mib = 1 }\n"  // 11
-        "[[node_groups]]\n"               // 12
-        "prefix = \"g\"\n"                // 13
-        "count = -4\n"                    // 14
-        "rack = \"r\"\n"                  // 15
-        "cpu_millicores = 1\n"            // 16
-        "memory_mib = 1\n"                // 17
-        "oops = true\n");                 // 18
+    const std::string msg =
+        error_of("[[racks]]\n"                                                   // 1
+                 "name = \"r\"\n"                                                // 2
+                 "spine = -3\n"                                                  // 3
+                 "[[nodes]]\n"                                                   // 4
+                 "name = \"n0\"\n"                                               // 5
+                 "rack = \"nope\"\n"                                             // 6
+                 "cpu_millicores = 1\n"                                          // 7
+                 "memory_mib = 1\n"                                              // 8
+                 "capacity = \"cheap\"\n"                                        // 9
+                 "price_per_gpu_hour_usd = \"1e2\"\n"                            // 10
+                 "gpus = { count = 2, model = \"H100-80GB\", memory_mib = 1 }\n" // 11
+                 "[[node_groups]]\n"                                             // 12
+                 "prefix = \"g\"\n"                                              // 13
+                 "count = -4\n"                                                  // 14
+                 "rack = \"r\"\n"                                                // 15
+                 "cpu_millicores = 1\n"                                          // 16
+                 "memory_mib = 1\n"                                              // 17
+                 "oops = true\n");                                               // 18
     CAPTURE(msg);
     const std::vector<std::string> expected{
         "t.toml:3: racks[0].spine: expected",

@@ -1,7 +1,7 @@
-#include <doctest/doctest.h>
-
 #include "troupe/runtime/clock.hpp"
 #include "troupe/runtime/node.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace std::chrono_literals;
 

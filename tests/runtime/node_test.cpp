@@ -1,21 +1,19 @@
 // The embedded runtime with real scheduler threads: spawn, tell, request,
 // names, stop.
 
-#include <doctest/doctest.h>
+#include "troupe/runtime/metrics.hpp"
+#include "troupe/runtime/node.hpp"
 
 #include <arpa/inet.h>
+#include <atomic>
+#include <cstdlib>
+#include <doctest/doctest.h>
+#include <fstream>
 #include <netinet/in.h>
+#include <string>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <atomic>
-#include <cstdlib>
-#include <fstream>
-#include <string>
-
-#include "troupe/runtime/metrics.hpp"
-#include "troupe/runtime/node.hpp"
 
 using namespace std::chrono_literals;
 using troupe::actor_ref;
@@ -31,7 +29,7 @@ std::unique_ptr<troupe::node> make_node() {
   auto cfg = troupe::default_config();
   cfg.scheduler.threads = 2;
   cfg.metrics.enabled = false;
-  cfg.metrics.latency_sample_every = 1;  // time every message: exact counts below
+  cfg.metrics.latency_sample_every = 1; // time every message: exact counts below
   cfg.log.level = troupe::log_level::off;
   auto n = troupe::node::start(cfg);
   REQUIRE(n.ok());
@@ -40,7 +38,7 @@ std::unique_ptr<troupe::node> make_node() {
 
 /// A class-based actor: a counter.
 class counter_actor final : public troupe::actor {
- public:
+public:
   counter_actor(caf::actor_config& cfg, int start) : troupe::actor(cfg), value_(start) {}
   const char* name() const override { return "counter"; }
   troupe::behavior make_behavior() override {
@@ -50,19 +48,19 @@ class counter_actor final : public troupe::actor {
     };
   }
 
- private:
+private:
   int value_;
 };
 
 struct exit_journal {
   std::mutex mu;
-  std::vector<std::string> order;  // guarded by mu
-  int handled = 0;                 // guarded by mu
+  std::vector<std::string> order; // guarded by mu
+  int handled = 0;                // guarded by mu
 };
 
 /// Handles ints slowly and notes its exit.
 class journaling_actor final : public troupe::actor {
- public:
+public:
   journaling_actor(caf::actor_config& cfg, std::string id, exit_journal* j)
       : troupe::actor(cfg), id_(std::move(id)), j_(j) {}
   troupe::behavior make_behavior() override {
@@ -77,12 +75,12 @@ class journaling_actor final : public troupe::actor {
     j_->order.push_back(id_);
   }
 
- private:
+private:
   std::string id_;
   exit_journal* j_;
 };
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("node") {
   TEST_CASE("class-based and function-based actors answer requests") {
@@ -121,7 +119,7 @@ TEST_SUITE("node") {
       return {[&self](int) { self.quit(); }};
     });
     n->tell(gone, 1);
-    n->services();  // no-op; the actor quits asynchronously
+    n->services(); // no-op; the actor quits asynchronously
     troupe::result<int> r = troupe::error{errc::internal, "unset"};
     for (int i = 0; i < 100; ++i) {
       r = n->request<int>(gone, 10s, get_atom::value);
@@ -192,7 +190,8 @@ TEST_SUITE("node") {
     auto n = make_node();
     auto first = n->spawn<journaling_actor>(std::string{"first"}, &journal);
     auto second = n->spawn<journaling_actor>(std::string{"second"}, &journal);
-    for (int i = 0; i < 50; ++i) n->tell(first, i);
+    for (int i = 0; i < 50; ++i)
+      n->tell(first, i);
     n->stop();
     std::lock_guard<std::mutex> g{journal.mu};
     CHECK(journal.handled == 50);
@@ -203,7 +202,8 @@ TEST_SUITE("node") {
   TEST_CASE("the runtime's metrics count handled messages per actor kind") {
     auto n = make_node();
     auto c = n->spawn<counter_actor>(0);
-    for (int i = 0; i < 10; ++i) n->tell(c, add_atom::value, 1);
+    for (int i = 0; i < 10; ++i)
+      n->tell(c, add_atom::value, 1);
     auto v = n->request<int>(c, 5s, get_atom::value);
     REQUIRE(v.ok());
     CHECK(*v == 10);
@@ -212,7 +212,8 @@ TEST_SUITE("node") {
     std::string text;
     for (int i = 0; i < 1000; ++i) {
       text = n->metrics().expose();
-      if (text.find("troupe_actor_handler_seconds_count{kind=\"counter\"} 11") != std::string::npos)
+      if (text.find("troupe_actor_handler_seconds_count{kind=\"counter\"} 11") !=
+          std::string::npos)
         break;
       std::this_thread::sleep_for(1ms);
     }
@@ -237,11 +238,12 @@ TEST_SUITE("node metrics endpoint") {
     auto& n = **started;
     REQUIRE(n.metrics_port() != 0);
     auto spec = n.make_supervisor_spec("scrape", troupe::restart_strategy::one_for_one);
-    spec.children.push_back(troupe::worker_fn("echo", troupe::restart_type::permanent,
-                                              [](troupe::actor& self) -> troupe::behavior {
-                                                if (!self.register_as("echo").ok()) self.quit();
-                                                return {[](int x) { return x; }};
-                                              }));
+    spec.children.push_back(
+        troupe::worker_fn("echo", troupe::restart_type::permanent,
+                          [](troupe::actor& self) -> troupe::behavior {
+                            if (!self.register_as("echo").ok()) self.quit();
+                            return {[](int x) { return x; }};
+                          }));
     n.spawn_supervisor(spec);
     troupe::result<troupe::actor_ref> echo = troupe::error{errc::not_found, ""};
     for (int i = 0; i < 1000 && !echo.ok(); ++i) {
@@ -249,10 +251,12 @@ TEST_SUITE("node metrics endpoint") {
       if (!echo.ok()) std::this_thread::sleep_for(1ms);
     }
     REQUIRE(echo.ok());
-    for (int i = 0; i < 20; ++i) REQUIRE(n.request<int>(*echo, 5s, i).ok());
+    for (int i = 0; i < 20; ++i)
+      REQUIRE(n.request<int>(*echo, 5s, i).ok());
     // Counters move just after a handler returns: wait (bounded) for the last.
     for (int i = 0; i < 1000; ++i) {
-      if (n.metrics().expose().find("troupe_actor_messages_handled_total{kind=\"echo\"} 20") !=
+      if (n.metrics().expose().find(
+              "troupe_actor_messages_handled_total{kind=\"echo\"} 20") !=
           std::string::npos)
         break;
       std::this_thread::sleep_for(1ms);
@@ -266,15 +270,18 @@ TEST_SUITE("node metrics endpoint") {
     addr.sin_port = htons(n.metrics_port());
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    std::string req = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    std::string req =
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     REQUIRE(::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size()));
     std::string resp;
     char buf[4096];
-    for (ssize_t k; (k = ::read(fd, buf, sizeof buf)) > 0;) resp.append(buf, static_cast<size_t>(k));
+    for (ssize_t k; (k = ::read(fd, buf, sizeof buf)) > 0;)
+      resp.append(buf, static_cast<size_t>(k));
     ::close(fd);
     CHECK(resp.rfind("HTTP/1.1 200", 0) == 0);
     auto body = resp.substr(resp.find("\r\n\r\n") + 4);
-    CHECK(body.find("troupe_actor_messages_handled_total{kind=\"echo\"} 20") != std::string::npos);
+    CHECK(body.find("troupe_actor_messages_handled_total{kind=\"echo\"} 20") !=
+          std::string::npos);
     CHECK(body.find("troupe_supervisor_restarts_total{supervisor=\"scrape\"} 0") !=
           std::string::npos);
 
@@ -285,9 +292,11 @@ TEST_SUITE("node metrics endpoint") {
       std::ofstream out{path};
       out << body;
     }
-    int rc = std::system(("promtool check metrics < " + path + " > " + path + ".out 2>&1").c_str());
+    int rc = std::system(
+        ("promtool check metrics < " + path + " > " + path + ".out 2>&1").c_str());
     std::ifstream lint{path + ".out"};
-    std::string lint_text((std::istreambuf_iterator<char>(lint)), std::istreambuf_iterator<char>());
+    std::string lint_text((std::istreambuf_iterator<char>(lint)),
+                          std::istreambuf_iterator<char>());
     INFO("promtool: " << lint_text);
     CHECK(WIFEXITED(rc));
     CHECK(WEXITSTATUS(rc) == 0);

@@ -1,8 +1,7 @@
-#include <doctest/doctest.h>
-
-#include <string>
-
 #include "troupe/runtime/errc.hpp"
+
+#include <doctest/doctest.h>
+#include <string>
 
 using troupe::error;
 using troupe::result;

@@ -2,15 +2,14 @@
 // under CAF's deterministic test scheduler (nothing runs and no time passes
 // unless the test says so).
 
-#include <doctest/doctest.h>
-
-#include <map>
-#include <string>
-#include <vector>
-
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/runtime/supervisor.hpp"
+
+#include <doctest/doctest.h>
+#include <map>
+#include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using troupe::exit_kind;
@@ -35,9 +34,11 @@ restart_planner planner(restart_strategy s, std::vector<restart_type> types,
   return restart_planner{s, {max_restarts, period}, b, std::move(types)};
 }
 
-troupe::time_point at(int ms) { return troupe::time_point{std::chrono::milliseconds{ms}}; }
+troupe::time_point at(int ms) {
+  return troupe::time_point{std::chrono::milliseconds{ms}};
+}
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("supervision policy") {
   TEST_CASE("one_for_one restarts only the failed child") {
@@ -148,7 +149,8 @@ TEST_SUITE("supervision policy") {
     auto draw = [&](uint64_t seed) {
       std::vector<troupe::duration> out;
       uint64_t rng = seed;
-      for (int i = 0; i < 200; ++i) out.push_back(b.delay(1, rng));
+      for (int i = 0; i < 200; ++i)
+        out.push_back(b.delay(1, rng));
       return out;
     };
     auto a = draw(7), a2 = draw(7), c = draw(8);
@@ -183,7 +185,7 @@ struct journal {
 };
 
 class test_worker final : public troupe::actor {
- public:
+public:
   test_worker(caf::actor_config& cfg, std::string id, journal* j, bool crash_on_start)
       : troupe::actor(cfg), id_(std::move(id)), j_(j), crash_on_start_(crash_on_start) {}
 
@@ -205,7 +207,7 @@ class test_worker final : public troupe::actor {
     j_->events.push_back("stop:" + id_ + (work_ > 0 ? "/" + std::to_string(work_) : ""));
   }
 
- private:
+private:
   std::string id_;
   journal* j_;
   bool crash_on_start_;
@@ -243,13 +245,14 @@ std::vector<std::string> events_since(const journal& j, size_t from) {
 
 using strings = std::vector<std::string>;
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("supervisor actor") {
   TEST_CASE("children start in order and one_for_one restarts only the crashed one") {
-    journal j;  // declared first: it must outlive the node's actors
+    journal j; // declared first: it must outlive the node's actors
     auto n = test_node();
-    n->spawn_supervisor(spec(restart_strategy::one_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
+    n->spawn_supervisor(
+        spec(restart_strategy::one_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
     n->test()->run();
     CHECK(j.events == strings{"start:a", "start:b", "start:c"});
     auto a = j.live["a"], c = j.live["c"];
@@ -261,9 +264,10 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("one_for_all stops every sibling and restarts all in start order") {
-    journal j;  // declared first: it must outlive the node's actors
+    journal j; // declared first: it must outlive the node's actors
     auto n = test_node();
-    n->spawn_supervisor(spec(restart_strategy::one_for_all, j, {{"a", P}, {"b", P}, {"c", P}}));
+    n->spawn_supervisor(
+        spec(restart_strategy::one_for_all, j, {{"a", P}, {"b", P}, {"c", P}}));
     n->test()->run();
     caf::anon_send(j.live["b"], crash_atom::value);
     n->test()->run_until_idle(1s);
@@ -272,9 +276,10 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("rest_for_one restarts the crashed child and those started after it") {
-    journal j;  // declared first: it must outlive the node's actors
+    journal j; // declared first: it must outlive the node's actors
     auto n = test_node();
-    n->spawn_supervisor(spec(restart_strategy::rest_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
+    n->spawn_supervisor(
+        spec(restart_strategy::rest_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
     n->test()->run();
     auto a = j.live["a"];
     caf::anon_send(j.live["b"], crash_atom::value);
@@ -285,7 +290,7 @@ TEST_SUITE("supervisor actor") {
 
   TEST_CASE("restart types: permanent after normal exit, transient after crash only, "
             "temporary never") {
-    journal j;  // declared first: it must outlive the node's actors
+    journal j; // declared first: it must outlive the node's actors
     auto n = test_node();
     n->spawn_supervisor(spec(restart_strategy::one_for_one, j,
                              {{"perm", P}, {"trans", T}, {"temp", X}}, 10));
@@ -305,7 +310,7 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("a restart waits for the backoff delay on the node's clock") {
-    journal j;  // declared first: it must outlive the node's actors
+    journal j; // declared first: it must outlive the node's actors
     auto n = test_node();
     auto sp = spec(restart_strategy::one_for_one, j, {{"a", P}});
     sp.backoff.initial = 100ms;
@@ -323,7 +328,7 @@ TEST_SUITE("supervisor actor") {
   }
 
   TEST_CASE("a crash storm escalates up the tree and ends, never loops forever") {
-    journal j;  // declared first: it must outlive the node's actors
+    journal j; // declared first: it must outlive the node's actors
     auto n = test_node();
     troupe::supervisor_spec inner;
     inner.name = "inner";
@@ -359,25 +364,29 @@ TEST_SUITE("supervisor actor") {
           std::string::npos);
   }
 
-  TEST_CASE("stopping the node drains mailboxes and stops children in reverse start order") {
-    journal j;  // declared first: it must outlive the node's actors
+  TEST_CASE(
+      "stopping the node drains mailboxes and stops children in reverse start order") {
+    journal j; // declared first: it must outlive the node's actors
     auto n = test_node();
-    n->spawn_supervisor(spec(restart_strategy::one_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
+    n->spawn_supervisor(
+        spec(restart_strategy::one_for_one, j, {{"a", P}, {"b", P}, {"c", P}}));
     n->test()->run();
-    for (int i = 0; i < 3; ++i) caf::anon_send(j.live["a"], work_atom::value);
+    for (int i = 0; i < 3; ++i)
+      caf::anon_send(j.live["a"], work_atom::value);
     n->stop();
     CHECK(events_since(j, 3) == strings{"stop:c", "stop:b", "stop:a/3"});
   }
 
   TEST_CASE("a nested supervisor restarts independently of its parent's other children") {
-    journal j;  // declared first: it must outlive the node's actors
+    journal j; // declared first: it must outlive the node's actors
     auto n = test_node();
     auto inner = spec(restart_strategy::one_for_all, j, {{"x", P}, {"y", P}});
     inner.name = "inner";
     troupe::supervisor_spec root;
     root.name = "root";
     root.strategy = restart_strategy::one_for_one;
-    root.children.push_back(troupe::worker<test_worker>("a", P, std::string{"a"}, &j, false));
+    root.children.push_back(
+        troupe::worker<test_worker>("a", P, std::string{"a"}, &j, false));
     root.children.push_back(troupe::supervisor_child("inner", inner));
     n->spawn_supervisor(root);
     n->test()->run();

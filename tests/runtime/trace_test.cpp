@@ -1,19 +1,18 @@
 // Tracing: sampling, the bounded export queue, OTLP-JSON, and one trace
 // across a chain of actors.
 
-#include <doctest/doctest.h>
-
-#include <condition_variable>
-#include <cstdlib>
-#include <fstream>
-#include <map>
-#include <set>
-#include <nlohmann/json.hpp>
-#include <unistd.h>
-
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/runtime/trace.hpp"
+
+#include <condition_variable>
+#include <cstdlib>
+#include <doctest/doctest.h>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -27,7 +26,7 @@ std::string temp_path(const std::string& stem) {
 
 /// A sink that blocks in write() until released.
 class gated_sink final : public troupe::span_sink {
- public:
+public:
   troupe::result<void> write(const std::vector<troupe::span_record>& batch) override {
     std::unique_lock<std::mutex> g{mu_};
     ++entered_;
@@ -46,7 +45,7 @@ class gated_sink final : public troupe::span_sink {
     cv_.notify_all();
   }
 
- private:
+private:
   std::mutex mu_;
   std::condition_variable cv_;
   int entered_ = 0;
@@ -54,7 +53,7 @@ class gated_sink final : public troupe::span_sink {
   size_t written_ = 0;
 };
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("trace") {
   TEST_CASE("a sampling ratio of 0 samples nothing, 1 everything, 0.25 about a quarter") {
@@ -90,10 +89,10 @@ TEST_SUITE("trace") {
     auto* gate = sink.get();
     troupe::tracer t{1.0, 2, std::move(sink), 5};
     t.record(troupe::span_record{});
-    gate->wait_entered();  // the exporter holds span 1 in write()
+    gate->wait_entered(); // the exporter holds span 1 in write()
     t.record(troupe::span_record{});
     t.record(troupe::span_record{});
-    t.record(troupe::span_record{});  // queue holds 2: this one is dropped
+    t.record(troupe::span_record{}); // queue holds 2: this one is dropped
     t.record(troupe::span_record{});
     CHECK(t.dropped() == 2);
     gate->release();
@@ -127,7 +126,8 @@ TEST_SUITE("trace") {
     CHECK(span["attributes"][0]["key"] == "tenant");
   }
 
-  TEST_CASE("a request through a chain of three actors yields one trace with correct parents") {
+  TEST_CASE(
+      "a request through a chain of three actors yields one trace with correct parents") {
     auto trace_file = temp_path("trace") + ".jsonl";
     auto log_file = temp_path("log") + ".log";
     auto cfg = troupe::default_config();
@@ -152,9 +152,8 @@ TEST_SUITE("trace") {
     auto b = n.spawn("B", [c](troupe::actor& self) -> troupe::behavior {
       return {[&self, c](int x) { return self.delegate(c, x + 1); }};
     });
-    auto d = n.spawn("D", [](troupe::actor&) -> troupe::behavior {
-      return {[](note_atom, int) {}};
-    });
+    auto d = n.spawn(
+        "D", [](troupe::actor&) -> troupe::behavior { return {[](note_atom, int) {}}; });
     auto a = n.spawn("A", [b, d](troupe::actor& self) -> troupe::behavior {
       return {[&self, b, d](int x) -> caf::result<int> {
         auto rp = self.make_response_promise<int>();
@@ -196,7 +195,8 @@ TEST_SUITE("trace") {
 
     // The log line written inside C carries the trace id.
     std::ifstream log{log_file};
-    std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    std::string all((std::istreambuf_iterator<char>(log)),
+                    std::istreambuf_iterator<char>());
     auto trace_id = *traces.begin();
     CHECK(all.find("trace=" + trace_id + " C handles 3") != std::string::npos);
     std::remove(trace_file.c_str());

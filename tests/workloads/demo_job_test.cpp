@@ -1,8 +1,7 @@
-#include <doctest/doctest.h>
-
-#include <sstream>
-
 #include "troupe/workloads/demo_job.hpp"
+
+#include <doctest/doctest.h>
+#include <sstream>
 
 namespace {
 
@@ -16,7 +15,7 @@ std::unique_ptr<troupe::node> make_node() {
   return std::move(*n);
 }
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("demo job") {
   TEST_CASE("the demo survives an injected worker crash and gets the exact answer") {

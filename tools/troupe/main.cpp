@@ -1,14 +1,13 @@
 // troupe: the command-line tool. Thin: parses arguments, loads the config,
 // calls into the libraries.
 
-#include <cstdlib>
-#include <iostream>
-
-#include <CLI/CLI.hpp>
-
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/workloads/demo_job.hpp"
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <iostream>
 
 int main(int argc, char** argv) {
   CLI::App app{"troupe: actor runtime for AI infrastructure"};
@@ -18,11 +17,14 @@ int main(int argc, char** argv) {
   std::string config_path;
   troupe::workloads::demo_options demo;
   auto* demo_cmd = app.add_subcommand(
-      "demo", "Run the main job on an embedded single-node runtime: a supervised actor tree "
-              "estimating pi, with one injected worker crash");
+      "demo",
+      "Run the main job on an embedded single-node runtime: a supervised actor tree "
+      "estimating pi, with one injected worker crash");
   demo_cmd->add_option("-c,--config", config_path, "Node config (TOML)");
-  demo_cmd->add_option("--workers", demo.workers, "Worker actors")->check(CLI::Range(1, 1024));
-  demo_cmd->add_option("--shards", demo.shards, "Work items")->check(CLI::Range(1, 1000000));
+  demo_cmd->add_option("--workers", demo.workers, "Worker actors")
+      ->check(CLI::Range(1, 1024));
+  demo_cmd->add_option("--shards", demo.shards, "Work items")
+      ->check(CLI::Range(1, 1000000));
   demo_cmd->add_option("--samples", demo.samples_per_shard, "Samples per shard")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
   demo_cmd->add_option("--seed", demo.seed, "Seed");
@@ -51,7 +53,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (auto f = (*n)->failures(); !f.empty()) {
-      for (auto& s : f) std::cerr << "troupe demo: " << s << '\n';
+      for (auto& s : f)
+        std::cerr << "troupe demo: " << s << '\n';
       return 1;
     }
     return 0;

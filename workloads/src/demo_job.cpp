@@ -1,14 +1,13 @@
 #include "troupe/workloads/demo_job.hpp"
 
-#include <cmath>
-#include <ostream>
-#include <thread>
-
-#include <fmt/format.h>
-
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/random.hpp"
 #include "troupe/runtime/supervisor.hpp"
+
+#include <cmath>
+#include <fmt/format.h>
+#include <ostream>
+#include <thread>
 
 namespace troupe::workloads {
 namespace {
@@ -29,20 +28,18 @@ uint64_t count_hits(uint64_t seed, uint64_t shard, uint64_t samples) {
   return hits;
 }
 
-std::string worker_name(uint32_t i) { return "gpu-worker-" + std::to_string(i); }
+std::string worker_name(uint32_t i) {
+  return "gpu-worker-" + std::to_string(i);
+}
 
 /// One worker: registers its name, computes shards. `crash_shard` makes the
 /// first attempt at that shard fail (fault injection for the demo).
 class shard_worker final : public actor {
- public:
+public:
   shard_worker(caf::actor_config& cfg, uint32_t index, uint64_t seed, uint64_t samples,
                int64_t crash_shard, std::shared_ptr<std::atomic<bool>> crashed)
-      : actor(cfg),
-        index_(index),
-        seed_(seed),
-        samples_(samples),
-        crash_shard_(crash_shard),
-        crashed_(std::move(crashed)) {}
+      : actor(cfg), index_(index), seed_(seed), samples_(samples),
+        crash_shard_(crash_shard), crashed_(std::move(crashed)) {}
 
   const char* name() const override { return "shard_worker"; }
 
@@ -52,14 +49,15 @@ class shard_worker final : public actor {
     return {[this](shard_atom, uint64_t shard) -> caf::result<uint64_t> {
       if (static_cast<int64_t>(shard) == crash_shard_ && !crashed_->exchange(true)) {
         quit(caf::make_error(caf::sec::runtime_error,
-                             "injected fault: worker crashed on shard " + std::to_string(shard)));
+                             "injected fault: worker crashed on shard " +
+                                 std::to_string(shard)));
         return caf::make_error(caf::sec::runtime_error, "worker crashed");
       }
       return count_hits(seed_, shard, samples_);
     }};
   }
 
- private:
+private:
   uint32_t index_;
   uint64_t seed_;
   uint64_t samples_;
@@ -69,7 +67,7 @@ class shard_worker final : public actor {
 
 /// Sums hits and samples.
 class aggregator final : public actor {
- public:
+public:
   using actor::actor;
   const char* name() const override { return "aggregator"; }
   behavior make_behavior() override {
@@ -84,28 +82,30 @@ class aggregator final : public actor {
     };
   }
 
- private:
+private:
   uint64_t hits_ = 0;
   uint64_t samples_ = 0;
 };
 
-}  // namespace
+} // namespace
 
 double reference_estimate(const demo_options& opt) {
   uint64_t hits = 0;
-  for (uint64_t s = 0; s < opt.shards; ++s) hits += count_hits(opt.seed, s, opt.samples_per_shard);
+  for (uint64_t s = 0; s < opt.shards; ++s)
+    hits += count_hits(opt.seed, s, opt.samples_per_shard);
   return 4.0 * static_cast<double>(hits) /
          static_cast<double>(opt.shards * opt.samples_per_shard);
 }
 
 result<demo_report> run_demo(node& n, const demo_options& opt, std::ostream& out) {
   if (opt.workers == 0 || opt.shards == 0 || opt.samples_per_shard == 0)
-    return error{runtime::errc::invalid_argument, "demo: workers, shards and samples must be > 0"};
+    return error{runtime::errc::invalid_argument,
+                 "demo: workers, shards and samples must be > 0"};
   auto crashed = std::make_shared<std::atomic<bool>>(false);
   auto pool = n.make_supervisor_spec("worker-pool", restart_strategy::one_for_one);
   for (uint32_t i = 0; i < opt.workers; ++i)
-    pool.children.push_back(worker<shard_worker>(worker_name(i), restart_type::permanent, i,
-                                                 opt.seed, opt.samples_per_shard,
+    pool.children.push_back(worker<shard_worker>(worker_name(i), restart_type::permanent,
+                                                 i, opt.seed, opt.samples_per_shard,
                                                  opt.crash_shard, crashed));
   auto root = n.make_supervisor_spec("demo", restart_strategy::one_for_one);
   root.children.push_back(child_spec{
@@ -114,13 +114,14 @@ result<demo_report> run_demo(node& n, const demo_options& opt, std::ostream& out
       restart_type::permanent});
   root.children.push_back(supervisor_child("worker-pool", pool));
   n.spawn_supervisor(root);
-  out << fmt::format("troupe demo: {} workers, {} shards x {} samples (seed {})\n", opt.workers,
-                     opt.shards, opt.samples_per_shard, opt.seed);
+  out << fmt::format("troupe demo: {} workers, {} shards x {} samples (seed {})\n",
+                     opt.workers, opt.shards, opt.samples_per_shard, opt.seed);
 
   // Wait until every worker has registered.
   for (uint32_t i = 0; i < opt.workers; ++i) {
     for (int tries = 0; !n.lookup(worker_name(i)).ok(); ++tries) {
-      if (tries > 5000) return error{runtime::errc::timeout, "demo: workers did not start"};
+      if (tries > 5000)
+        return error{runtime::errc::timeout, "demo: workers did not start"};
       std::this_thread::sleep_for(std::chrono::milliseconds{1});
     }
   }
@@ -135,20 +136,24 @@ result<demo_report> run_demo(node& n, const demo_options& opt, std::ostream& out
       auto ref = n.lookup(target);
       if (!ref.ok()) {
         std::this_thread::sleep_for(std::chrono::milliseconds{1});
-        if (attempt > 5000) return error{runtime::errc::timeout, "demo: " + target + " is gone"};
+        if (attempt > 5000)
+          return error{runtime::errc::timeout, "demo: " + target + " is gone"};
         continue;
       }
-      auto hits = n.request<uint64_t>(*ref, std::chrono::seconds{30}, shard_atom::value, shard);
+      auto hits =
+          n.request<uint64_t>(*ref, std::chrono::seconds{30}, shard_atom::value, shard);
       if (hits.ok()) {
         n.tell(agg_worker, add_atom::value, *hits, opt.samples_per_shard);
         ++rep.shards_done;
         if ((shard + 1) % std::max<uint64_t>(1, opt.shards / 8) == 0)
-          out << fmt::format("  shard {:>3}/{} done on {}\n", shard + 1, opt.shards, target);
+          out << fmt::format("  shard {:>3}/{} done on {}\n", shard + 1, opt.shards,
+                             target);
         break;
       }
       ++rep.retries;
-      out << fmt::format("  shard {} failed on {} ({}); the supervisor restarts it, retrying\n",
-                         shard, target, hits.err().message());
+      out << fmt::format(
+          "  shard {} failed on {} ({}); the supervisor restarts it, retrying\n", shard,
+          target, hits.err().message());
       if (attempt > 100) return std::move(hits).err();
       // The crashed worker's name disappears, then the restarted one
       // registers again; lookup above waits for it.
@@ -168,8 +173,9 @@ result<demo_report> run_demo(node& n, const demo_options& opt, std::ostream& out
                                    {{"supervisor", "worker-pool"}})
                       .value();
   rep.restarts = restarts;
-  out << fmt::format("pi ~= {:.6f} from {} samples ({} shards, {} retried, {} restarts)\n",
-                     rep.pi_estimate, rep.samples, rep.shards_done, rep.retries, rep.restarts);
+  out << fmt::format(
+      "pi ~= {:.6f} from {} samples ({} shards, {} retried, {} restarts)\n",
+      rep.pi_estimate, rep.samples, rep.shards_done, rep.retries, rep.restarts);
   if (opt.print_metrics) {
     out << "\n# metrics (Prometheus text format)\n";
     std::string line;
@@ -188,4 +194,4 @@ result<demo_report> run_demo(node& n, const demo_options& opt, std::ostream& out
   return rep;
 }
 
-}  // namespace troupe::workloads
+} // namespace troupe::workloads

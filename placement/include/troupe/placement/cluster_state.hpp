@@ -4,22 +4,22 @@
 /// applies all of it or none of it; `check_invariants` recomputes every
 /// counter from the live allocations.
 
-#include <map>
-#include <optional>
-#include <vector>
-
 #include "troupe/placement/mig.hpp"
 #include "troupe/placement/request.hpp"
 #include "troupe/placement/topology.hpp"
+
+#include <map>
+#include <optional>
+#include <vector>
 
 namespace troupe::placement {
 
 /// Live usage of one GPU.
 struct gpu_state {
-  bool whole_taken = false;  ///< allocated as a whole GPU
-  uint32_t used_milli = 0;   ///< sum of milli-GPU shares on it
-  uint32_t shares = 0;       ///< number of milli-GPU shares on it
-  std::optional<mig_gpu_layout> mig;  ///< set for MIG GPUs
+  bool whole_taken = false;          ///< allocated as a whole GPU
+  uint32_t used_milli = 0;           ///< sum of milli-GPU shares on it
+  uint32_t shares = 0;               ///< number of milli-GPU shares on it
+  std::optional<mig_gpu_layout> mig; ///< set for MIG GPUs
 
   /// Free for a whole-GPU bundle.
   bool free_whole() const noexcept { return !whole_taken && used_milli == 0 && !mig; }
@@ -30,14 +30,14 @@ struct node_state {
   std::vector<gpu_state> gpus;
   uint64_t used_cpu_milli = 0;
   uint64_t used_memory_mib = 0;
-  bool schedulable = true;  ///< false: cordoned, draining or down
+  bool schedulable = true; ///< false: cordoned, draining or down
   /// Cached: GPUs in `whole` sharing mode that are entirely free (any
   /// model). Kept by apply/unapply; check_invariants verifies it.
   uint32_t free_whole = 0;
 };
 
 class cluster_state {
- public:
+public:
   /// Aborts if the topology is invalid (validate it at the boundary first).
   explicit cluster_state(cluster_topology topology);
 
@@ -92,12 +92,16 @@ class cluster_state {
   /// Marks a node (un)schedulable; running allocations stay.
   void set_schedulable(node_id n, bool schedulable);
 
-  const std::map<allocation_id, allocation>& allocations() const noexcept { return allocs_; }
+  const std::map<allocation_id, allocation>& allocations() const noexcept {
+    return allocs_;
+  }
   const allocation* find(allocation_id id) const;
 
   uint64_t total_gpu_milli() const noexcept { return total_gpu_milli_; }
   uint64_t allocated_gpu_milli() const noexcept { return allocated_gpu_milli_; }
-  uint32_t total_gpus() const noexcept { return static_cast<uint32_t>(total_gpu_milli_ / 1000); }
+  uint32_t total_gpus() const noexcept {
+    return static_cast<uint32_t>(total_gpu_milli_ / 1000);
+  }
 
   /// Recomputes usage from the allocations and aborts with context if any
   /// counter differs or any capacity is exceeded. For tests and debug.
@@ -106,10 +110,10 @@ class cluster_state {
   /// Applies a bundle placement to a node state copy (used by placers to
   /// simulate several bundles on one node). invalid_argument/insufficient
   /// when it does not fit.
-  [[nodiscard]] result<void> apply_to(node_state& ns, const node_spec& spec, const bundle& b,
-                                      const bundle_placement& p) const;
+  [[nodiscard]] result<void> apply_to(node_state& ns, const node_spec& spec,
+                                      const bundle& b, const bundle_placement& p) const;
 
- private:
+private:
   /// Checks eligibility and capacity of `bundles` (placements for `req`) on
   /// copies of the nodes they touch, collected in `scratch`.
   [[nodiscard]] result<void> stage(const gang_request& req,
@@ -120,9 +124,9 @@ class cluster_state {
   /// Static per-node facts for O(1) eligibility when a bundle allows any
   /// GPU model.
   struct node_summary {
-    uint32_t whole_gpus = 0;   ///< GPUs in whole mode
-    bool shareable = false;    ///< any GPU in whole or time-sliced mode
-    bool mig = false;          ///< any GPU in MIG mode
+    uint32_t whole_gpus = 0; ///< GPUs in whole mode
+    bool shareable = false;  ///< any GPU in whole or time-sliced mode
+    bool mig = false;        ///< any GPU in MIG mode
   };
 
   cluster_topology topo_;
@@ -137,4 +141,4 @@ class cluster_state {
 /// Whether `model` is allowed by `b` (an empty list allows any).
 bool model_allowed(const bundle& b, std::string_view model) noexcept;
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

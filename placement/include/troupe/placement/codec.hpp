@@ -4,11 +4,11 @@
 /// Decoding is a parser of outside input: every malformed document gives an
 /// invalid_argument error that names the field, never a crash.
 
-#include <string>
-#include <string_view>
-
 #include "troupe/placement/request.hpp"
 #include "troupe/runtime/result.hpp"
+
+#include <string>
+#include <string_view>
 
 namespace troupe::placement {
 
@@ -18,4 +18,4 @@ std::string encode(const allocation& a);
 [[nodiscard]] result<gang_request> decode_request(std::string_view json);
 [[nodiscard]] result<allocation> decode_allocation(std::string_view json);
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

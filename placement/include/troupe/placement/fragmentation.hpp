@@ -14,14 +14,14 @@
 ///
 /// Plain code over plain data: no actors, no I/O, no clock.
 
+#include "troupe/placement/cluster_state.hpp"
+#include "troupe/placement/placer.hpp"
+
 #include <cstdint>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
-
-#include "troupe/placement/cluster_state.hpp"
-#include "troupe/placement/placer.hpp"
 
 namespace troupe::placement {
 
@@ -30,11 +30,11 @@ namespace troupe::placement {
 /// `bundle`: `gpus` whole GPUs, or a `gpu_milli` share (1..999) of one GPU,
 /// or neither (a CPU-only task).
 struct workload_class {
-  uint32_t gpus = 0;                    ///< whole GPUs on one node
-  uint32_t gpu_milli = 0;               ///< 1..999: a share of one GPU
-  std::vector<std::string> gpu_models;  ///< allowed models; empty: any
+  uint32_t gpus = 0;                   ///< whole GPUs on one node
+  uint32_t gpu_milli = 0;              ///< 1..999: a share of one GPU
+  std::vector<std::string> gpu_models; ///< allowed models; empty: any
   uint64_t cpu_milli = 0;
-  double weight = 0;                    ///< popularity; a built mix sums to 1
+  double weight = 0; ///< popularity; a built mix sums to 1
 
   bool cpu_only() const noexcept { return gpus == 0 && gpu_milli == 0; }
 };
@@ -70,8 +70,9 @@ struct typical_mix_options {
 /// invalid_argument: popularity outside (0, 1], a bundle asking for whole
 /// GPUs and a share or for a share of 1000 or more (names the bundle), or no
 /// bundle that makes a class.
-[[nodiscard]] result<workload_mix> typical_workload_mix(std::span<const bundle> bundles,
-                                                        const typical_mix_options& opt = {});
+[[nodiscard]] result<workload_mix>
+typical_workload_mix(std::span<const bundle> bundles,
+                     const typical_mix_options& opt = {});
 
 /// Free GPU of a node in milli-GPU: per non-MIG GPU, 0 when allocated
 /// whole, else 1000 minus its shares. MIG GPUs are left out (see
@@ -133,9 +134,10 @@ enum class fgd_score : uint8_t {
 /// Holds a reference to `st`, which must outlive the scorer. Thread-safe for
 /// concurrent `score` calls (the scratch state is thread-local).
 class fgd_scorer final : public scorer {
- public:
+public:
   /// Aborts when `mix` is invalid (validate it at the boundary first).
-  fgd_scorer(const cluster_state& st, workload_mix mix, fgd_score mode = fgd_score::gradient);
+  fgd_scorer(const cluster_state& st, workload_mix mix,
+             fgd_score mode = fgd_score::gradient);
 
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
@@ -148,7 +150,7 @@ class fgd_scorer final : public scorer {
   const workload_mix& mix() const noexcept { return mix_; }
   fgd_score mode() const noexcept { return mode_; }
 
- private:
+private:
   const cluster_state& st_;
   workload_mix mix_;
   fgd_score mode_;
@@ -163,13 +165,13 @@ class fgd_scorer final : public scorer {
 /// reference to `st` (to count candidates), which must outlive the scorer.
 /// Not thread-safe: the generator is shared by all calls.
 class random_scorer final : public scorer {
- public:
+public:
   random_scorer(const cluster_state& st, uint64_t seed);
 
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
 
- private:
+private:
   const cluster_state& st_;
   mutable std::mt19937_64 rng_;
 };
@@ -182,18 +184,18 @@ class random_scorer final : public scorer {
 /// `best_fit_scorer` it weighs free CPU as well as free GPU and does not
 /// look at NVLink islands. MIG bundles are scored by `best_fit_scorer`.
 class paper_best_fit_scorer final : public scorer {
- public:
+public:
   explicit paper_best_fit_scorer(uint64_t max_cpu_milli = 128000,
                                  uint64_t max_gpu_milli = 8000);
 
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
 
- private:
+private:
   double cpu_norm_;
   double gpu_norm_;
-  double gpu_tie_;  ///< weight of the GPU choice; below one step of the node score
+  double gpu_tie_; ///< weight of the GPU choice; below one step of the node score
   best_fit_scorer mig_fallback_;
 };
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

@@ -18,6 +18,8 @@
 /// "H100-80GB" (SXM5 and PCIe), "H100-94GB" (H100 NVL), "H200-141GB" (SXM and
 /// NVL). Model and profile names are matched exactly (case-sensitive).
 
+#include "troupe/runtime/result.hpp"
+
 #include <compare>
 #include <cstdint>
 #include <optional>
@@ -25,8 +27,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "troupe/runtime/result.hpp"
 
 namespace troupe::placement {
 
@@ -82,7 +82,7 @@ struct mig_instance {
 /// A layout of a model without MIG support can be built (so callers need not
 /// branch), but every place() on it fails and first_fit() finds nothing.
 class mig_gpu_layout {
- public:
+public:
   explicit mig_gpu_layout(std::string gpu_model);
 
   const std::string& model() const noexcept { return model_; }
@@ -123,9 +123,9 @@ class mig_gpu_layout {
   /// use it as an independent check.
   [[nodiscard]] bool valid() const;
 
- private:
+private:
   std::string model_;
-  const std::vector<mig_profile>* profiles_ = nullptr;  // static table, or null
+  const std::vector<mig_profile>* profiles_ = nullptr; // static table, or null
   std::vector<mig_instance> instances_;                // ordered by start
   uint8_t memory_mask_ = 0;
   uint32_t compute_used_ = 0;
@@ -151,4 +151,4 @@ make_layout(std::string_view gpu_model, const std::vector<mig_instance>& instanc
 pack_profiles(std::string_view gpu_model,
               const std::vector<std::pair<std::string, uint32_t>>& demand);
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

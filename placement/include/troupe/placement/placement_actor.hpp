@@ -15,8 +15,9 @@
 ///   (why_atom, uint64_t request_id) -> std::string
 ///   (status_atom) -> std::string JSON {allocations, pending, allocated_gpu_milli, ...}
 ///   (subscribe_atom, caf::actor) -> bool: the subscriber then receives
-///       (placed_atom, uint64_t request, uint64_t allocation, std::string allocation_json)
-///       (preempt_atom, std::string plan_json) when the head needs victims evicted.
+///       (placed_atom, uint64_t request, uint64_t allocation, std::string
+///       allocation_json) (preempt_atom, std::string plan_json) when the head needs
+///       victims evicted.
 /// A scheduling pass runs after every submit, release and checkpoint, and
 /// every `schedule_interval` (reservations start as time passes).
 ///
@@ -26,14 +27,13 @@
 /// troupe_placement_pass_seconds, and troupe_placement_fragmentation_rate
 /// when an expected mix is configured.
 
-#include <string>
-
-#include <caf/fwd.hpp>
-
 #include "troupe/placement/fragmentation.hpp"
 #include "troupe/placement/queue.hpp"
 #include "troupe/placement/topology.hpp"
 #include "troupe/runtime/actor.hpp"
+
+#include <caf/fwd.hpp>
+#include <string>
 
 namespace troupe::placement {
 
@@ -48,15 +48,15 @@ using preempt_atom = caf::atom_constant<caf::atom("pl_preempt")>;
 
 /// How the placement actor scores candidates.
 enum class scorer_kind : uint8_t {
-  best_fit,       ///< troupe's best fit (default)
-  fgd,            ///< fragmentation gradient descent, exact gradient
-  fgd_simulator,  ///< FGD with the paper simulator's integer score
+  best_fit,      ///< troupe's best fit (default)
+  fgd,           ///< fragmentation gradient descent, exact gradient
+  fgd_simulator, ///< FGD with the paper simulator's integer score
 };
 
 struct placement_actor_config {
   cluster_topology topology;
   queue_policy policy;
-  std::string store_path;  ///< empty: nothing persisted
+  std::string store_path; ///< empty: nothing persisted
   duration schedule_interval = std::chrono::seconds{1};
   scorer_kind scorer = scorer_kind::best_fit;
   /// The expected workload for FGD and for the fragmentation metric
@@ -69,4 +69,4 @@ struct placement_actor_config {
 /// must be valid (validate them at the boundary).
 actor_ref spawn_placement_actor(caf::actor_system& sys, placement_actor_config cfg);
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

@@ -3,18 +3,18 @@
 /// five strategies, elastic sizing, and an explanation when nothing fits.
 /// Plain code over a const cluster_state: no actors, no I/O, no clock.
 
+#include "troupe/placement/cluster_state.hpp"
+
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "troupe/placement/cluster_state.hpp"
 
 namespace troupe::placement {
 
 /// Scores one candidate placement of one bundle on one node, given the
 /// node's state before it (lower is better). The placer keeps the best.
 class scorer {
- public:
+public:
   virtual ~scorer() = default;
   virtual double score(const node_spec& spec, const node_state& before, const bundle& b,
                        const bundle_placement& candidate) const = 0;
@@ -28,7 +28,7 @@ class scorer {
 /// Best fit: leave as little free GPU capacity as possible on the chosen
 /// node and GPU, so large free blocks stay whole.
 class best_fit_scorer final : public scorer {
- public:
+public:
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
   bool prefers_tightest_node() const noexcept override { return true; }
@@ -36,11 +36,11 @@ class best_fit_scorer final : public scorer {
 
 /// The result of a placement attempt.
 struct placement_outcome {
-  std::optional<placement_plan> plan;  ///< set when the gang fits now
-  uint32_t bundles_placed = 0;         ///< elastic: how many bundles the plan holds
-  bool never_fits = false;             ///< true: not even an empty cluster could host it
-  std::string explanation;             ///< why not, when no plan
-  double allreduce_gbps = 0;           ///< estimated ring all-reduce bottleneck of the plan
+  std::optional<placement_plan> plan; ///< set when the gang fits now
+  uint32_t bundles_placed = 0;        ///< elastic: how many bundles the plan holds
+  bool never_fits = false;            ///< true: not even an empty cluster could host it
+  std::string explanation;            ///< why not, when no plan
+  double allreduce_gbps = 0; ///< estimated ring all-reduce bottleneck of the plan
 };
 
 /// Whole-GPU candidates for `b` on one node, given its state `ns`
@@ -55,7 +55,7 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
 double estimate_allreduce_gbps(const cluster_state& st, const placement_plan& plan);
 
 class placer {
- public:
+public:
   /// `s` scores candidates; null means best fit. Not owned; must outlive.
   explicit placer(const scorer* s = nullptr) : scorer_(s) {}
 
@@ -74,7 +74,7 @@ class placer {
   placement_outcome place_growth(const cluster_state& st, const allocation& a,
                                  uint32_t target_bundles) const;
 
- private:
+private:
   std::optional<placement_plan> place_exact(const cluster_state& st,
                                             const gang_request& req) const;
   const scorer& active() const;
@@ -84,6 +84,7 @@ class placer {
 /// Why `req` does not fit `st` now (or ever): one or more sentences with
 /// the numbers, e.g. "needs 8 GPUs in one NVLink domain; largest free
 /// domain has 6 (node n17)".
-std::string explain_pending(const cluster_state& st, const gang_request& req, bool* never_fits);
+std::string explain_pending(const cluster_state& st, const gang_request& req,
+                            bool* never_fits);
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

@@ -5,12 +5,12 @@
 /// named <prefix>0..N-1), [[nodes]] (one node each), or alternatively a
 /// [generate] table with the fields of generated_cluster.
 
+#include "troupe/placement/topology.hpp"
+#include "troupe/runtime/result.hpp"
+
 #include <cstddef>
 #include <filesystem>
 #include <string_view>
-
-#include "troupe/placement/topology.hpp"
-#include "troupe/runtime/result.hpp"
 
 namespace troupe::placement {
 
@@ -29,7 +29,8 @@ inline constexpr size_t max_config_nodes = 100'000;
 /// Reads `path` and calls load_topology_string with the path as source name.
 /// Returns not_found when the file does not exist, invalid_argument when it
 /// is not a regular file, is too large or does not load.
-[[nodiscard]] result<cluster_topology> load_topology_file(const std::filesystem::path& path);
+[[nodiscard]] result<cluster_topology>
+load_topology_file(const std::filesystem::path& path);
 
 /// Parses a price such as "2.50" (at most 6 fractional digits, no sign, no
 /// exponent) into micro-USD exactly; invalid_argument saying what was wrong
@@ -37,4 +38,4 @@ inline constexpr size_t max_config_nodes = 100'000;
 /// Exposed for tests and for other config readers that hold prices.
 [[nodiscard]] result<micro_usd> parse_price(std::string_view text);
 
-}  // namespace troupe::placement
+} // namespace troupe::placement

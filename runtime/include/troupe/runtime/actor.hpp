@@ -8,6 +8,11 @@
 /// to the receiver, so the spans of one request form one tree. Each handled
 /// message updates the node's per-kind metrics.
 
+#include "troupe/runtime/clock.hpp"
+#include "troupe/runtime/result.hpp"
+#include "troupe/runtime/trace.hpp"
+
+#include <caf/all.hpp>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -15,19 +20,13 @@
 #include <string_view>
 #include <utility>
 
-#include <caf/all.hpp>
-
-#include "troupe/runtime/clock.hpp"
-#include "troupe/runtime/result.hpp"
-#include "troupe/runtime/trace.hpp"
-
 namespace troupe {
 
 namespace metrics {
 class counter;
 class gauge;
 class histogram;
-}  // namespace metrics
+} // namespace metrics
 
 struct node_services;
 
@@ -41,7 +40,7 @@ using drain_atom = caf::atom_constant<caf::atom("tr_drain")>;
 /// A reference to an actor. Today always local; the transport issue makes it
 /// location-transparent (node id + actor id) without changing this API.
 class actor_ref {
- public:
+public:
   actor_ref() = default;
   explicit actor_ref(caf::actor handle) : handle_(std::move(handle)) {}
   const caf::actor& handle() const noexcept { return handle_; }
@@ -52,7 +51,7 @@ class actor_ref {
     return a.handle_ == b.handle_;
   }
 
- private:
+private:
   caf::actor handle_;
 };
 
@@ -73,34 +72,30 @@ template <class F, class... Args>
 auto with_context(actor* self, std::optional<span_context> ctx, F f,
                   caf::detail::type_list<Args...>);
 
-}  // namespace detail
+} // namespace detail
 
 /// Response handle returned by `actor::request`: `then` continuations run
 /// with the span context that was current when the request was sent.
-template <class Handle>
-class traced_response {
- public:
+template <class Handle> class traced_response {
+public:
   traced_response(actor* self, std::optional<span_context> ctx, Handle h)
       : self_(self), ctx_(std::move(ctx)), handle_(std::move(h)) {}
 
-  template <class F>
-  void then(F f) {
+  template <class F> void then(F f) {
     if (ctx_)
       handle_.then(wrap(std::move(f)));
     else
-      handle_.then(std::move(f));  // nothing to restore: no wrapper cost
+      handle_.then(std::move(f)); // nothing to restore: no wrapper cost
   }
-  template <class F, class OnError>
-  void then(F f, OnError g) {
+  template <class F, class OnError> void then(F f, OnError g) {
     if (ctx_)
       handle_.then(wrap(std::move(f)), wrap(std::move(g)));
     else
       handle_.then(std::move(f), std::move(g));
   }
 
- private:
-  template <class F>
-  auto wrap(F f) {
+private:
+  template <class F> auto wrap(F f) {
     using args = typename caf::detail::get_callable_trait<F>::arg_types;
     return detail::with_context(self_, ctx_, std::move(f), args{});
   }
@@ -111,7 +106,7 @@ class traced_response {
 
 /// Base class of every troupe actor.
 class actor : public caf::event_based_actor {
- public:
+public:
   using super = caf::event_based_actor;
 
   explicit actor(caf::actor_config& cfg);
@@ -121,8 +116,7 @@ class actor : public caf::event_based_actor {
   actor_ref self_ref() { return actor_ref{caf::actor_cast<caf::actor>(this)}; }
 
   /// Sends `xs...` to `to`, carrying the current span context.
-  template <class... Ts>
-  void tell(const actor_ref& to, Ts&&... xs) {
+  template <class... Ts> void tell(const actor_ref& to, Ts&&... xs) {
     if (auto* ctx = outgoing_context())
       super::send(to.handle(), *ctx, caf::make_message(std::forward<Ts>(xs)...));
     else
@@ -131,9 +125,9 @@ class actor : public caf::event_based_actor {
 
   /// Sends a request; the answer (or a timeout error) reaches the `then`
   /// continuation, which runs with this request's span context.
-  template <class... Ts>
-  auto request(const actor_ref& to, duration timeout, Ts&&... xs) {
-    using handle_t = decltype(super::request(to.handle(), timeout, std::forward<Ts>(xs)...));
+  template <class... Ts> auto request(const actor_ref& to, duration timeout, Ts&&... xs) {
+    using handle_t =
+        decltype(super::request(to.handle(), timeout, std::forward<Ts>(xs)...));
     if (auto* ctx = outgoing_context()) {
       span_context copy = *ctx;
       return traced_response<handle_t>{
@@ -142,7 +136,8 @@ class actor : public caf::event_based_actor {
                          caf::make_message(std::forward<Ts>(xs)...))};
     }
     return traced_response<handle_t>{
-        this, std::nullopt, super::request(to.handle(), timeout, std::forward<Ts>(xs)...)};
+        this, std::nullopt,
+        super::request(to.handle(), timeout, std::forward<Ts>(xs)...)};
   }
 
   /// Forwards the current request to `to`; `to` answers the original sender.
@@ -175,17 +170,18 @@ class actor : public caf::event_based_actor {
   /// Kind label for metrics and spans; defaults to CAF's `name()`.
   const char* name() const override { return "actor"; }
 
- protected:
+protected:
   caf::invoke_message_result consume(caf::mailbox_element& x) override;
 
   /// Called for a drain request after earlier messages were handled.
   /// Default: quit with `user_shutdown`.
   virtual void on_drain();
 
- private:
+private:
   /// Context to send with outgoing messages, or null when nothing to carry.
   const span_context* outgoing_context() const noexcept {
-    return current_ctx_ != nullptr && (current_ctx_->sampled || !current_ctx_->tenant.empty())
+    return current_ctx_ != nullptr &&
+                   (current_ctx_->sampled || !current_ctx_->tenant.empty())
                ? current_ctx_
                : nullptr;
   }
@@ -203,14 +199,14 @@ class actor : public caf::event_based_actor {
 
 /// A function-based actor: the function makes the initial behavior.
 class function_actor final : public actor {
- public:
+public:
   using init_fn = std::function<behavior(actor&)>;
   function_actor(caf::actor_config& cfg, init_fn fn, std::string kind)
       : actor(cfg), fn_(std::move(fn)), kind_(std::move(kind)) {}
   behavior make_behavior() override { return fn_(*this); }
   const char* name() const override { return kind_.c_str(); }
 
- private:
+private:
   init_fn fn_;
   std::string kind_;
 };
@@ -233,6 +229,6 @@ auto with_context(actor* self, std::optional<span_context> ctx, F f,
   };
 }
 
-}  // namespace detail
+} // namespace detail
 
-}  // namespace troupe
+} // namespace troupe

@@ -12,7 +12,7 @@ using time_point = std::chrono::steady_clock::time_point;
 
 /// A monotonic time source.
 class clock {
- public:
+public:
   virtual ~clock() = default;
   /// The current time of this clock (monotonic, never goes back).
   [[nodiscard]] virtual time_point now() const noexcept = 0;
@@ -20,15 +20,16 @@ class clock {
 
 /// The process's steady clock.
 class steady_clock_source final : public clock {
- public:
+public:
   time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
 };
 
 /// A clock that moves only when told to: for tests and the simulator.
 /// Thread-safe: `now` may be read while another thread advances it.
 class manual_clock final : public clock {
- public:
-  explicit manual_clock(time_point start = time_point{}) : ns_(start.time_since_epoch().count()) {}
+public:
+  explicit manual_clock(time_point start = time_point{})
+      : ns_(start.time_since_epoch().count()) {}
   time_point now() const noexcept override {
     return time_point{duration{ns_.load(std::memory_order_acquire)}};
   }
@@ -44,8 +45,8 @@ class manual_clock final : public clock {
     }
   }
 
- private:
+private:
   std::atomic<int64_t> ns_;
 };
 
-}  // namespace troupe
+} // namespace troupe

@@ -3,21 +3,20 @@
 /// sharing one sink and one level set from the node config. Lines handled
 /// inside a traced message carry `trace=<id>` (pattern flag `%*`).
 
+#include "troupe/runtime/result.hpp"
+
 #include <memory>
+#include <spdlog/logger.h>
 #include <string>
 #include <string_view>
-
-#include <spdlog/logger.h>
-
-#include "troupe/runtime/result.hpp"
 
 namespace troupe::logging {
 
 /// Where and how much to log.
 struct settings {
-  std::string level = "info";  ///< trace|debug|info|warn|error|off
-  std::string file;            ///< empty: stderr
-  std::string pattern;         ///< empty: default pattern with trace ids
+  std::string level = "info"; ///< trace|debug|info|warn|error|off
+  std::string file;           ///< empty: stderr
+  std::string pattern;        ///< empty: default pattern with trace ids
 };
 
 /// The default pattern: time, level, module, trace id (when any), message.
@@ -33,4 +32,4 @@ void flush();
 /// The logger of `module` (created on first use with the current settings).
 std::shared_ptr<spdlog::logger> get(std::string_view module);
 
-}  // namespace troupe::logging
+} // namespace troupe::logging

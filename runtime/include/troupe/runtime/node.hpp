@@ -11,17 +11,6 @@
 /// its HTTP server), the tracer and the name registry. It must outlive every
 /// use of refs it handed out; its destructor stops it.
 
-#include <chrono>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <string>
-#include <string_view>
-#include <vector>
-
-#include <caf/all.hpp>
-#include <spdlog/logger.h>
-
 #include "troupe/runtime/actor.hpp"
 #include "troupe/runtime/clock.hpp"
 #include "troupe/runtime/config.hpp"
@@ -29,6 +18,16 @@
 #include "troupe/runtime/result.hpp"
 #include "troupe/runtime/supervisor.hpp"
 #include "troupe/runtime/trace.hpp"
+
+#include <caf/all.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <spdlog/logger.h>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace caf::scheduler {
 class test_coordinator;
@@ -39,11 +38,11 @@ namespace troupe {
 namespace metrics {
 class registry;
 class metrics_server;
-}  // namespace metrics
+} // namespace metrics
 
 /// What every troupe actor on a node can reach. Owned by the node.
 class node_services {
- public:
+public:
   node_services(metrics::registry& reg, tracer& tr, const troupe::clock& clk,
                 uint32_t latency_sample_every);
 
@@ -61,20 +60,21 @@ class node_services {
   void unregister(const std::string& name, uint64_t id);
   std::vector<std::string> names() const;
 
- private:
+private:
   metrics::registry& registry_;
   troupe::tracer& tracer_;
   const troupe::clock& clock_;
   uint32_t sample_every_;
   mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<actor_metrics>, std::less<>> kinds_;  // guarded by mu_
-  std::map<std::string, actor_ref, std::less<>> names_;                       // guarded by mu_
+  std::map<std::string, std::unique_ptr<actor_metrics>, std::less<>>
+      kinds_;                                           // guarded by mu_
+  std::map<std::string, actor_ref, std::less<>> names_; // guarded by mu_
 };
 
 /// Deterministic scheduling for tests (scheduler.policy = "testing"):
 /// nothing runs until the test says so, and time moves only when advanced.
 class test_driver {
- public:
+public:
   explicit test_driver(caf::scheduler::test_coordinator& sched) : sched_(sched) {}
   /// Runs every runnable actor until none is left; returns messages handled.
   size_t run();
@@ -87,13 +87,13 @@ class test_driver {
   void run_until_idle(duration limit = std::chrono::hours{1});
   caf::scheduler::test_coordinator& scheduler() noexcept { return sched_; }
 
- private:
+private:
   caf::scheduler::test_coordinator& sched_;
 };
 
 /// The embedded troupe runtime.
 class node {
- public:
+public:
   /// Starts a node: actor system, logging, metrics (and their HTTP endpoint
   /// when enabled), tracing. Errors: invalid_argument for a bad config,
   /// unavailable when the metrics port cannot be bound, io_error for files.
@@ -105,8 +105,7 @@ class node {
   // -- spawning ---------------------------------------------------------------
 
   /// Spawns a class-based actor `T` (derived from troupe::actor).
-  template <class T, class... Ts>
-  actor_ref spawn(Ts&&... xs) {
+  template <class T, class... Ts> actor_ref spawn(Ts&&... xs) {
     return track(actor_ref{system_->spawn<T>(std::forward<Ts>(xs)...)});
   }
   /// Spawns a function-based actor; `kind` labels its metrics and spans.
@@ -124,8 +123,7 @@ class node {
   // -- messaging from outside actors -----------------------------------------
 
   /// Sends `xs...` to `to` (fire and forget).
-  template <class... Ts>
-  void tell(const actor_ref& to, Ts&&... xs) {
+  template <class... Ts> void tell(const actor_ref& to, Ts&&... xs) {
     tell_message(to, caf::make_message(std::forward<Ts>(xs)...));
   }
   void tell_message(const actor_ref& to, caf::message msg);
@@ -144,8 +142,8 @@ class node {
                    "unexpected answer type: " + caf::to_string(msg)};
     return msg.get_as<R>(0);
   }
-  [[nodiscard]] result<caf::message> request_message(const actor_ref& to, duration timeout,
-                                                     caf::message msg,
+  [[nodiscard]] result<caf::message> request_message(const actor_ref& to,
+                                                     duration timeout, caf::message msg,
                                                      std::string tenant = {});
 
   // -- names ------------------------------------------------------------------
@@ -177,7 +175,7 @@ class node {
   /// Exit reasons of top-level actors that ended abnormally (for mains).
   std::vector<std::string> failures() const;
 
- private:
+private:
   explicit node(node_config cfg);
   result<void> init();
   actor_ref track(actor_ref ref);
@@ -195,7 +193,7 @@ class node {
   bool stopped_ = false;
 
   struct shared_state;
-  std::shared_ptr<shared_state> shared_;  // top-level actors and failures
+  std::shared_ptr<shared_state> shared_; // top-level actors and failures
 };
 
-}  // namespace troupe
+} // namespace troupe

@@ -23,15 +23,15 @@ constexpr double unit_double(uint64_t& state) noexcept {
 
 /// A small seeded generator object.
 class seeded_rng {
- public:
+public:
   explicit constexpr seeded_rng(uint64_t seed) noexcept : state_(seed) {}
   constexpr uint64_t next() noexcept { return splitmix64(state_); }
   /// Uniform in [0, n); n must be > 0.
   constexpr uint64_t below(uint64_t n) noexcept { return next() % n; }
   constexpr double unit() noexcept { return unit_double(state_); }
 
- private:
+private:
   uint64_t state_;
 };
 
-}  // namespace troupe
+} // namespace troupe

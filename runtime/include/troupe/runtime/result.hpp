@@ -23,13 +23,12 @@ namespace troupe {
 
 /// A recoverable error: a code from some module's errc plus a message.
 class error {
- public:
+public:
   error() = default;
   error(std::error_code code, std::string message)
       : code_(code), message_(std::move(message)) {}
-  template <class Enum,
-            class = std::enable_if_t<std::is_error_code_enum_v<Enum>>>
-  error(Enum e, std::string message)  // NOLINT(google-explicit-constructor)
+  template <class Enum, class = std::enable_if_t<std::is_error_code_enum_v<Enum>>>
+  error(Enum e, std::string message) // NOLINT(google-explicit-constructor)
       : code_(make_error_code(e)), message_(std::move(message)) {}
 
   const std::error_code& code() const noexcept { return code_; }
@@ -39,35 +38,42 @@ class error {
   std::string to_string() const;
 
   /// True when this error has the given module code.
-  template <class Enum,
-            class = std::enable_if_t<std::is_error_code_enum_v<Enum>>>
+  template <class Enum, class = std::enable_if_t<std::is_error_code_enum_v<Enum>>>
   bool is(Enum e) const noexcept {
     return code_ == make_error_code(e);
   }
 
   explicit operator bool() const noexcept { return static_cast<bool>(code_); }
 
- private:
+private:
   std::error_code code_;
   std::string message_;
 };
 
 /// Either a value of type T or an error. Check with `ok()` / `operator bool`
 /// before `value()`; calling `value()` on an error aborts (a bug).
-template <class T>
-class [[nodiscard]] result {
- public:
+template <class T> class [[nodiscard]] result {
+public:
   using value_type = T;
 
-  result(T value) : data_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
-  result(error err) : data_(std::in_place_index<1>, std::move(err)) {}  // NOLINT
+  result(T value) : data_(std::in_place_index<0>, std::move(value)) {} // NOLINT
+  result(error err) : data_(std::in_place_index<1>, std::move(err)) {} // NOLINT
 
   bool ok() const noexcept { return data_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
 
-  T& value() & { check(); return std::get<0>(data_); }
-  const T& value() const& { check(); return std::get<0>(data_); }
-  T&& value() && { check(); return std::get<0>(std::move(data_)); }
+  T& value() & {
+    check();
+    return std::get<0>(data_);
+  }
+  const T& value() const& {
+    check();
+    return std::get<0>(data_);
+  }
+  T&& value() && {
+    check();
+    return std::get<0>(std::move(data_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
@@ -82,12 +88,11 @@ class [[nodiscard]] result {
     return std::get<1>(std::move(data_));
   }
 
-  template <class U>
-  T value_or(U&& fallback) const& {
+  template <class U> T value_or(U&& fallback) const& {
     return ok() ? std::get<0>(data_) : static_cast<T>(std::forward<U>(fallback));
   }
 
- private:
+private:
   void check() const {
     if (!ok()) {
       std::fprintf(stderr, "troupe: value() on error result: %s\n",
@@ -99,31 +104,32 @@ class [[nodiscard]] result {
 };
 
 /// Success or an error, no value.
-template <>
-class [[nodiscard]] result<void> {
- public:
+template <> class [[nodiscard]] result<void> {
+public:
   result() = default;
-  result(error err) : err_(std::move(err)) {}  // NOLINT
+  result(error err) : err_(std::move(err)) {} // NOLINT
   bool ok() const noexcept { return !err_; }
   explicit operator bool() const noexcept { return ok(); }
   const error& err() const& { return err_; }
   error&& err() && { return std::move(err_); }
 
- private:
+private:
   error err_;
 };
 
 /// Convenience for `return ok();` in result<void> functions.
-inline result<void> ok() { return {}; }
+inline result<void> ok() {
+  return {};
+}
 
-}  // namespace troupe
+} // namespace troupe
 
 /// Aborts with file, line and message when a bug (broken invariant) is found.
-#define TROUPE_ASSERT(cond, msg)                                              \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      std::fprintf(stderr, "%s:%d: troupe assertion failed: %s: %s\n",        \
-                   __FILE__, __LINE__, #cond, msg);                           \
-      std::abort();                                                           \
-    }                                                                         \
+#define TROUPE_ASSERT(cond, msg)                                                         \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      std::fprintf(stderr, "%s:%d: troupe assertion failed: %s: %s\n", __FILE__,         \
+                   __LINE__, #cond, msg);                                                \
+      std::abort();                                                                      \
+    }                                                                                    \
   } while (false)

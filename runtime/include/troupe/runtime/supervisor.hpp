@@ -7,17 +7,16 @@
 /// intensity is exceeded and the supervisor must escalate to its parent.
 /// `spawn_supervisor` runs that policy inside a thin actor shell.
 
+#include "troupe/runtime/actor.hpp"
+#include "troupe/runtime/clock.hpp"
+
+#include <caf/fwd.hpp>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <caf/fwd.hpp>
-
-#include "troupe/runtime/actor.hpp"
-#include "troupe/runtime/clock.hpp"
 
 namespace troupe {
 
@@ -30,16 +29,16 @@ enum class restart_strategy {
 
 /// When a child is restarted.
 enum class restart_type {
-  permanent,  ///< always, whatever the exit reason
-  transient,  ///< only after an abnormal exit
-  temporary,  ///< never; the child is removed when it exits
+  permanent, ///< always, whatever the exit reason
+  transient, ///< only after an abnormal exit
+  temporary, ///< never; the child is removed when it exits
 };
 
 /// How a child ended.
 enum class exit_kind {
-  normal,    ///< finished its work (exit_reason::normal)
-  shutdown,  ///< asked to stop (user_shutdown)
-  failure,   ///< anything else: error, exception, kill
+  normal,   ///< finished its work (exit_reason::normal)
+  shutdown, ///< asked to stop (user_shutdown)
+  failure,  ///< anything else: error, exception, kill
 };
 
 const char* to_string(restart_strategy s) noexcept;
@@ -56,7 +55,7 @@ struct backoff_policy {
   duration initial = std::chrono::milliseconds{10};
   duration max = std::chrono::seconds{5};
   double multiplier = 2.0;
-  double jitter = 0.2;  ///< delay is scaled by a factor drawn from [1-j, 1+j)
+  double jitter = 0.2; ///< delay is scaled by a factor drawn from [1-j, 1+j)
   uint64_t seed = 0;
 
   /// Delay before restart number `attempt` (1-based) within the window.
@@ -68,16 +67,16 @@ struct backoff_policy {
 struct restart_decision {
   enum class action { none, restart, escalate };
   action what = action::none;
-  std::vector<size_t> stop;    ///< siblings to stop, in stop (reverse start) order
-  std::vector<size_t> start;   ///< children to start again, in start order
-  std::vector<size_t> remove;  ///< children gone for good
-  duration delay{};            ///< backoff before starting
-  std::string reason;          ///< why (for logs and escalation errors)
+  std::vector<size_t> stop;   ///< siblings to stop, in stop (reverse start) order
+  std::vector<size_t> start;  ///< children to start again, in start order
+  std::vector<size_t> remove; ///< children gone for good
+  duration delay{};           ///< backoff before starting
+  std::string reason;         ///< why (for logs and escalation errors)
 };
 
 /// The supervision policy for one supervisor. Plain data in, decision out.
 class restart_planner {
- public:
+public:
   restart_planner(restart_strategy strategy, restart_intensity intensity,
                   backoff_policy backoff, std::vector<restart_type> children);
 
@@ -91,7 +90,7 @@ class restart_planner {
   size_t restarts_in_window(time_point now) const;
   uint64_t total_restarts() const noexcept { return total_restarts_; }
 
- private:
+private:
   void expire(time_point now);
 
   restart_strategy strategy_;
@@ -126,9 +125,10 @@ struct supervisor_spec {
 /// A child that is a class-based troupe actor `T` built from `args...`.
 template <class T, class... Ts>
 child_spec worker(std::string id, restart_type restart, Ts... args) {
-  return child_spec{std::move(id),
-                    [args...](caf::actor_system& sys) { return actor_ref{sys.spawn<T>(args...)}; },
-                    restart};
+  return child_spec{
+      std::move(id),
+      [args...](caf::actor_system& sys) { return actor_ref{sys.spawn<T>(args...)}; },
+      restart};
 }
 
 /// A child that is a function-based troupe actor.
@@ -147,4 +147,4 @@ actor_ref spawn_supervisor(caf::actor_system& sys, supervisor_spec spec);
 using which_atom = caf::atom_constant<caf::atom("tr_which")>;
 using child_atom = caf::atom_constant<caf::atom("tr_child")>;
 
-}  // namespace troupe
+} // namespace troupe

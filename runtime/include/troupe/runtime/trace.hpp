@@ -9,6 +9,8 @@
 /// file, or memory for tests). A full queue drops spans and counts them; it
 /// never blocks an actor.
 
+#include "troupe/runtime/result.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -22,17 +24,15 @@
 #include <utility>
 #include <vector>
 
-#include "troupe/runtime/result.hpp"
-
 namespace troupe {
 
 /// Identity of one span within one trace, plus what travels with it.
 struct span_context {
-  uint64_t trace_hi = 0;  ///< trace id, high 64 bits
-  uint64_t trace_lo = 0;  ///< trace id, low 64 bits; 0/0 = no trace
-  uint64_t span_id = 0;   ///< the span that sent the message (parent of the next)
-  bool sampled = false;   ///< whether spans of this trace are recorded
-  std::string tenant;     ///< tenant identity for attribution; may be empty
+  uint64_t trace_hi = 0; ///< trace id, high 64 bits
+  uint64_t trace_lo = 0; ///< trace id, low 64 bits; 0/0 = no trace
+  uint64_t span_id = 0;  ///< the span that sent the message (parent of the next)
+  bool sampled = false;  ///< whether spans of this trace are recorded
+  std::string tenant;    ///< tenant identity for attribution; may be empty
 
   bool valid() const noexcept { return trace_hi != 0 || trace_lo != 0; }
   /// 32 lower-case hex digits, or "" when there is no trace.
@@ -48,7 +48,13 @@ typename Inspector::result_type inspect(Inspector& f, span_context& x) {
   return f(x.trace_hi, x.trace_lo, x.span_id, x.sampled, x.tenant);
 }
 
-enum class span_kind : uint8_t { internal = 1, server = 2, client = 3, producer = 4, consumer = 5 };
+enum class span_kind : uint8_t {
+  internal = 1,
+  server = 2,
+  client = 3,
+  producer = 4,
+  consumer = 5
+};
 enum class span_status : uint8_t { unset = 0, ok = 1, error = 2 };
 
 /// A finished span, as exported.
@@ -56,7 +62,7 @@ struct span_record {
   uint64_t trace_hi = 0;
   uint64_t trace_lo = 0;
   uint64_t span_id = 0;
-  uint64_t parent_span_id = 0;  ///< 0 for a root span
+  uint64_t parent_span_id = 0; ///< 0 for a root span
   std::string name;
   span_kind kind = span_kind::internal;
   int64_t start_unix_ns = 0;
@@ -68,7 +74,7 @@ struct span_record {
 
 /// Where exported spans go. Called from the tracer's export thread only.
 class span_sink {
- public:
+public:
   virtual ~span_sink() = default;
   /// Writes one batch; errors are counted by the tracer, not thrown.
   virtual result<void> write(const std::vector<span_record>& batch) = 0;
@@ -78,15 +84,15 @@ class span_sink {
 /// Writes each batch as one OTLP-JSON line (an ExportTraceServiceRequest, as
 /// the OpenTelemetry collector's file exporter does).
 class otlp_json_file_sink final : public span_sink {
- public:
+public:
   /// Opens (appends to) `path`; io_error when it cannot be opened.
-  static result<std::unique_ptr<otlp_json_file_sink>> open(const std::filesystem::path& path,
-                                                           std::string service_name);
+  static result<std::unique_ptr<otlp_json_file_sink>>
+  open(const std::filesystem::path& path, std::string service_name);
   ~otlp_json_file_sink() override;
   result<void> write(const std::vector<span_record>& batch) override;
   result<void> flush() override;
 
- private:
+private:
   otlp_json_file_sink(std::FILE* f, std::string service_name);
   std::FILE* file_;
   std::string service_name_;
@@ -94,21 +100,22 @@ class otlp_json_file_sink final : public span_sink {
 
 /// Keeps spans in memory: for tests. Thread-safe.
 class memory_span_sink final : public span_sink {
- public:
+public:
   result<void> write(const std::vector<span_record>& batch) override;
   std::vector<span_record> spans() const;
 
- private:
+private:
   mutable std::mutex mu_;
-  std::vector<span_record> spans_;  // guarded by mu_
+  std::vector<span_record> spans_; // guarded by mu_
 };
 
 /// Encodes a batch as one OTLP-JSON document (no trailing newline).
-std::string to_otlp_json(const std::vector<span_record>& batch, const std::string& service_name);
+std::string to_otlp_json(const std::vector<span_record>& batch,
+                         const std::string& service_name);
 
 /// Sampling, ids and the bounded export queue. Thread-safe.
 class tracer {
- public:
+public:
   /// `sampling_ratio` in [0, 1]; `sink` may be null (spans are then dropped
   /// after counting). `seed` seeds the id generator (0 = from the OS).
   tracer(double sampling_ratio, size_t queue_capacity, std::unique_ptr<span_sink> sink,
@@ -136,9 +143,11 @@ class tracer {
   uint64_t recorded() const noexcept { return recorded_.load(std::memory_order_relaxed); }
   uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
   uint64_t exported() const noexcept { return exported_.load(std::memory_order_relaxed); }
-  uint64_t export_errors() const noexcept { return export_errors_.load(std::memory_order_relaxed); }
+  uint64_t export_errors() const noexcept {
+    return export_errors_.load(std::memory_order_relaxed);
+  }
 
- private:
+private:
   void run();
   uint64_t next_id() noexcept;
 
@@ -148,7 +157,7 @@ class tracer {
   static constexpr std::chrono::milliseconds export_interval{50};
 
   const double ratio_;
-  const uint64_t threshold_;  // sampled when trace_lo < threshold_ (or ratio 1)
+  const uint64_t threshold_; // sampled when trace_lo < threshold_ (or ratio 1)
   const size_t capacity_;
   std::unique_ptr<span_sink> sink_;
   std::atomic<uint64_t> id_state_;
@@ -160,11 +169,11 @@ class tracer {
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
-  std::deque<span_record> queue_;  // guarded by mu_
-  uint64_t enqueued_seq_ = 0;      // guarded by mu_
-  uint64_t written_seq_ = 0;       // guarded by mu_
-  bool stop_ = false;              // guarded by mu_
-  int flush_waiters_ = 0;          // guarded by mu_
+  std::deque<span_record> queue_; // guarded by mu_
+  uint64_t enqueued_seq_ = 0;     // guarded by mu_
+  uint64_t written_seq_ = 0;      // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  int flush_waiters_ = 0;         // guarded by mu_
   std::thread thread_;
 };
 
@@ -174,17 +183,17 @@ const span_context* current_span() noexcept;
 
 /// Sets the current thread's span context for the scope of this object.
 class span_scope {
- public:
+public:
   explicit span_scope(const span_context* ctx) noexcept;
   ~span_scope();
   span_scope(const span_scope&) = delete;
   span_scope& operator=(const span_scope&) = delete;
 
- private:
+private:
   const span_context* prev_;
 };
 
 /// Wall-clock nanoseconds since the Unix epoch (span timestamps only).
 int64_t unix_now_ns() noexcept;
 
-}  // namespace troupe
+} // namespace troupe

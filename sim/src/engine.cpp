@@ -1,0 +1,765 @@
+#include "troupe/sim/engine.hpp"
+
+#include "troupe/placement/placer.hpp"
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/random.hpp"
+#include "troupe/sim/event_queue.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <tuple>
+
+namespace troupe::sim {
+
+using runtime::errc;
+namespace pl = troupe::placement;
+
+// --- policies ---------------------------------------------------------------
+
+const std::vector<std::string>& known_disciplines() {
+  static const std::vector<std::string> names{"fifo", "sjf", "troupe"};
+  return names;
+}
+
+const std::vector<std::string>& known_scorers() {
+  static const std::vector<std::string> names{"bestfit", "paper-bestfit", "fgd",
+                                              "fgd-sim", "random"};
+  return names;
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) {
+    if (!out.empty()) out += ", ";
+    out += s;
+  }
+  return out;
+}
+
+} // namespace
+
+result<sim_policy> parse_policy(std::string_view spec) {
+  sim_policy p;
+  p.name = std::string(spec);
+  auto colon = spec.find(':');
+  auto disc = spec.substr(0, colon);
+  if (disc == "fifo") {
+    p.discipline = queue_discipline::fifo;
+  } else if (disc == "sjf") {
+    p.discipline = queue_discipline::sjf;
+  } else if (disc == "troupe") {
+    p.discipline = queue_discipline::troupe;
+  } else {
+    return error{errc::invalid_argument, "unknown policy \"" + std::string(spec) +
+                                             "\": expected <discipline>[:<scorer>] with "
+                                             "discipline one of " +
+                                             joined(known_disciplines())};
+  }
+  if (colon != std::string_view::npos) {
+    auto sc = std::string(spec.substr(colon + 1));
+    const auto& known = known_scorers();
+    if (std::find(known.begin(), known.end(), sc) == known.end())
+      return error{errc::invalid_argument, "unknown scorer \"" + sc + "\" in policy \"" +
+                                               std::string(spec) +
+                                               "\": expected one of " + joined(known)};
+    p.scorer = sc;
+  }
+  return p;
+}
+
+result<std::unique_ptr<pl::scorer>> make_scorer(std::string_view name,
+                                                const pl::cluster_state& st,
+                                                const pl::workload_mix* mix,
+                                                uint64_t seed) {
+  if (name == "bestfit") return std::unique_ptr<pl::scorer>(new pl::best_fit_scorer());
+  if (name == "paper-bestfit")
+    return std::unique_ptr<pl::scorer>(new pl::paper_best_fit_scorer());
+  if (name == "random")
+    return std::unique_ptr<pl::scorer>(new pl::random_scorer(st, seed));
+  if (name == "fgd" || name == "fgd-sim") {
+    if (mix == nullptr || mix->classes.empty())
+      return error{errc::invalid_argument,
+                   "scorer \"" + std::string(name) + "\" needs a workload mix"};
+    if (auto v = mix->validate(); !v) return v.err();
+    return std::unique_ptr<pl::scorer>(new pl::fgd_scorer(
+        st, *mix, name == "fgd" ? pl::fgd_score::gradient : pl::fgd_score::simulator));
+  }
+  return error{errc::invalid_argument, "unknown scorer \"" + std::string(name) +
+                                           "\": expected one of " +
+                                           joined(known_scorers())};
+}
+
+// --- config -----------------------------------------------------------------
+
+result<void> fault_model::validate() const {
+  std::string bad;
+  if (node_mtbf.count() < 0) bad += "node_mtbf is negative; ";
+  if (node_mtbf.count() > 0 && node_repair.count() <= 0)
+    bad += "node_repair must be positive; ";
+  if (!(spot_reclaims_per_hour >= 0) || !std::isfinite(spot_reclaims_per_hour))
+    bad += "spot_reclaims_per_hour must be a finite number >= 0; ";
+  if (spot_reclaims_per_hour > 0 && spot_outage.count() <= 0)
+    bad += "spot_outage must be positive; ";
+  if (spot_notice.count() < 0) bad += "spot_notice is negative; ";
+  for (size_t i = 0; i < spot_traces.size(); ++i) {
+    if (spot_traces[i].tick.count() <= 0)
+      bad += "spot trace " + std::to_string(i) + " has no positive tick; ";
+    if (spot_traces[i].counts.empty())
+      bad += "spot trace " + std::to_string(i) + " is empty; ";
+  }
+  if (bad.empty()) return ok();
+  bad.resize(bad.size() - 2);
+  return error{errc::invalid_argument, "faults: " + bad};
+}
+
+result<void> sim_config::validate() const {
+  if (auto v = topology.validate(); !v) return v.err();
+  if (topology.nodes.empty())
+    return error{errc::invalid_argument, "the cluster has no node"};
+  if (auto v = queue.validate(); !v) return v.err();
+  if (auto v = checkpoints.validate(); !v) return v.err();
+  for (const auto& [tenant, m] : checkpoints_by_tenant)
+    if (auto v = m.validate(); !v)
+      return error{errc::invalid_argument, "tenant " + tenant + ": " + v.err().message()};
+  if (auto v = faults.validate(); !v) return v.err();
+  if (sample_interval.count() <= 0)
+    return error{errc::invalid_argument, "sample_interval must be positive"};
+  if (horizon.count() < 0) return error{errc::invalid_argument, "horizon is negative"};
+  return ok();
+}
+
+// --- the engine -------------------------------------------------------------
+
+namespace {
+
+/// Exponential with mean `mean` from our own generator.
+duration exponential(seeded_rng& rng, duration mean) {
+  double u = rng.unit();
+  double x = -std::log1p(-u) * static_cast<double>(mean.count());
+  return duration{static_cast<int64_t>(std::min(x, 9.0e18))};
+}
+
+/// Whether two requests ask for the same thing (so one failing to fit now
+/// means the other does too).
+bool same_shape(const pl::gang_request& a, const pl::gang_request& b) {
+  return a.bundles == b.bundles && a.placement_strategy == b.placement_strategy &&
+         a.spot_tolerant == b.spot_tolerant &&
+         a.require_nvlink_domain == b.require_nvlink_domain &&
+         a.min_bundles == b.min_bundles;
+}
+
+/// A spot trace prepared for O(1) "when does the state change next".
+struct spot_replay {
+  duration tick{0};
+  std::vector<uint8_t> up;         ///< per tick
+  std::vector<uint32_t> next_diff; ///< ticks until the state differs (0: never)
+
+  explicit spot_replay(const spot_trace& t) : tick(t.tick) {
+    size_t n = t.counts.size();
+    up.resize(n);
+    for (size_t i = 0; i < n; ++i)
+      up[i] = t.counts[i] > 0 ? 1 : 0;
+    next_diff.assign(n, 0);
+    // Two passes backwards over the cyclic sequence.
+    uint32_t dist = 0;
+    bool found = false;
+    for (size_t pass = 0; pass < 2; ++pass) {
+      for (size_t k = n; k-- > 0;) {
+        size_t nx = (k + 1) % n;
+        if (up[nx] != up[k]) {
+          dist = 1;
+          found = true;
+        } else if (found) {
+          ++dist;
+        }
+        if (found) next_diff[k] = dist;
+      }
+    }
+  }
+};
+
+enum class job_phase : uint8_t { future, waiting, running, evicting, done, rejected };
+
+struct job_state {
+  pl::gang_request req;
+  duration work{0};  ///< total work (the trace's run time)
+  duration saved{0}; ///< work kept by the last checkpoint
+  const checkpoint_model* model = nullptr;
+  job_phase phase = job_phase::future;
+  pl::allocation_id alloc{0};
+  time_point seg_start{};
+  time_point wait_since{};
+  bool restart = false;
+  uint32_t epoch = 0;
+  double gpus = 0; ///< whole-GPU equivalents
+};
+
+/// Node unavailability reasons (bits).
+enum : uint8_t { node_failed = 1, node_noticed = 2, node_reclaimed = 4 };
+
+class engine {
+public:
+  /// The scorer's name must have been checked with make_scorer.
+  engine(const trace& t, const sim_config& c, const pl::workload_mix* mix,
+         const progress_fn& progress)
+      : t_(t), c_(c), st_(c.topology), empty_(c.topology), mix_(mix),
+        scorer_(make_scorer(c.policy.scorer, st_, mix, c.seed).value()),
+        placer_(scorer_.get()), fit_placer_(nullptr), queue_(c.queue),
+        progress_(progress), rng_(c.seed ^ 0x5eedfa17c0ffee11ULL) {}
+
+  result<sim_result> run();
+
+private:
+  void start_faults();
+  void handle(const event& e);
+  void arrive(uint32_t j);
+  void enqueue(uint32_t j);
+  void schedule_pass();
+  void greedy_pass(bool stop_at_first);
+  void troupe_pass();
+  void start(uint32_t j, pl::allocation_id a);
+  void finish(uint32_t j);
+  void evict(uint32_t j, duration notice, bool preempted);
+  void release(uint32_t j);
+  void node_down(uint32_t n, uint8_t why);
+  void node_up(uint32_t n, uint8_t why);
+  void schedule_spot(uint32_t n);
+  void sample();
+  void account(time_point to);
+  bool never_fits(const pl::gang_request& r);
+  void finished_one() {
+    ++finished_;
+    if (progress_ && (finished_ % 1024 == 0 || finished_ == jobs_.size()))
+      progress_(finished_, jobs_.size());
+  }
+  time_point now() const { return clock_.now(); }
+
+  const trace& t_;
+  const sim_config& c_;
+  pl::cluster_state st_;
+  pl::cluster_state empty_;
+  const pl::workload_mix* mix_;
+  std::unique_ptr<pl::scorer> scorer_;
+  pl::placer placer_;
+  pl::placer fit_placer_;
+  pl::scheduling_queue queue_;
+  const progress_fn& progress_;
+  seeded_rng rng_;
+  sim_clock clock_;
+  event_queue events_;
+  std::vector<job_state> jobs_;
+  std::vector<job_record> records_;
+  std::map<pl::allocation_id, uint32_t> job_of_alloc_;
+  // fifo / sjf waiting sets: (key, submit ns, job)
+  std::set<std::tuple<int64_t, int64_t, uint32_t>> waiting_;
+  size_t troupe_waiting_ = 0;
+  std::vector<std::pair<const pl::gang_request*, bool>> fits_cache_;
+  std::vector<uint8_t> node_flags_;
+  std::vector<std::optional<spot_replay>> spot_;
+  std::vector<uint64_t> spot_offset_;
+  std::vector<uint32_t> spot_nodes_;
+  time_point origin_{};
+  time_point last_account_{};
+  time_point last_end_{};
+  double util_integral_ = 0; // GPU-milli x seconds
+  uint64_t running_ = 0;
+  uint64_t finished_ = 0;
+  uint64_t arrivals_left_ = 0;
+  uint64_t down_nodes_ = 0;        ///< failed or reclaimed
+  uint64_t unavailable_nodes_ = 0; ///< any flag set (also: reclaim noticed)
+  bool dirty_ = false;
+  sim_summary sum_;
+  sim_series ser_;
+};
+
+bool engine::never_fits(const pl::gang_request& r) {
+  for (auto& [req, nf] : fits_cache_)
+    if (same_shape(*req, r)) return nf;
+  auto out = fit_placer_.place(empty_, r);
+  bool nf = !out.plan || out.bundles_placed < r.required_bundles();
+  fits_cache_.emplace_back(&r, nf);
+  return nf;
+}
+
+result<sim_result> engine::run() {
+  const size_t n = t_.jobs.size();
+  jobs_.resize(n);
+  records_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& tj = t_.jobs[i];
+    auto& js = jobs_[i];
+    js.req = to_gang_request(tj, pl::request_id{i + 1});
+    if (auto v = js.req.validate(); !v)
+      return error{errc::invalid_argument, "job " + std::to_string(i) + " (" + tj.name +
+                                               "): " + v.err().message()};
+    js.work = tj.run_time;
+    auto it = c_.checkpoints_by_tenant.find(js.req.tenant);
+    js.model = it == c_.checkpoints_by_tenant.end() ? &c_.checkpoints : &it->second;
+    js.gpus = js.req.gpu_equivalent();
+    records_[i].job = static_cast<uint32_t>(i);
+  }
+  events_.reserve(1024 + n / 4);
+  if (n > 0) origin_ = t_.jobs.front().submit + time_point{};
+  clock_.advance_to(origin_);
+  last_account_ = origin_;
+  last_end_ = origin_;
+  // Arrivals are pushed one at a time (each pushes the next) to keep the
+  // heap small.
+  arrivals_left_ = n;
+  if (n > 0) events_.push(time_point{} + t_.jobs[0].submit, event_kind::arrival, 0);
+  node_flags_.assign(c_.topology.nodes.size(), 0);
+  start_faults();
+  events_.push(origin_, event_kind::sample);
+
+  const time_point stop =
+      c_.horizon.count() > 0 ? origin_ + c_.horizon : time_point::max();
+  while (!events_.empty() && finished_ < n) {
+    const event& top = events_.top();
+    if (top.at > stop) break;
+    event e = events_.pop();
+    account(e.at);
+    clock_.advance_to(e.at);
+    handle(e);
+    ++sum_.events;
+    if (dirty_ && (events_.empty() || events_.top().at > now())) {
+      dirty_ = false;
+      schedule_pass();
+      // Nothing can change any more: the rest waits forever.
+      if (running_ == 0 && arrivals_left_ == 0 && unavailable_nodes_ == 0 &&
+          std::none_of(jobs_.begin(), jobs_.end(),
+                       [](const job_state& j) { return j.phase == job_phase::evicting; }))
+        break;
+    }
+  }
+  account(std::max(now(), last_end_));
+  sample();
+
+  // Summary.
+  sim_result res;
+  res.policy = c_.policy.name;
+  auto& s = sum_;
+  s.jobs = n;
+  std::vector<double> jct, wait;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& r = records_[i];
+    if (r.never_fits) {
+      ++s.never_fit;
+      continue;
+    }
+    if (r.end) {
+      ++s.completed;
+      jct.push_back(std::chrono::duration<double>(*r.end - r.submit).count());
+    } else {
+      ++s.unfinished;
+    }
+    if (r.first_start) wait.push_back(std::chrono::duration<double>(r.queued).count());
+    s.preemptions += r.preemptions;
+    s.failures += r.failures;
+    s.lost_gpu_hours +=
+        std::chrono::duration<double>(r.lost_work).count() / 3600.0 * jobs_[i].gpus;
+  }
+  auto stats = [](std::vector<double>& v, double& mean, double& median, double& p99) {
+    if (v.empty()) return;
+    std::sort(v.begin(), v.end());
+    double total = 0;
+    for (double x : v)
+      total += x;
+    mean = total / static_cast<double>(v.size());
+    auto at = [&](double q) {
+      // nearest rank
+      auto k = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
+      return v[std::clamp<size_t>(k, 1, v.size()) - 1];
+    };
+    median = at(0.5);
+    p99 = at(0.99);
+  };
+  stats(jct, s.jct_mean_s, s.jct_median_s, s.jct_p99_s);
+  stats(wait, s.queue_mean_s, s.queue_median_s, s.queue_p99_s);
+  double span = std::chrono::duration<double>(last_end_ - origin_).count();
+  s.makespan_h = span / 3600.0;
+  double cap = static_cast<double>(st_.total_gpu_milli());
+  s.utilisation_pct = span > 0 && cap > 0 ? 100.0 * util_integral_ / (cap * span) : 0;
+  res.summary = s;
+  res.series = std::move(ser_);
+  res.jobs = std::move(records_);
+  return res;
+}
+
+void engine::account(time_point to) {
+  if (to <= last_account_) return;
+  double dt = std::chrono::duration<double>(to - last_account_).count();
+  util_integral_ += static_cast<double>(st_.allocated_gpu_milli()) * dt;
+  last_account_ = to;
+}
+
+void engine::start_faults() {
+  const auto& f = c_.faults;
+  const auto& nodes = c_.topology.nodes;
+  if (f.node_mtbf.count() > 0)
+    for (uint32_t i = 0; i < nodes.size(); ++i)
+      events_.push(origin_ + exponential(rng_, f.node_mtbf), event_kind::node_fail, i);
+  spot_.resize(nodes.size());
+  spot_offset_.assign(nodes.size(), 0);
+  std::vector<spot_replay> replays;
+  for (const auto& tr : f.spot_traces)
+    replays.emplace_back(tr);
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].capacity != pl::capacity_type::spot) continue;
+    spot_nodes_.push_back(i);
+    if (!replays.empty()) {
+      spot_[i] = replays[k % replays.size()];
+      spot_offset_[i] = rng_.below(spot_[i]->up.size());
+      ++k;
+      // A node that starts in a gap of its trace starts away.
+      if (!spot_[i]->up[spot_offset_[i]]) node_down(i, node_reclaimed);
+    }
+    schedule_spot(i);
+  }
+}
+
+/// Schedules the next reclaim (notice first) or return of spot node `n`.
+void engine::schedule_spot(uint32_t n) {
+  const auto& f = c_.faults;
+  if (spot_[n]) {
+    const auto& sr = *spot_[n];
+    auto len = static_cast<int64_t>(sr.up.size());
+    int64_t tick = (now() - origin_) / sr.tick;
+    auto idx = static_cast<size_t>((static_cast<int64_t>(spot_offset_[n]) + tick) % len);
+    uint32_t ahead = sr.next_diff[idx];
+    if (ahead == 0) return; // never changes
+    time_point change = origin_ + (tick + ahead) * sr.tick;
+    if (sr.up[idx]) {
+      time_point notice = std::max(now(), change - f.spot_notice);
+      events_.push(notice, event_kind::spot_notice, n);
+      events_.push(change, event_kind::spot_reclaim, n);
+    } else {
+      events_.push(change, event_kind::spot_return, n);
+    }
+    return;
+  }
+  if (f.spot_reclaims_per_hour > 0) {
+    auto mean = std::chrono::duration_cast<duration>(
+        std::chrono::duration<double>(3600.0 / f.spot_reclaims_per_hour));
+    time_point change = now() + exponential(rng_, mean);
+    events_.push(std::max(now(), change - f.spot_notice), event_kind::spot_notice, n);
+    events_.push(change, event_kind::spot_reclaim, n);
+  }
+}
+
+void engine::handle(const event& e) {
+  auto idx = static_cast<uint32_t>(e.subject);
+  switch (e.kind) {
+  case event_kind::arrival:
+    --arrivals_left_;
+    if (idx + 1 < t_.jobs.size())
+      events_.push(time_point{} + t_.jobs[idx + 1].submit, event_kind::arrival, idx + 1);
+    arrive(idx);
+    break;
+  case event_kind::finish:
+    if (jobs_[idx].phase == job_phase::running && jobs_[idx].epoch == e.tag) finish(idx);
+    break;
+  case event_kind::evict:
+    if (jobs_[idx].phase == job_phase::evicting && jobs_[idx].epoch == e.tag) {
+      release(idx);
+      enqueue(idx);
+    }
+    break;
+  case event_kind::node_fail: {
+    ++sum_.node_failures;
+    // Kill every job with a bundle on the node.
+    std::vector<uint32_t> victims;
+    for (const auto& [id, a] : st_.allocations())
+      for (const auto& b : a.plan.bundles)
+        if (b.node.value() == idx) {
+          victims.push_back(job_of_alloc_.at(id));
+          break;
+        }
+    for (auto j : victims) {
+      ++records_[j].failures;
+      evict(j, duration{0}, false);
+    }
+    node_down(idx, node_failed);
+    events_.push(now() + c_.faults.node_repair, event_kind::node_repair, idx);
+    break;
+  }
+  case event_kind::node_repair:
+    node_up(idx, node_failed);
+    events_.push(now() + exponential(rng_, c_.faults.node_mtbf), event_kind::node_fail,
+                 idx);
+    break;
+  case event_kind::spot_notice: {
+    node_down(idx, node_noticed);
+    std::vector<uint32_t> victims;
+    for (const auto& [id, a] : st_.allocations())
+      for (const auto& b : a.plan.bundles)
+        if (b.node.value() == idx) {
+          victims.push_back(job_of_alloc_.at(id));
+          break;
+        }
+    for (auto j : victims)
+      if (jobs_[j].phase == job_phase::running) {
+        ++records_[j].failures;
+        auto left = c_.faults.spot_notice; // the reclaim is at most this far
+        evict(j, left, false);
+      }
+    break;
+  }
+  case event_kind::spot_reclaim: {
+    ++sum_.spot_reclaims;
+    // Anything still on the node (an eviction that did not finish) dies now.
+    std::vector<uint32_t> victims;
+    for (const auto& [id, a] : st_.allocations())
+      for (const auto& b : a.plan.bundles)
+        if (b.node.value() == idx) {
+          victims.push_back(job_of_alloc_.at(id));
+          break;
+        }
+    for (auto j : victims) {
+      release(j);
+      enqueue(j);
+    }
+    node_down(idx, node_reclaimed);
+    node_up(idx, node_noticed);
+    if (spot_[idx]) {
+      schedule_spot(idx);
+    } else {
+      events_.push(now() + c_.faults.spot_outage, event_kind::spot_return, idx);
+    }
+    break;
+  }
+  case event_kind::spot_return:
+    node_up(idx, node_reclaimed);
+    schedule_spot(idx);
+    break;
+  case event_kind::sample:
+    sample();
+    if (finished_ < jobs_.size())
+      events_.push(now() + c_.sample_interval, event_kind::sample);
+    break;
+  }
+}
+
+void engine::arrive(uint32_t j) {
+  auto& js = jobs_[j];
+  records_[j].submit = now();
+  js.req.submitted = now();
+  if (never_fits(js.req)) {
+    js.phase = job_phase::rejected;
+    records_[j].never_fits = true;
+    finished_one();
+    return;
+  }
+  enqueue(j);
+}
+
+void engine::enqueue(uint32_t j) {
+  auto& js = jobs_[j];
+  js.phase = job_phase::waiting;
+  js.wait_since = now();
+  dirty_ = true;
+  switch (c_.policy.discipline) {
+  case queue_discipline::fifo:
+    waiting_.emplace(js.req.submitted.time_since_epoch().count(), 0, j);
+    break;
+  case queue_discipline::sjf:
+    waiting_.emplace((js.work - js.saved).count(),
+                     js.req.submitted.time_since_epoch().count(), j);
+    break;
+  case queue_discipline::troupe: {
+    auto r = js.req;
+    r.runtime_estimate = segment_wall_time(*js.model, js.saved, js.work, js.restart);
+    auto s = queue_.submit(std::move(r));
+    TROUPE_ASSERT(s.ok(), "a validated job did not queue");
+    ++troupe_waiting_;
+    break;
+  }
+  }
+}
+
+void engine::schedule_pass() {
+  switch (c_.policy.discipline) {
+  case queue_discipline::fifo:
+    greedy_pass(true);
+    break;
+  case queue_discipline::sjf:
+    greedy_pass(false);
+    break;
+  case queue_discipline::troupe:
+    troupe_pass();
+    break;
+  }
+}
+
+void engine::greedy_pass(bool stop_at_first) {
+  std::vector<const pl::gang_request*> failed;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    uint32_t j = std::get<2>(*it);
+    const auto& req = jobs_[j].req;
+    bool known_fail = false;
+    for (auto* f : failed)
+      if (same_shape(*f, req)) {
+        known_fail = true;
+        break;
+      }
+    if (!known_fail &&
+        req.gpu_equivalent() * 1000.0 <=
+            static_cast<double>(st_.total_gpu_milli() - st_.allocated_gpu_milli()) +
+                1e-6) {
+      auto out = placer_.place(st_, req);
+      if (out.plan) {
+        auto a = st_.commit(req, std::move(*out.plan), now());
+        TROUPE_ASSERT(a.ok(), "a plan from the placer did not commit");
+        it = waiting_.erase(it);
+        start(j, *a);
+        continue;
+      }
+    }
+    if (stop_at_first) break;
+    if (!known_fail) failed.push_back(&req);
+    ++it;
+  }
+}
+
+void engine::troupe_pass() {
+  for (int round = 0; round < 8; ++round) {
+    auto res = queue_.schedule(st_, placer_, now());
+    for (const auto& p : res.placed) {
+      --troupe_waiting_;
+      start(static_cast<uint32_t>(p.request.value() - 1), p.allocation);
+    }
+    if (!res.preemption || res.preemption->victims.empty()) return;
+    for (const auto& v : res.preemption->victims) {
+      uint32_t j = job_of_alloc_.at(v.allocation);
+      ++records_[j].preemptions;
+      evict(j, duration{0}, true);
+    }
+  }
+}
+
+void engine::start(uint32_t j, pl::allocation_id a) {
+  auto& js = jobs_[j];
+  auto& rec = records_[j];
+  js.phase = job_phase::running;
+  js.alloc = a;
+  js.seg_start = now();
+  ++js.epoch;
+  job_of_alloc_[a] = j;
+  ++running_;
+  if (!rec.first_start) rec.first_start = now();
+  rec.queued += now() - js.wait_since;
+  ++rec.starts;
+  duration wall = segment_wall_time(*js.model, js.saved, js.work, js.restart);
+  if (js.work.count() > 0) events_.push(now() + wall, event_kind::finish, j, js.epoch);
+}
+
+void engine::release(uint32_t j) {
+  auto& js = jobs_[j];
+  if (c_.policy.discipline == queue_discipline::troupe) queue_.charge(st_, now());
+  auto r = st_.release(js.alloc);
+  TROUPE_ASSERT(r.ok(), "a running job's allocation is unknown");
+  job_of_alloc_.erase(js.alloc);
+  --running_;
+  dirty_ = true;
+}
+
+void engine::finish(uint32_t j) {
+  auto& js = jobs_[j];
+  release(j);
+  js.phase = job_phase::done;
+  records_[j].end = now();
+  last_end_ = std::max(last_end_, now());
+  finished_one();
+}
+
+void engine::evict(uint32_t j, duration notice, bool) {
+  auto& js = jobs_[j];
+  if (js.phase != job_phase::running) return;
+  auto ev = evict_segment(*js.model, js.saved, js.work, now() - js.seg_start, js.restart,
+                          notice);
+  records_[j].lost_work += ev.lost;
+  js.saved = ev.saved;
+  js.restart = true;
+  ++js.epoch;
+  if (ev.release_after.count() <= 0) {
+    release(j);
+    enqueue(j);
+  } else {
+    js.phase = job_phase::evicting;
+    events_.push(now() + ev.release_after, event_kind::evict, j, js.epoch);
+  }
+}
+
+void engine::node_down(uint32_t n, uint8_t why) {
+  uint8_t before = node_flags_[n];
+  node_flags_[n] |= why;
+  if (before == 0 && node_flags_[n] != 0) {
+    st_.set_schedulable(pl::node_id{n}, false);
+    ++unavailable_nodes_;
+  }
+  bool was_down = (before & (node_failed | node_reclaimed)) != 0;
+  bool is_down = (node_flags_[n] & (node_failed | node_reclaimed)) != 0;
+  if (!was_down && is_down) ++down_nodes_;
+}
+
+void engine::node_up(uint32_t n, uint8_t why) {
+  uint8_t before = node_flags_[n];
+  node_flags_[n] &= static_cast<uint8_t>(~why);
+  if (before != 0 && node_flags_[n] == 0) {
+    st_.set_schedulable(pl::node_id{n}, true);
+    --unavailable_nodes_;
+    dirty_ = true;
+  }
+  bool was_down = (before & (node_failed | node_reclaimed)) != 0;
+  bool is_down = (node_flags_[n] & (node_failed | node_reclaimed)) != 0;
+  if (was_down && !is_down) --down_nodes_;
+}
+
+void engine::sample() {
+  double h = std::chrono::duration<double>(now() - origin_).count() / 3600.0;
+  if (!ser_.hours.empty() && ser_.hours.back() == h) return;
+  ser_.hours.push_back(h);
+  double cap = static_cast<double>(st_.total_gpu_milli());
+  ser_.allocation_pct.push_back(
+      cap > 0 ? 100.0 * static_cast<double>(st_.allocated_gpu_milli()) / cap : 0);
+  size_t waiting = c_.policy.discipline == queue_discipline::troupe ? troupe_waiting_
+                                                                    : waiting_.size();
+  ser_.queue_length.push_back(static_cast<double>(waiting));
+  ser_.running.push_back(static_cast<double>(running_));
+  ser_.nodes_down.push_back(static_cast<double>(down_nodes_));
+  if (c_.fragmentation_series && mix_ != nullptr)
+    ser_.fragmentation_pct.push_back(100.0 * pl::fragmentation_rate(st_, *mix_));
+}
+
+} // namespace
+
+result<sim_result> simulate(const trace& t, const sim_config& c,
+                            const progress_fn& progress) {
+  if (auto v = c.validate(); !v) return v.err();
+  pl::cluster_state probe(c.topology);
+  std::optional<pl::workload_mix> built;
+  const pl::workload_mix* mix = c.mix ? &*c.mix : nullptr;
+  bool wants_mix =
+      c.fragmentation_series || c.policy.scorer == "fgd" || c.policy.scorer == "fgd-sim";
+  if (mix == nullptr && wants_mix) {
+    std::vector<pl::bundle> bundles;
+    for (size_t i = 0; i < t.jobs.size(); ++i) {
+      auto r = to_gang_request(t.jobs[i], pl::request_id{i + 1});
+      for (auto& b : r.bundles)
+        bundles.push_back(std::move(b));
+    }
+    auto m = pl::typical_workload_mix(bundles);
+    if (!m) return m.err();
+    built = std::move(*m);
+    mix = &*built;
+  }
+  auto check = make_scorer(c.policy.scorer, probe, mix, c.seed);
+  if (!check) return check.err();
+  engine e(t, c, mix, progress);
+  return e.run();
+}
+
+} // namespace troupe::sim

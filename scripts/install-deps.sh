@@ -15,6 +15,7 @@ packages=(
   libssl-dev libhwloc-dev
   # tools the tests use
   iproute2 procps
+  libxml2-utils # xmllint: the SVG report tests check well-formedness
 )
 # promtool (Prometheus metrics checker) comes from the large prometheus
 # package; installed without its recommends.

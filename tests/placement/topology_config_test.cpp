@@ -21,8 +21,7 @@ using troupe::placement::parse_price;
 namespace {
 
 std::filesystem::path example_file() {
-  return std::filesystem::path{__FILE__}.parent_path().parent_path().parent_path() /
-         "config" / "cluster.example.toml";
+  return std::filesystem::path{TROUPE_SOURCE_DIR} / "config" / "cluster.example.toml";
 }
 
 // Lines 1-3: one rack "r". Line 4: [[nodes]]. Lines 5-10: name, rack,

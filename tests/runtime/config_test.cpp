@@ -61,8 +61,7 @@ config_schema<placement_config> placement_schema() {
 }
 
 std::filesystem::path example_file() {
-  return std::filesystem::path{__FILE__}.parent_path().parent_path().parent_path() /
-         "config" / "troupe.example.toml";
+  return std::filesystem::path{TROUPE_SOURCE_DIR} / "config" / "troupe.example.toml";
 }
 
 std::string read_all(const std::filesystem::path& p) {

@@ -119,15 +119,37 @@ void scheduling_queue::record_usage(std::string_view tenant, double gpu_seconds,
 
 void scheduling_queue::charge(const cluster_state& st, time_point now) {
   const double h = seconds(policy_.usage_half_life);
+  // Usage at rate g over [from, now], each instant decayed to now:
+  // g x h / ln 2 x (1 - 2^(-(now - from) / h)). Every allocation that ran
+  // through the whole stretch since the last charge shares the factor, so
+  // their GPUs are summed per tenant first (one record per tenant).
+  auto factor = [&](time_point from) {
+    return h / std::log(2.0) * (1.0 - std::exp2(-seconds(now - from) / h));
+  };
+  std::vector<std::pair<std::string_view, double>> whole; // tenant, GPUs
   for (auto& [id, a] : st.allocations()) {
     auto from = a.start;
-    if (last_charge_ && *last_charge_ > from) from = *last_charge_;
+    bool since_last = last_charge_ && *last_charge_ >= from;
+    if (since_last) from = *last_charge_;
     if (now <= from) continue;
     double g = gpu_equivalent(st, a.plan);
     if (g <= 0) continue;
-    // Usage at rate g over [from, now], each instant decayed to now.
-    double amount = g * h / std::log(2.0) * (1.0 - std::exp2(-seconds(now - from) / h));
-    record_usage(a.request.tenant, amount, now);
+    if (!since_last) {
+      record_usage(a.request.tenant, g * factor(from), now);
+      continue;
+    }
+    auto it = std::find_if(whole.begin(), whole.end(),
+                           [&](const auto& e) { return e.first == a.request.tenant; });
+    if (it == whole.end()) {
+      whole.emplace_back(a.request.tenant, g);
+    } else {
+      it->second += g;
+    }
+  }
+  if (last_charge_ && now > *last_charge_) {
+    double f = factor(*last_charge_);
+    for (auto& [tenant, g] : whole)
+      record_usage(tenant, g * f, now);
   }
   if (!last_charge_ || now > *last_charge_) last_charge_ = now;
 }
@@ -205,6 +227,31 @@ struct head_info {
   allocation_id in_projection{0}; ///< the head's allocation in `projection`
 };
 
+/// Whether two requests ask for the same thing of the placer.
+bool same_shape(const gang_request& a, const gang_request& b) {
+  return a.bundles == b.bundles && a.placement_strategy == b.placement_strategy &&
+         a.spot_tolerant == b.spot_tolerant &&
+         a.require_nvlink_domain == b.require_nvlink_domain &&
+         a.min_bundles == b.min_bundles;
+}
+
+/// Free GPU capacity of `st` (milli-GPU, unschedulable nodes included: an
+/// upper bound of what a placement can use).
+double free_gpu_milli(const cluster_state& st) {
+  return static_cast<double>(st.total_gpu_milli() - st.allocated_gpu_milli());
+}
+
+/// False when `r` certainly cannot be placed in `st` now: its required
+/// bundles need more GPU than is free, or a request of the same shape
+/// already failed in this pass.
+bool could_fit_now(const cluster_state& st, const gang_request& r,
+                   const std::vector<const gang_request*>& failed) {
+  if (required_gpu_equivalent(st, r) * 1000.0 > free_gpu_milli(st) + 1e-6) return false;
+  for (auto* f : failed)
+    if (same_shape(*f, r)) return false;
+  return true;
+}
+
 /// The earliest time `r` fits when the running allocations of `st` end by
 /// their estimates (unknown runtimes last), and the projected state then.
 std::optional<head_info> reserve(const cluster_state& st, const placer& p,
@@ -227,6 +274,7 @@ std::optional<head_info> reserve(const cluster_state& st, const placer& p,
   // TODO(perf): one placer call per distinct end time; a binary search
   // would do if the placer were monotone in released capacity.
   cluster_state copy = st;
+  const double need = required_gpu_equivalent(st, r) * 1000.0;
   for (size_t i = 0; i < ends.size();) {
     size_t j = i;
     while (j < ends.size() && ends[j].known == ends[i].known &&
@@ -234,6 +282,10 @@ std::optional<head_info> reserve(const cluster_state& st, const placer& p,
       auto rel = copy.release(ends[j].id);
       TROUPE_ASSERT(rel.ok(), "reservation: allocation vanished from the copy");
       ++j;
+    }
+    if (need > free_gpu_milli(copy) + 1e-6) { // cannot fit yet: no placer call
+      i = j;
+      continue;
     }
     auto out = p.place(copy, r);
     if (out.plan) {
@@ -252,7 +304,7 @@ std::optional<head_info> reserve(const cluster_state& st, const placer& p,
 } // namespace
 
 schedule_result scheduling_queue::schedule(cluster_state& st, const placer& p,
-                                           time_point now) {
+                                           time_point now, const schedule_options& opt) {
   charge(st, now);
   schedule_result res;
   const auto ordered = order(now);
@@ -321,6 +373,9 @@ schedule_result scheduling_queue::schedule(cluster_state& st, const placer& p,
     return a;
   };
 
+  // Quiet passes: shapes that did not fit in `st` during this pass (which
+  // only loses capacity while the pass runs), so equal ones need no attempt.
+  std::vector<const gang_request*> failed_shapes;
   std::map<request_id, const gang_request*> by_id;
   for (auto& r : queue_)
     by_id[r.id] = &r;
@@ -328,10 +383,15 @@ schedule_result scheduling_queue::schedule(cluster_state& st, const placer& p,
   for (auto& q : ordered) {
     const gang_request& r = *by_id.at(q.id);
     auto pend = [&](std::string why) {
+      if (!opt.explain) return;
       TROUPE_ASSERT(!why.empty(), "a pending request needs an explanation");
       res.pending.push_back({r.id, q.effective_priority, std::move(why)});
     };
-    auto out = p.place(st, r);
+    placement_outcome out;
+    if (opt.explain || could_fit_now(st, r, failed_shapes)) {
+      out = p.place(st, r);
+      if (!out.plan && !opt.explain) failed_shapes.push_back(&r);
+    }
 
     if (out.plan) {
       if (!head) {

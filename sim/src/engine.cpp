@@ -626,7 +626,7 @@ void engine::greedy_pass(bool stop_at_first) {
 
 void engine::troupe_pass() {
   for (int round = 0; round < 8; ++round) {
-    auto res = queue_.schedule(st_, placer_, now());
+    auto res = queue_.schedule(st_, placer_, now(), pl::schedule_options{false});
     for (const auto& p : res.placed) {
       --troupe_waiting_;
       start(static_cast<uint32_t>(p.request.value() - 1), p.allocation);

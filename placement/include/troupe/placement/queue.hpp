@@ -103,6 +103,16 @@ struct schedule_result {
   std::vector<pending_request> pending; ///< every request still queued, in queue order
 };
 
+/// How a pass runs.
+struct schedule_options {
+  /// Explain every request still waiting (`schedule_result::pending`). The
+  /// simulator turns this off: the pass then places exactly the same
+  /// requests, but leaves `pending` empty and skips placement attempts that
+  /// cannot succeed (less free GPU capacity than the request needs, or the
+  /// same shape already failed to fit in this pass).
+  bool explain = true;
+};
+
 class scheduling_queue {
 public:
   /// Aborts if `policy` is invalid (validate it at the boundary first).
@@ -149,7 +159,8 @@ public:
   /// reservation time, or their placement also fits the projected state at
   /// that time with the head placed. Requests with unknown runtime never
   /// start ahead of a reserved head. Placed requests leave the queue.
-  schedule_result schedule(cluster_state& st, const placer& p, time_point now);
+  schedule_result schedule(cluster_state& st, const placer& p, time_point now,
+                           const schedule_options& opt = {});
 
 private:
   struct usage {

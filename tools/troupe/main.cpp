@@ -1,6 +1,7 @@
 // troupe: the command-line tool. Thin: parses arguments, loads the config,
 // calls into the libraries.
 
+#include "cluster_sim.hpp"
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/workloads/demo_job.hpp"
@@ -31,7 +32,12 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--crash-shard", demo.crash_shard,
                        "Shard whose first attempt crashes its worker (-1: none)");
 
+  std::function<int()> cluster_sim_run;
+  auto* cluster_sim_cmd = troupe::tools::add_cluster_sim(app, cluster_sim_run);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (cluster_sim_cmd->parsed()) return cluster_sim_run();
 
   if (demo_cmd->parsed()) {
     auto env = troupe::snapshot_environment();

@@ -11,6 +11,10 @@ using runtime::errc;
 
 namespace {
 
+/// Times past this do not fit the nanosecond clock once added up.
+constexpr auto max_trace_s = static_cast<uint64_t>(
+    std::chrono::duration_cast<std::chrono::seconds>(max_trace_time).count());
+
 /// Splits a `gpu_spec` ("V100M16|V100M32") into models; empty: any.
 std::vector<std::string> split_models(std::string_view spec) {
   std::vector<std::string> out;
@@ -136,6 +140,10 @@ result<trace> parse_alibaba_pods(std::string_view text, std::string_view source)
     }
     auto cr = t->u64(r, *created);
     if (!cr) return cr.err();
+    if (*cr > max_trace_s)
+      return t->fail(r, *created,
+                     "creation_time " + std::to_string(*cr) +
+                         " is more than 100 years (max_trace_time)");
     j.submit = std::chrono::seconds(*cr);
     if (deleted) {
       auto d = t->text(r, *deleted);
@@ -147,6 +155,9 @@ result<trace> parse_alibaba_pods(std::string_view text, std::string_view source)
           return t->fail(r, *deleted,
                          "deletion_time " + std::to_string(*dv) +
                              " is before creation_time " + std::to_string(*cr));
+        if (*dv - *cr > max_trace_s)
+          return t->fail(r, *deleted,
+                         "the pod runs more than 100 years (max_trace_time)");
         j.run_time = std::chrono::seconds(*dv - *cr);
       }
     }

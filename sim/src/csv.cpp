@@ -24,28 +24,47 @@ std::string shown(std::string_view s) {
 
 } // namespace
 
-result<table> table::parse(std::string_view text, std::string_view source) {
-  table t;
-  t.source_ = std::string(source);
-  std::vector<row> rows;
+result<void> table::scan_rows(std::string_view text, table& t,
+                              const std::function<result<void>()>& on_header,
+                              const std::function<result<void>(row&)>& on_row) {
+  // A UTF-8 byte order mark (spreadsheets write one) is not part of the
+  // first column's name.
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   row cur;
   std::string field;
   uint64_t line = 1;
   bool in_quotes = false;
   bool quoted = false;      // the current field started with a quote
   bool row_started = false; // any character of this row seen
+  bool have_header = false;
   uint64_t quote_line = 0;
   auto end_field = [&] {
     cur.fields.push_back(std::move(field));
     field.clear();
     quoted = false;
   };
-  auto end_row = [&] {
+  auto end_row = [&]() -> result<void> {
+    bool blank = cur.fields.empty() && field.empty() && !quoted;
     end_field();
-    bool blank = cur.fields.size() == 1 && cur.fields[0].empty() && !quoted;
-    if (!blank) rows.push_back(std::move(cur));
-    cur = row{};
     row_started = false;
+    if (blank) {
+      cur.fields.clear();
+      return ok();
+    }
+    if (!have_header) {
+      t.header_ = std::move(cur.fields);
+      have_header = true;
+      if (auto r = on_header(); !r) return r;
+    } else if (auto r = on_row(cur); !r) {
+      return r;
+    }
+    cur.fields.clear(); // keeps its capacity unless on_row took it
+    return ok();
+  };
+  auto fail = [&](uint64_t at_line, std::string_view what) {
+    return error{errc::invalid_argument, t.source_ + ":" + std::to_string(at_line) + ":" +
+                                             std::to_string(cur.fields.size() + 1) +
+                                             ": " + std::string(what)};
   };
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
@@ -72,11 +91,7 @@ result<table> table::parse(std::string_view text, std::string_view source) {
       end_field();
       break;
     case '"':
-      if (!field.empty() || quoted)
-        return error{errc::invalid_argument, t.source_ + ":" + std::to_string(line) +
-                                                 ":" +
-                                                 std::to_string(cur.fields.size() + 1) +
-                                                 ": quote inside an unquoted field"};
+      if (!field.empty() || quoted) return fail(line, "quote inside an unquoted field");
       in_quotes = true;
       quoted = true;
       quote_line = line;
@@ -86,29 +101,46 @@ result<table> table::parse(std::string_view text, std::string_view source) {
       field += c;
       break;
     case '\n':
-      end_row();
+      if (auto r = end_row(); !r) return r;
       ++line;
       break;
     default:
-      if (quoted)
-        return error{errc::invalid_argument, t.source_ + ":" + std::to_string(line) +
-                                                 ":" +
-                                                 std::to_string(cur.fields.size() + 1) +
-                                                 ": text after a closing quote"};
+      if (quoted) return fail(line, "text after a closing quote");
       field += c;
     }
   }
   if (in_quotes)
     return error{errc::invalid_argument, t.source_ + ":" + std::to_string(quote_line) +
                                              ": unterminated quoted field"};
-  if (row_started) end_row();
-  if (rows.empty())
+  if (row_started)
+    if (auto r = end_row(); !r) return r;
+  if (!have_header)
     return error{errc::invalid_argument,
                  t.source_ + ": empty file: expected a header row"};
-  t.header_ = std::move(rows.front().fields);
-  rows.erase(rows.begin());
-  t.rows_ = std::move(rows);
+  return ok();
+}
+
+result<table> table::parse(std::string_view text, std::string_view source) {
+  table t;
+  t.source_ = std::string(source);
+  auto r = scan_rows(
+      text, t, [] { return ok(); },
+      [&](row& r) -> result<void> {
+        t.rows_.push_back(std::move(r));
+        return ok();
+      });
+  if (!r) return r.err();
   return t;
+}
+
+result<void>
+table::scan(std::string_view text, std::string_view source,
+            const std::function<result<void>(const table&)>& on_header,
+            const std::function<result<void>(const table&, const row&)>& on_row) {
+  table t;
+  t.source_ = std::string(source);
+  return scan_rows(
+      text, t, [&] { return on_header(t); }, [&](row& r) { return on_row(t, r); });
 }
 
 std::optional<size_t> table::find_column(std::string_view name) const {
@@ -130,10 +162,11 @@ result<size_t> table::column(std::string_view name) const {
 }
 
 error table::fail(const row& r, size_t col, std::string_view what) const {
-  std::string name = col < header_.size() ? header_[col] : std::string("?");
+  // A column past the header has no name to show.
+  std::string name = col < header_.size() ? " (" + header_[col] + ")" : std::string();
   return error{errc::invalid_argument, source_ + ":" + std::to_string(r.line) + ":" +
-                                           std::to_string(col + 1) + " (" + name +
-                                           "): " + std::string(what)};
+                                           std::to_string(col + 1) + name + ": " +
+                                           std::string(what)};
 }
 
 result<std::string_view> table::text(const row& r, size_t col) const {

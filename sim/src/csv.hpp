@@ -1,6 +1,7 @@
 #pragma once
 /// A small CSV reader for trace loaders (private to sim/): RFC 4180 quoting
-/// ("a,b" and "" inside quotes), CRLF or LF line ends, a header row whose
+/// ("a,b" and "" inside quotes), CRLF or LF line ends, a leading UTF-8 byte
+/// order mark ignored, a header row whose
 /// columns are looked up by name, and typed field access whose errors name
 /// the source, line and column: `philly.csv:17:3 (num_gpus): expected an
 /// unsigned integer, got "x"`.
@@ -8,6 +9,7 @@
 #include "troupe/runtime/result.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +31,15 @@ public:
   /// inside an unquoted field, or a missing header.
   [[nodiscard]] static result<table> parse(std::string_view text,
                                            std::string_view source);
+  /// Parses `text` one row at a time without keeping the rows (for large
+  /// files): `on_header` gets a table holding the header (and no rows)
+  /// once it is read, `on_row` that table and each data row in turn; the
+  /// first error either returns stops the scan and is returned. Errors as
+  /// `parse`.
+  [[nodiscard]] static result<void>
+  scan(std::string_view text, std::string_view source,
+       const std::function<result<void>(const table&)>& on_header,
+       const std::function<result<void>(const table&, const row&)>& on_row);
 
   const std::vector<std::string>& header() const noexcept { return header_; }
   const std::vector<row>& rows() const noexcept { return rows_; }
@@ -48,10 +59,16 @@ public:
   /// A finite decimal number (e.g. "66.0").
   [[nodiscard]] result<double> number(const row& r, size_t col) const;
 
-  /// "source:line:col (name): what" as an invalid_argument error.
+  /// "source:line:col (name): what" as an invalid_argument error (without
+  /// "(name)" for a column past the header).
   error fail(const row& r, size_t col, std::string_view what) const;
 
 private:
+  [[nodiscard]] static result<void>
+  scan_rows(std::string_view text, table& t,
+            const std::function<result<void>()>& on_header,
+            const std::function<result<void>(row&)>& on_row);
+
   std::string source_;
   std::vector<std::string> header_;
   std::vector<row> rows_;

@@ -11,6 +11,7 @@
 #include "troupe/placement/topology.hpp"
 #include "troupe/runtime/clock.hpp"
 #include "troupe/runtime/result.hpp"
+#include "troupe/runtime/strong_id.hpp"
 
 #include <cstdint>
 #include <map>
@@ -19,6 +20,10 @@
 #include <vector>
 
 namespace troupe::sim {
+
+/// The longest submit time and run time a loader accepts: 100 years (of
+/// 365.25 days), so that submit + run time always fits the nanosecond clock.
+inline constexpr duration max_trace_time = std::chrono::hours(24 * 36525);
 
 /// One machine of a trace's node list.
 struct trace_node {
@@ -104,12 +109,16 @@ using vc_node_counts = std::map<std::string, uint32_t, std::less<>>;
                                                            std::string_view source);
 
 /// Reads `timestamp,duration,num_gpus,gpu_time,cluster` rows (timestamp
-/// "YYYY-MM-DD HH:MM:SS", UTC). Jobs are sorted by time (the file is not);
-/// submit counts from the earliest row; tenant = the virtual cluster; whole
-/// GPUs in bundles of at most 8 (Philly's 8-GPU nodes). Jobs of a virtual
-/// cluster that `vc_nodes` does not list are skipped with one warning per
-/// cluster (count of jobs skipped). The node list has 8-GPU nodes named
-/// "<vc>-nNN", `vc_nodes[vc]` per cluster.
+/// "YYYY-MM-DD HH:MM:SS", UTC; duration in seconds, rounded to the
+/// millisecond; `gpu_time` is ignored). Jobs are sorted by time (the file is
+/// not); submit counts from the earliest row; tenant = the virtual cluster;
+/// name "philly-<line>"; whole GPUs in bundles of at most 8 (Philly's 8-GPU
+/// nodes). Skipped with one warning per cluster and cause (count of jobs):
+/// jobs of a virtual cluster that `vc_nodes` does not list, jobs asking for
+/// more GPUs than their cluster has, jobs of duration 0 (run time 0 means
+/// "never ends" here). An empty cluster, 0 GPUs or a bad timestamp is an
+/// error. The node list has 8-GPU nodes named "<vc>-nNN", `vc_nodes[vc]` per
+/// cluster (see philly_trace.cpp for the GPU model and node sizes).
 [[nodiscard]] result<trace> parse_philly(std::string_view text, std::string_view source,
                                          const vc_node_counts& vc_nodes);
 [[nodiscard]] result<trace> load_philly(const std::string& jobs_path,
@@ -123,6 +132,10 @@ struct spot_trace {
   std::string source;
   duration tick{0};
   std::vector<uint32_t> counts;
+  /// The file's optional "prices" (one per tick, as in the file: USD per
+  /// instance-hour in the shipped preemption trace), in micro-USD rounded to
+  /// the nearest; empty when the file has none.
+  std::vector<micro_usd> prices;
 };
 [[nodiscard]] result<spot_trace> parse_spot_trace(std::string_view text,
                                                   std::string_view source);
@@ -132,6 +145,9 @@ struct spot_trace {
 
 /// CSV (header row, columns by name) or JSON lines (one object per job, or
 /// per node with "kind":"node"), chosen by the extension (.csv / .jsonl).
+/// Times in integer milliseconds; unknown columns or keys are errors unless
+/// prefixed `x_`; jobs sorted by submit time (stable). Errors name the file,
+/// line and column (CSV) or key (JSON lines).
 [[nodiscard]] result<trace> parse_troupe_csv(std::string_view text,
                                              std::string_view source);
 [[nodiscard]] result<trace> parse_troupe_jsonl(std::string_view text,
@@ -140,6 +156,15 @@ struct spot_trace {
 /// Writes `t` in the format the extension of `path` names; a file written
 /// and read back gives an equal trace.
 [[nodiscard]] result<void> save_troupe_trace(const trace& t, const std::string& path);
+/// Whether `t` can be written in troupe's format and read back equal: every
+/// job and node passes the loader's checks (non-empty names, times in whole
+/// milliseconds within `max_trace_time`, valid UTF-8, ...). invalid_argument
+/// naming the first bad job or node and field otherwise.
+[[nodiscard]] result<void> check_troupe_trace(const trace& t);
+/// The text of `t` in troupe's format. A trace that fails
+/// `check_troupe_trace` still renders (sub-millisecond parts are dropped,
+/// invalid UTF-8 replaced) but may not load back; `save_troupe_trace`
+/// refuses it instead.
 std::string to_troupe_csv(const trace& t);
 std::string to_troupe_jsonl(const trace& t);
 
@@ -164,7 +189,15 @@ struct synthetic_trace {
   uint32_t tenants = 8; ///< tenants "t0".."tN-1", Zipf-like popularity
   uint64_t seed = 1;
 };
-/// invalid_argument for a bad parameter (no jobs, non-positive rate, ...).
+/// A trace of `p.jobs` jobs named "job-<i>": the first submitted at 0, then
+/// exponential gaps; run times rounded to the millisecond (at least 1 ms);
+/// no node list. Deterministic: the same parameters give the same trace
+/// (troupe::seeded_rng, no std:: distributions, whose output differs
+/// between standard libraries; only log, exp, sqrt, sin and cos of the C
+/// library, whose last-bit differences could move a rounded millisecond in
+/// rare cases on another platform).
+/// invalid_argument naming every bad parameter (no jobs, non-positive rate,
+/// ...).
 [[nodiscard]] result<trace> generate_trace(const synthetic_trace& p);
 
 } // namespace troupe::sim

@@ -164,7 +164,8 @@ double required_gpu_equivalent(const cluster_state& st, const gang_request& req)
 tenant_gpus gpus_in_use(const cluster_state& st) {
   // Summed in a small vector first (few tenants, many allocations).
   std::vector<std::pair<std::string_view, double>> sums;
-  for (auto& [id, a] : st.allocations()) {
+  for (const auto& entry : st.allocations()) {
+    const allocation& a = entry.second;
     double g = gpu_equivalent(st, a.plan);
     auto it = std::find_if(sums.begin(), sums.end(),
                            [&](const auto& e) { return e.first == a.request.tenant; });

@@ -127,7 +127,8 @@ void scheduling_queue::charge(const cluster_state& st, time_point now) {
     return h / std::log(2.0) * (1.0 - std::exp2(-seconds(now - from) / h));
   };
   std::vector<std::pair<std::string_view, double>> whole; // tenant, GPUs
-  for (auto& [id, a] : st.allocations()) {
+  for (const auto& entry : st.allocations()) {
+    const allocation& a = entry.second;
     auto from = a.start;
     bool since_last = last_charge_ && *last_charge_ >= from;
     if (since_last) from = *last_charge_;

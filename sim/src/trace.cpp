@@ -3,6 +3,7 @@
 #include "troupe/runtime/errc.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace troupe::sim {
 
@@ -11,6 +12,17 @@ using runtime::errc;
 uint32_t trace_job::bundle_count() const noexcept {
   if (gpu_milli > 0 || gpus == 0 || gpus_per_bundle == 0) return 1;
   return (gpus + gpus_per_bundle - 1) / gpus_per_bundle;
+}
+
+result<void> scale_arrivals(trace& t, double factor) {
+  if (!(factor > 0) || !std::isfinite(factor))
+    return error{errc::invalid_argument,
+                 "arrival scale must be a positive number, got " + std::to_string(factor)};
+  for (auto& j : t.jobs) {
+    double ms = std::chrono::duration<double, std::milli>(j.submit).count() * factor;
+    j.submit = std::chrono::milliseconds(std::llround(ms));
+  }
+  return ok();
 }
 
 placement::gang_request to_gang_request(const trace_job& j, placement::request_id id,

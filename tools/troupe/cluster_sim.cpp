@@ -115,6 +115,7 @@ struct replay_cli {
   double ckpt_cost_s = 0;
   double restart_delay_s = 0;
   double horizon_hours = 0;
+  double arrival_scale = 1.0;
   std::string out_dir;
   bool json = false;
   bool progress = false;
@@ -125,6 +126,8 @@ struct replay_cli {
     if (!t) return fail(t.err());
     for (const auto& w : t->warnings)
       std::cerr << "troupe cluster-sim: warning: " << w << '\n';
+    if (arrival_scale != 1.0)
+      if (auto s = sim::scale_arrivals(*t, arrival_scale); !s) return fail(s.err());
     sim::replay_options opt;
     opt.policies = policies;
     opt.per_tenant = per_vc;
@@ -279,6 +282,9 @@ CLI::App* add_cluster_sim(CLI::App& app, std::function<int()>& run) {
   rp->add_option("--horizon-hours", replay->horizon_hours,
                  "Stop after this long (0: never)")
       ->check(CLI::NonNegativeNumber);
+  rp->add_option("--arrival-scale", replay->arrival_scale,
+                 "Multiply submit times by this (0.25: the same jobs arrive 4x faster)")
+      ->check(CLI::PositiveNumber);
   rp->add_option("-o,--out", replay->out_dir,
                  "Directory for summary.txt/.json, series.csv and SVG charts");
   rp->add_flag("--json", replay->json, "Print the JSON summary instead of the table");

@@ -28,7 +28,7 @@ class gauge;
 class histogram;
 } // namespace metrics
 
-struct node_services;
+class node_services;
 
 /// A message handler set; CAF's behavior.
 using behavior = caf::behavior;

@@ -72,6 +72,12 @@ struct trace {
   std::vector<std::string> warnings; ///< rows or groups skipped, and why
 };
 
+/// Multiplies every job's submit time by `factor` (> 0): below 1 the same
+/// jobs arrive faster (a heavier load on the same cluster), above 1 slower.
+/// Times stay whole milliseconds (rounded to nearest). invalid_argument for
+/// a factor that is not a positive finite number.
+[[nodiscard]] result<void> scale_arrivals(trace& t, double factor);
+
 /// The gang request of `j` (strategy pack; bundles as `bundle_count`;
 /// priority, preemptible, spot tolerance, tenant and runtime estimate from
 /// the job; `submitted` = `origin` + submit).

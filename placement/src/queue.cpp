@@ -45,6 +45,9 @@ result<void> queue_policy::validate() const {
   if (aging_step < 0) problem("aging_step must not be negative");
   if (aging_cap < 0) problem("aging_cap must not be negative");
   if (usage_half_life.count() <= 0) problem("usage_half_life must be positive");
+  if (size_boost_levels > 62) problem("size_boost_levels must be at most 62");
+  if (size_boost_levels > 0 && size_boost_base.count() <= 0)
+    problem("size_boost_base must be positive");
   for (auto& [t, w] : weights)
     if (!(w > 0) || !std::isfinite(w))
       problem("weight of tenant \"" + t + "\" must be positive and finite, got " +
@@ -87,6 +90,15 @@ result<gang_request> scheduling_queue::cancel(request_id id) {
 int64_t scheduling_queue::effective_priority(const gang_request& req,
                                              time_point now) const {
   int64_t p = req.priority;
+  if (policy_.size_boost_levels > 0 && req.runtime_estimate.count() > 0) {
+    double gpu_time =
+        std::max(req.gpu_equivalent(), 0.001) * seconds(req.runtime_estimate);
+    double unit = seconds(policy_.size_boost_base);
+    uint32_t k = 0;
+    while (k < policy_.size_boost_levels && gpu_time > unit * std::ldexp(1.0, k))
+      ++k;
+    p += policy_.size_boost_levels - k;
+  }
   if (policy_.aging_cap <= 0 || policy_.aging_step <= 0 || now <= req.submitted) return p;
   int64_t steps = (now - req.submitted) / policy_.aging_interval;
   int64_t cap = policy_.aging_cap;

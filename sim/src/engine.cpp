@@ -94,6 +94,16 @@ result<std::unique_ptr<pl::scorer>> make_scorer(std::string_view name,
 
 // --- config -----------------------------------------------------------------
 
+placement::queue_policy batch_queue_policy() {
+  placement::queue_policy q;
+  q.aging_interval = std::chrono::hours(1);
+  q.aging_step = 1;
+  q.aging_cap = 16;
+  q.size_boost_levels = 16;
+  q.size_boost_base = std::chrono::minutes(10);
+  return q;
+}
+
 result<void> fault_model::validate() const {
   std::string bad;
   if (node_mtbf.count() < 0) bad += "node_mtbf is negative; ";

@@ -209,6 +209,33 @@ TEST_SUITE("scheduling queue") {
     CHECK(q.effective_priority(r, t0 + 100h) == 8);
   }
 
+  TEST_CASE(
+      "the small-job boost orders by estimated GPU time, and aging lifts long jobs") {
+    queue_policy pol;
+    pol.aging_interval = 1h;
+    pol.aging_step = 1;
+    pol.aging_cap = 16;
+    pol.size_boost_levels = 4;
+    pol.size_boost_base = 10min;
+    scheduling_queue q{pol};
+    // GPU time: 10 min -> 4 points, 20 -> 3, 40 -> 2, 80 -> 1, more -> 0.
+    CHECK(q.effective_priority(job(1, 1, 0, 10min, t0), t0) == 4);
+    CHECK(q.effective_priority(job(2, 2, 0, 10min, t0), t0) == 3);
+    CHECK(q.effective_priority(job(3, 1, 0, 21min, t0), t0) == 2);
+    CHECK(q.effective_priority(job(4, 8, 0, 10min, t0), t0) == 1);
+    CHECK(q.effective_priority(job(5, 8, 0, 1h, t0), t0) == 0);
+    CHECK(q.effective_priority(job(6, 1, 0, duration{0}, t0), t0) == 0); // unknown
+    // Order: small first; a long job that waited 5 hours (5 points) passes a
+    // fresh small one (4), not a small one that also waited (4 + 4).
+    REQUIRE(q.submit(job(10, 8, 0, 10h, t0)).ok());
+    REQUIRE(q.submit(job(11, 1, 0, 5min, t0 + 5h)).ok());
+    REQUIRE(q.submit(job(12, 1, 0, 5min, t0 + 1h)).ok());
+    CHECK(ids(q.order(t0 + 5h)) == std::vector<uint64_t>{12, 10, 11});
+    CHECK(ids(q.order(t0 + 1h + 30min)) == std::vector<uint64_t>{12, 11, 10});
+    pol.size_boost_levels = 63;
+    CHECK_FALSE(pol.validate().ok());
+  }
+
   TEST_CASE("fair share orders equal-priority tenants by decayed usage") {
     queue_policy pol = no_aging();
     pol.usage_half_life = 1h;

@@ -8,7 +8,8 @@
 /// preemption plan names.
 ///
 /// Effective priority: `priority` plus aging, `aging_step` for every whole
-/// `aging_interval` waited since `submitted`, at most `aging_cap`. Aging moves
+/// `aging_interval` waited since `submitted`, at most `aging_cap`, plus the
+/// small-job boost when `size_boost_levels` is set (queue_policy). Aging moves
 /// in whole steps so that requests of one class submitted close together tie,
 /// and the fair-share factor orders them.
 ///
@@ -52,6 +53,14 @@ struct queue_policy {
   /// EASY backfill: requests behind a reserved head may start now when they
   /// do not delay it. false: nothing starts ahead of a reserved head.
   bool backfill = true;
+  /// Small-job boost (shortest-job-first with aging, as multi-level
+  /// queues do it): a request whose estimated GPU time (GPU-equivalents x
+  /// runtime estimate) is at most `size_boost_base` x 2^k, for the smallest
+  /// such k, gets `size_boost_levels` - k points of effective priority (0
+  /// when k reaches the levels or the runtime is unknown). Aging lifts long
+  /// jobs past fresh small ones, so nothing starves. 0 levels: off.
+  uint32_t size_boost_levels = 0;
+  duration size_boost_base = std::chrono::minutes(10);
 
   /// invalid_argument naming every bad field (non-positive interval or
   /// half-life, negative aging, non-positive weights or negative quotas).

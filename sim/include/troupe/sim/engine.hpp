@@ -75,13 +75,22 @@ struct fault_model {
   [[nodiscard]] result<void> validate() const;
 };
 
+/// troupe's queue settings for batch GPU clusters, the `troupe` discipline's
+/// default here: EASY backfill, fair share, preemption, aging of one point
+/// per hour waited up to 16, and a small-job boost of 16 levels from 10
+/// GPU-minutes (a job of at most 10 GPU-minutes gets 16 points, one of at
+/// most 20 gets 15, ...; beyond 10 x 2^15 GPU-minutes, none). Chosen on the
+/// Philly virtual clusters 2869ce, 7f04ca and ee9e8c at 0.1 arrival scale
+/// (docs/SIMULATOR.md).
+placement::queue_policy batch_queue_policy();
+
 /// Everything a run needs besides the trace.
 struct sim_config {
   placement::cluster_topology topology;
   sim_policy policy;
   /// Queue policy of the troupe discipline (aging, weights, quotas,
   /// preemption, backfill).
-  placement::queue_policy queue;
+  placement::queue_policy queue = batch_queue_policy();
   /// Checkpoint/restart model of every job, and per tenant overrides.
   checkpoint_model checkpoints;
   std::map<std::string, checkpoint_model, std::less<>> checkpoints_by_tenant;

@@ -265,10 +265,14 @@ double random_scorer::score(const node_spec&, const node_state& before, const bu
 }
 
 paper_best_fit_scorer::paper_best_fit_scorer(uint64_t max_cpu_milli,
-                                             uint64_t max_gpu_milli)
-    : cpu_norm_(0.5 / static_cast<double>(max_cpu_milli)),
+                                             uint64_t max_gpu_milli, best_fit_score mode)
+    : max_cpu_(static_cast<double>(max_cpu_milli)),
+      max_gpu_(static_cast<double>(max_gpu_milli)),
+      cpu_norm_(0.5 / static_cast<double>(max_cpu_milli)),
       gpu_norm_(0.5 / static_cast<double>(max_gpu_milli)),
-      gpu_tie_(1e-3 * std::min(cpu_norm_, gpu_norm_)) {
+      gpu_tie_(mode == best_fit_score::simulator ? 1e-3
+                                                 : 1e-3 * std::min(cpu_norm_, gpu_norm_)),
+      mode_(mode) {
   TROUPE_ASSERT(max_cpu_milli > 0 && max_gpu_milli > 0,
                 "paper_best_fit_scorer: zero normaliser");
 }
@@ -281,7 +285,16 @@ double paper_best_fit_scorer::score(const node_spec& spec, const node_state& bef
       static_cast<double>(free_cpu(spec, before)) - static_cast<double>(b.cpu_milli);
   double gpu_left = static_cast<double>(node_free_gpu_milli(spec, before)) -
                     static_cast<double>(milli_per_gpu) * b.gpus - b.gpu_milli;
-  double node = cpu_norm_ * cpu_left + gpu_norm_ * gpu_left;
+  double node;
+  if (mode_ == best_fit_score::simulator) {
+    // best_fit_score.go, in its order of operations: fit = sum of (free -
+    // request) / max x 0.5; score int64((1 - fit) x 100), higher better.
+    double fit = cpu_left / max_cpu_ * 0.5;
+    fit += gpu_left / max_gpu_ * 0.5;
+    node = -std::trunc((1.0 - fit) * 100.0);
+  } else {
+    node = cpu_norm_ * cpu_left + gpu_norm_ * gpu_left;
+  }
   // Within the node: the tightest GPU that fits (free milli left on it,
   // 0..999, weighed below one step of the node score).
   double on_gpu = 0;

@@ -176,25 +176,42 @@ private:
   mutable std::mt19937_64 rng_;
 };
 
+/// How `paper_best_fit_scorer` turns its fit into a score.
+enum class best_fit_score : uint8_t {
+  /// The fit itself: the placer takes the strictly smallest.
+  exact,
+  /// The simulator's node score (best_fit_score.go): trunc(100 x (1 -
+  /// fit)), higher better, negated here; nodes whose fits differ by less
+  /// than 0.01 may tie, and a tie goes to the first node (the simulator
+  /// takes the smallest node name; its NormalizeScore keeps the order and
+  /// the set of best nodes).
+  simulator,
+};
+
 /// The simulator's BestFit (best_fit_score.go) with its GPU choice
-/// (allocateGpuIdBasedOnBestFit): a node scores 0.5 (free CPU - request) /
-/// max_cpu + 0.5 (free GPU - request) / max_gpu, lower is better, with the
-/// simulator's normalisers 128 cores and 8 GPUs by default; within a node a
-/// share goes to the GPU with the least free milli that fits. Unlike
+/// (allocateGpuIdBasedOnBestFit): a node's fit is 0.5 (free CPU - request)
+/// / max_cpu + 0.5 (free GPU - request) / max_gpu, lower is better, with the
+/// simulator's normalisers 128 cores and 8 GPUs by default, scored as
+/// `best_fit_score` says; within a node a share goes to the GPU with the
+/// least free milli that fits (first GPU among equals). Unlike
 /// `best_fit_scorer` it weighs free CPU as well as free GPU and does not
 /// look at NVLink islands. MIG bundles are scored by `best_fit_scorer`.
 class paper_best_fit_scorer final : public scorer {
 public:
   explicit paper_best_fit_scorer(uint64_t max_cpu_milli = 128000,
-                                 uint64_t max_gpu_milli = 8000);
+                                 uint64_t max_gpu_milli = 8000,
+                                 best_fit_score mode = best_fit_score::exact);
 
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
 
 private:
+  double max_cpu_;
+  double max_gpu_;
   double cpu_norm_;
   double gpu_norm_;
   double gpu_tie_; ///< weight of the GPU choice; below one step of the node score
+  best_fit_score mode_;
   best_fit_scorer mig_fallback_;
 };
 

@@ -80,21 +80,32 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) die(std::string(a) + " needs a value");
       return argv[++i];
     };
-    if (a == "--traces") traces = value();
-    else if (a == "--seeds") cfg.seeds = parse_seeds(value());
-    else if (a == "--policies") cfg.policies = split(value());
-    else if (a == "--ratio") cfg.demand_ratio = std::stod(value());
+    if (a == "--traces")
+      traces = value();
+    else if (a == "--seeds")
+      cfg.seeds = parse_seeds(value());
+    else if (a == "--policies")
+      cfg.policies = split(value());
+    else if (a == "--ratio")
+      cfg.demand_ratio = std::stod(value());
     else if (a == "--arrivals") {
       auto v = value();
-      if (v == "simulator") cfg.arrivals = sim::arrival_model::simulator;
-      else if (v == "with_replacement") cfg.arrivals = sim::arrival_model::with_replacement;
-      else die("--arrivals: expected simulator or with_replacement, got " + v);
-    } else if (a == "--no-shuffle-nodes") cfg.shuffle_nodes = false;
-    else die("unknown argument " + std::string(a));
+      if (v == "simulator")
+        cfg.arrivals = sim::arrival_model::simulator;
+      else if (v == "with_replacement")
+        cfg.arrivals = sim::arrival_model::with_replacement;
+      else
+        die("--arrivals: expected simulator or with_replacement, got " + v);
+    } else if (a == "--no-shuffle-nodes")
+      cfg.shuffle_nodes = false;
+    else
+      die("unknown argument " + std::string(a));
   }
-  auto nodes = sim::load_alibaba_nodes(traces + "/alibaba-openb-2023/openb_node_list_gpu_node.csv");
+  auto nodes = sim::load_alibaba_nodes(
+      traces + "/alibaba-openb-2023/openb_node_list_gpu_node.csv");
   if (!nodes) die(nodes.err().to_string());
-  auto pods = sim::load_alibaba_pods(traces + "/alibaba-openb-2023/openb_pod_list_default.csv");
+  auto pods =
+      sim::load_alibaba_pods(traces + "/alibaba-openb-2023/openb_pod_list_default.csv");
   if (!pods) die(pods.err().to_string());
   auto topo = sim::topology_from_nodes(*nodes);
   if (!topo) die(topo.err().to_string());
@@ -112,8 +123,10 @@ int main(int argc, char** argv) {
       auto t1 = std::chrono::steady_clock::now();
       if (!r) die(r.err().to_string());
       seconds[p].push_back(std::chrono::duration<double>(t1 - t0).count());
-      if (all.runs.empty()) all = *r;
-      else all.runs.push_back(r->runs.front());
+      if (all.runs.empty())
+        all = *r;
+      else
+        all.runs.push_back(r->runs.front());
       std::fprintf(stderr, "%s seed %llu: %.2f%% at 100%%, %.2f s\n",
                    cfg.policies[p].c_str(), static_cast<unsigned long long>(seed),
                    r->runs.front().alloc_at_100, seconds[p].back());
@@ -123,7 +136,8 @@ int main(int argc, char** argv) {
               "workload, demand ratio %.2f, arrivals %s\n\n",
               all.nodes, static_cast<unsigned long long>(all.total_gpu_milli / 1000),
               pods->jobs.size(), all.mix_classes, cfg.demand_ratio,
-              cfg.arrivals == sim::arrival_model::simulator ? "simulator" : "with_replacement");
+              cfg.arrivals == sim::arrival_model::simulator ? "simulator"
+                                                            : "with_replacement");
   print_table(all.table());
   print_table(all.seed_table());
   sim::summary_table times;

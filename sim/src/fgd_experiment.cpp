@@ -36,7 +36,8 @@ uint64_t stream_seed(uint64_t seed, uint64_t stream) {
 std::unique_ptr<pl::scorer> make_scorer(const std::string& policy,
                                         const pl::cluster_state& st,
                                         const pl::workload_mix& mix, uint64_t seed) {
-  if (policy == "random") return std::make_unique<pl::random_scorer>(st, stream_seed(seed, 2));
+  if (policy == "random")
+    return std::make_unique<pl::random_scorer>(st, stream_seed(seed, 2));
   if (policy == "bestfit")
     return std::make_unique<pl::paper_best_fit_scorer>(128000, 8000,
                                                        pl::best_fit_score::simulator);
@@ -129,7 +130,8 @@ std::vector<uint32_t> draw_arrivals(const std::vector<pod>& pool, uint64_t targe
 }
 
 /// `topology` with its nodes in a seeded random order (racks unchanged).
-pl::cluster_topology permute_nodes(const pl::cluster_topology& topology, seeded_rng& rng) {
+pl::cluster_topology permute_nodes(const pl::cluster_topology& topology,
+                                   seeded_rng& rng) {
   pl::cluster_topology t = topology;
   for (size_t i = t.nodes.size(); i > 1; --i)
     std::swap(t.nodes[i - 1], t.nodes[rng.below(i)]);
@@ -250,13 +252,14 @@ stats summarise(const std::vector<double>& v) {
 } // namespace
 
 std::vector<std::string> fgd_policy_names() {
-  return {"random", "bestfit", "fgd", "troupe", "fgd_gradient", "bestfit_exact", "best_fit"};
+  return {"random",       "bestfit",       "fgd",     "troupe",
+          "fgd_gradient", "bestfit_exact", "best_fit"};
 }
 
-result<fgd_experiment_result> run_fgd_experiment(
-    const pl::cluster_topology& topology, const trace& pods,
-    const fgd_experiment_config& cfg,
-    std::function<void(uint64_t done, uint64_t total)> progress) {
+result<fgd_experiment_result>
+run_fgd_experiment(const pl::cluster_topology& topology, const trace& pods,
+                   const fgd_experiment_config& cfg,
+                   std::function<void(uint64_t done, uint64_t total)> progress) {
   auto bad = [](std::string what) {
     return error{errc::invalid_argument, "fgd experiment: " + std::move(what)};
   };
@@ -270,9 +273,9 @@ result<fgd_experiment_result> run_fgd_experiment(
       return bad("unknown policy \"" + p + "\"; known policies: " + list);
     }
   if (cfg.seeds.empty()) return bad("no seed to run");
-  if (!std::isfinite(cfg.demand_ratio) || cfg.demand_ratio <= 0 ||
-      cfg.demand_ratio > 100)
-    return bad("demand_ratio must be in (0, 100], got " + std::to_string(cfg.demand_ratio));
+  if (!std::isfinite(cfg.demand_ratio) || cfg.demand_ratio <= 0 || cfg.demand_ratio > 100)
+    return bad("demand_ratio must be in (0, 100], got " +
+               std::to_string(cfg.demand_ratio));
   if (auto v = topology.validate(); !v) return v.err();
   if (topology.total_gpus() == 0) return bad("the topology has no GPU");
   if (pods.jobs.empty()) return bad("the trace has no pod");
@@ -285,7 +288,8 @@ result<fgd_experiment_result> run_fgd_experiment(
     const auto& j = pods.jobs[i];
     if (j.bundle_count() != 1)
       return bad("pod " + std::to_string(i) + " (" + j.name + ") has " +
-                 std::to_string(j.bundle_count()) + " bundles; the experiment places pods "
+                 std::to_string(j.bundle_count()) +
+                 " bundles; the experiment places pods "
                  "of one bundle");
     pod p;
     p.request = to_gang_request(j, pl::request_id{i + 1});
@@ -343,11 +347,11 @@ summary_table fgd_experiment_result::table() const {
   summary_table t;
   t.title = "GPU allocation at 100% arrived GPU demand (" +
             std::to_string(config.seeds.size()) + " seeds)";
-  t.columns = {"policy",         "seeds",         "alloc mean %", "alloc stddev",
-               "alloc min %",    "alloc max %",   "frag GPUs %",  "frag rate %",
-               "failed pods",    "arrivals",      "wins vs fgd"};
-  const bool have_fgd = std::find(config.policies.begin(), config.policies.end(), "fgd") !=
-                        config.policies.end();
+  t.columns = {"policy",      "seeds",       "alloc mean %", "alloc stddev",
+               "alloc min %", "alloc max %", "frag GPUs %",  "frag rate %",
+               "failed pods", "arrivals",    "wins vs fgd"};
+  const bool have_fgd = std::find(config.policies.begin(), config.policies.end(),
+                                  "fgd") != config.policies.end();
   for (const auto& policy : config.policies) {
     std::vector<double> alloc, frag, rate, failed, arrived;
     int wins = 0;
@@ -359,7 +363,8 @@ summary_table fgd_experiment_result::table() const {
       rate.push_back(r->frag_rate_at_100);
       failed.push_back(static_cast<double>(r->failed));
       arrived.push_back(static_cast<double>(r->arrivals));
-      if (const auto* f = find("fgd", seed); f != nullptr && r->alloc_at_100 > f->alloc_at_100)
+      if (const auto* f = find("fgd", seed);
+          f != nullptr && r->alloc_at_100 > f->alloc_at_100)
         ++wins;
     }
     auto a = summarise(alloc);

@@ -119,7 +119,7 @@ size_t candidates_on_node(const cluster_state& st, node_id n, const node_state& 
     uint32_t ndomains = 0;
     for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
       if (sp.gpus[g].sharing != gpu_sharing::whole || !ns.gpus[g].free_whole() ||
-          !model_allowed(b, sp.gpus[g].model))
+          (!b.gpu_models.empty() && !model_allowed(b, sp.gpus[g].model)))
         continue;
       free_idx[nfree++] = g;
       uint32_t d = sp.gpus[g].nvlink_domain, k = 0;
@@ -158,8 +158,8 @@ size_t candidates_on_node(const cluster_state& st, node_id n, const node_state& 
     for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
       const auto& gs = sp.gpus[g];
       const auto& st_g = ns.gpus[g];
-      if (gs.sharing == gpu_sharing::mig || !model_allowed(b, gs.model) ||
-          st_g.whole_taken)
+      if (gs.sharing == gpu_sharing::mig || st_g.whole_taken ||
+          (!b.gpu_models.empty() && !model_allowed(b, gs.model)))
         continue;
       if (st_g.used_milli + b.gpu_milli > 1000) continue;
       if (gs.sharing == gpu_sharing::time_sliced &&

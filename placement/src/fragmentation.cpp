@@ -6,7 +6,9 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <string>
 #include <tuple>
+#include <unordered_map>
 
 namespace troupe::placement {
 namespace {
@@ -222,53 +224,481 @@ double fragmentation_rate(const cluster_state& st, const workload_mix& mix) {
 
 // -- scorers --------------------------------------------------------------------------
 
+// -- fgd_scorer: caches ---------------------------------------------------------------
+
+namespace {
+
+/// What a candidate changes on a node, enough to compute the gradient from
+/// the node's aggregates: the GPUs it takes (kind, free milli and shares
+/// before, free milli after), its CPU, and what it removes from the free
+/// GPU total.
+struct change {
+  uint32_t gpus = 0; ///< GPUs changed (0: CPU only)
+  uint32_t gpu[max_gpus_per_node];
+  uint64_t cpu = 0;
+  uint64_t freed = 0; ///< free GPU milli taken
+};
+
+/// The memo key of a candidate on a node state: every input of the
+/// gradient besides the state.
+struct candidate_key {
+  uint8_t type = 0; ///< 0 CPU only, 1 share, 2 whole GPUs
+  uint16_t kind = 0;
+  uint16_t free = 0;
+  uint32_t shares = 0;
+  uint32_t amount = 0; ///< share milli, or whole GPU count
+  uint64_t cpu = 0;
+  friend bool operator==(const candidate_key&, const candidate_key&) = default;
+};
+
+constexpr uint16_t no_kind = 0xffff; ///< a MIG GPU: outside the measure
+
+struct vector_hash {
+  size_t operator()(const std::vector<uint32_t>& v) const noexcept {
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ v.size();
+    for (auto x : v) {
+      h ^= x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+      h *= 0xbf58476d1ce4e5b9ULL;
+    }
+    return static_cast<size_t>(h ^ (h >> 31));
+  }
+};
+
+} // namespace
+
+struct fgd_scorer::cache {
+  /// A class of the mix, flattened.
+  struct cls {
+    bool cpu_only = false;
+    bool whole = false;
+    uint32_t need = 1;
+    uint32_t milli = 0;
+    uint64_t cpu = 0;
+    double weight = 0;
+  };
+  /// What a node's spec says, per GPU kind (GPUs of a node with the same
+  /// model, sharing and replicas).
+  struct shape {
+    const node_spec* spec = nullptr;
+    uint32_t id = 0;                  ///< interned: equal specs, equal ids
+    std::vector<uint16_t> kind;       ///< per GPU; no_kind for MIG
+    std::vector<gpu_sharing> sharing; ///< per kind
+    std::vector<uint32_t> replicas;   ///< per kind
+    std::vector<uint8_t> allowed;     ///< class-major: classes x kinds
+  };
+  struct node_entry {
+    shape sh;
+    bool have_state = false;
+    uint32_t state = 0;
+    std::vector<uint32_t>
+        snap; ///< used CPU (2 words), then free milli and shares per non-MIG GPU
+  };
+  /// One remembered gradient: of candidate `key` on state `state`.
+  struct memo {
+    uint32_t state = 0;
+    uint32_t epoch = 0; ///< 0: empty
+    candidate_key key;
+    double gradient = 0;
+    double score = 0;
+  };
+  /// One distinct (shape, state): its aggregates per class.
+  struct state_entry {
+    uint64_t free_total = 0;
+    uint64_t free_cpu = 0;
+    std::vector<uint32_t> usable;   ///< per class: GPUs it can use
+    std::vector<uint64_t> unusable; ///< per class: free milli on GPUs it cannot use
+    double before = 0;              ///< F_n(M)
+  };
+
+  std::vector<cls> classes;
+  std::vector<node_entry> nodes; ///< by node id
+  node_entry stray;              ///< for a node id outside the cluster
+  std::unordered_map<std::string, uint32_t> shape_ids;
+  std::unordered_map<std::vector<uint32_t>, uint32_t, vector_hash> state_ids;
+  std::vector<state_entry> states;
+  std::vector<uint32_t> key; ///< scratch
+  /// Remembered gradients, direct-mapped by (state, candidate key): a new
+  /// one replaces whatever held its slot. `epoch` changes when the states
+  /// are forgotten, which empties every slot at once.
+  std::vector<memo> memos = std::vector<memo>(memo_slots);
+  uint32_t epoch = 1;
+
+  static constexpr size_t max_states = 1 << 16;
+  static constexpr size_t memo_slots = 1 << 15;
+
+  memo& slot(uint32_t state, const candidate_key& k) {
+    uint64_t h = state * 0x9e3779b97f4a7c15ULL;
+    h ^= (static_cast<uint64_t>(k.type) << 56) ^ (static_cast<uint64_t>(k.kind) << 40) ^
+         (static_cast<uint64_t>(k.free) << 24) ^ k.amount;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= k.cpu * 0x94d049bb133111ebULL + k.shares;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return memos[(h >> 32) & (memo_slots - 1)];
+  }
+
+  bool usable_by(size_t c, const shape& sh, uint16_t k, uint32_t free,
+                 uint32_t shares) const noexcept {
+    const auto& cl = classes[c];
+    if (k == no_kind || free == 0 || !sh.allowed[c * sh.sharing.size() + k]) return false;
+    if (cl.whole) return sh.sharing[k] == gpu_sharing::whole && free == milli_per_gpu;
+    if (free < cl.milli) return false;
+    return sh.sharing[k] != gpu_sharing::time_sliced || shares < sh.replicas[k];
+  }
+
+  void build_shape(shape& sh, const node_spec& spec, const workload_mix& mix) {
+    sh.spec = &spec;
+    sh.kind.assign(spec.gpus.size(), no_kind);
+    sh.sharing.clear();
+    sh.replicas.clear();
+    std::vector<const std::string*> models;
+    std::string id = std::to_string(spec.cpu_milli);
+    for (size_t g = 0; g < spec.gpus.size(); ++g) {
+      const auto& gs = spec.gpus[g];
+      id += '|' + gs.model + '/' + std::to_string(static_cast<int>(gs.sharing)) + '/' +
+            std::to_string(gs.time_slice_replicas);
+      if (gs.sharing == gpu_sharing::mig) continue;
+      size_t k = 0;
+      while (k < models.size() &&
+             !(*models[k] == gs.model && sh.sharing[k] == gs.sharing &&
+               sh.replicas[k] == gs.time_slice_replicas))
+        ++k;
+      if (k == models.size()) {
+        models.push_back(&gs.model);
+        sh.sharing.push_back(gs.sharing);
+        sh.replicas.push_back(gs.time_slice_replicas);
+      }
+      sh.kind[g] = static_cast<uint16_t>(k);
+    }
+    sh.allowed.assign(classes.size() * models.size(), 0);
+    for (size_t c = 0; c < classes.size(); ++c)
+      for (size_t k = 0; k < models.size(); ++k)
+        sh.allowed[c * models.size() + k] =
+            allowed(mix.classes[c].gpu_models, *models[k]);
+    sh.id = shape_ids.emplace(std::move(id), static_cast<uint32_t>(shape_ids.size()))
+                .first->second;
+  }
+
+  /// The state entry of a new (shape, state), computed as class_fragmentation does.
+  state_entry make_state(const shape& sh, const node_spec& spec,
+                         const node_state& ns) const {
+    state_entry se;
+    se.free_cpu = free_cpu(spec, ns);
+    for (size_t g = 0; g < spec.gpus.size(); ++g)
+      if (sh.kind[g] != no_kind) se.free_total += gpu_free_milli(ns.gpus[g]);
+    se.usable.assign(classes.size(), 0);
+    se.unusable.assign(classes.size(), 0);
+    for (size_t c = 0; c < classes.size(); ++c) {
+      if (classes[c].cpu_only) continue;
+      for (size_t g = 0; g < spec.gpus.size(); ++g) {
+        if (sh.kind[g] == no_kind) continue;
+        uint32_t f = gpu_free_milli(ns.gpus[g]);
+        if (f == 0) continue;
+        if (usable_by(c, sh, sh.kind[g], f, ns.gpus[g].shares))
+          ++se.usable[c];
+        else
+          se.unusable[c] += f;
+      }
+    }
+    double f = 0;
+    for (size_t c = 0; c < classes.size(); ++c)
+      f += classes[c].weight *
+           static_cast<double>(
+               fragment(c, se.usable[c], se.unusable[c], se.free_total, se.free_cpu));
+    se.before = f;
+    return se;
+  }
+
+  uint64_t fragment(size_t c, uint32_t usable, uint64_t unusable, uint64_t free_total,
+                    uint64_t cpu) const noexcept {
+    const auto& cl = classes[c];
+    if (cl.cpu_only || usable < cl.need || cpu < cl.cpu) return free_total;
+    return unusable;
+  }
+
+  /// The node's entry, its state brought up to date with `ns`.
+  node_entry& view(node_id n, const node_spec& spec, const node_state& ns,
+                   const workload_mix& mix) {
+    node_entry& e = n.value() < nodes.size() ? nodes[n.value()] : stray;
+    if (e.sh.spec != &spec) {
+      build_shape(e.sh, spec, mix);
+      e.have_state = false;
+    }
+    // Compare the state with the one the entry was made for.
+    const uint64_t cpu = ns.used_cpu_milli;
+    bool same = e.have_state && e.snap[0] == static_cast<uint32_t>(cpu) &&
+                e.snap[1] == static_cast<uint32_t>(cpu >> 32);
+    size_t i = 2;
+    for (size_t g = 0; same && g < spec.gpus.size(); ++g) {
+      if (e.sh.kind[g] == no_kind) continue;
+      same =
+          e.snap[i] == gpu_free_milli(ns.gpus[g]) && e.snap[i + 1] == ns.gpus[g].shares;
+      i += 2;
+    }
+    if (same) return e;
+    e.snap.clear();
+    e.snap.push_back(static_cast<uint32_t>(cpu));
+    e.snap.push_back(static_cast<uint32_t>(cpu >> 32));
+    for (size_t g = 0; g < spec.gpus.size(); ++g) {
+      if (e.sh.kind[g] == no_kind) continue;
+      e.snap.push_back(gpu_free_milli(ns.gpus[g]));
+      e.snap.push_back(ns.gpus[g].shares);
+    }
+    key.assign(1, e.sh.id);
+    key.insert(key.end(), e.snap.begin(), e.snap.end());
+    if (auto it = state_ids.find(key); it != state_ids.end()) {
+      e.state = it->second;
+    } else {
+      if (states.size() >= max_states) { // start over: forget every state
+        states.clear();
+        state_ids.clear();
+        ++epoch;
+        for (auto& other : nodes)
+          other.have_state = false;
+        stray.have_state = false;
+      }
+      e.state = static_cast<uint32_t>(states.size());
+      states.push_back(make_state(e.sh, spec, ns));
+      state_ids.emplace(key, e.state);
+    }
+    e.have_state = true;
+    return e;
+  }
+
+  /// F_n(M) after `ch` minus before, from the state's aggregates.
+  double gradient(const shape& sh, const state_entry& se, const node_state& ns,
+                  const change& ch) const {
+    const uint64_t free_total = se.free_total - ch.freed;
+    const uint64_t cpu = se.free_cpu - ch.cpu;
+    double f = 0;
+    for (size_t c = 0; c < classes.size(); ++c) {
+      uint32_t usable = se.usable[c];
+      uint64_t unusable = se.unusable[c];
+      if (!classes[c].cpu_only) {
+        for (uint32_t i = 0; i < ch.gpus; ++i) {
+          const uint32_t g = ch.gpu[i];
+          const uint16_t k = sh.kind[g];
+          const uint32_t f0 = gpu_free_milli(ns.gpus[g]);
+          const uint32_t s0 = ns.gpus[g].shares;
+          const uint32_t f1 = ch.gpus == 1 && ch.freed < milli_per_gpu
+                                  ? f0 - static_cast<uint32_t>(ch.freed)
+                                  : 0;
+          if (f0 > 0) {
+            if (usable_by(c, sh, k, f0, s0))
+              --usable;
+            else
+              unusable -= f0;
+          }
+          if (f1 > 0) {
+            if (usable_by(c, sh, k, f1, s0 + 1))
+              ++usable;
+            else
+              unusable += f1;
+          }
+        }
+      }
+      f += classes[c].weight *
+           static_cast<double>(fragment(c, usable, unusable, free_total, cpu));
+    }
+    return f - se.before;
+  }
+};
+
 fgd_scorer::fgd_scorer(const cluster_state& st, workload_mix mix, fgd_score mode)
-    : st_(st), mix_(std::move(mix)), mode_(mode) {
+    : st_(st), mix_(std::move(mix)), mode_(mode), cache_(std::make_unique<cache>()) {
   auto v = mix_.validate();
   TROUPE_ASSERT(v.ok(), v.ok() ? "" : v.err().message().c_str());
+  for (const auto& c : mix_.classes) {
+    cache::cls k;
+    k.cpu_only = c.cpu_only();
+    k.whole = c.gpus > 0;
+    k.need = c.gpus > 0 ? c.gpus : 1;
+    k.milli = c.gpu_milli;
+    k.cpu = c.cpu_milli;
+    k.weight = c.weight;
+    cache_->classes.push_back(k);
+  }
+  cache_->nodes.resize(st_.node_count());
+}
+
+fgd_scorer::~fgd_scorer() = default;
+
+namespace {
+
+/// Whether `p` applies to `ns` for `b` (the checks of cluster_state::apply_to
+/// for non-MIG bundles, without building its messages); fills `ch`.
+bool describe(const node_spec& spec, const node_state& ns, const bundle& b,
+              const bundle_placement& p, change& ch) {
+  if (p.cpu_milli != b.cpu_milli || p.memory_mib != b.memory_mib) return false;
+  if (ns.used_cpu_milli + b.cpu_milli > spec.cpu_milli) return false;
+  if (ns.used_memory_mib + b.memory_mib > spec.memory_mib) return false;
+  ch.cpu = b.cpu_milli;
+  ch.gpus = 0;
+  ch.freed = 0;
+  if (b.gpus > 0) {
+    if (p.gpus.size() != b.gpus || p.shared_gpu) return false;
+    for (size_t i = 0; i < p.gpus.size(); ++i) {
+      const auto g = p.gpus[i];
+      if (g >= spec.gpus.size() || g >= ns.gpus.size()) return false;
+      for (size_t j = 0; j < i; ++j)
+        if (p.gpus[j] == g) return false;
+      if (spec.gpus[g].sharing != gpu_sharing::whole || !ns.gpus[g].free_whole() ||
+          (!b.gpu_models.empty() && !model_allowed(b, spec.gpus[g].model)))
+        return false;
+      ch.gpu[ch.gpus++] = g;
+    }
+    ch.freed = milli_per_gpu * b.gpus;
+    return true;
+  }
+  if (b.gpu_milli > 0) {
+    if (!p.shared_gpu || !p.gpus.empty() || p.gpu_milli != b.gpu_milli) return false;
+    const auto g = *p.shared_gpu;
+    if (g >= spec.gpus.size() || g >= ns.gpus.size()) return false;
+    const auto& gs = spec.gpus[g];
+    const auto& st = ns.gpus[g];
+    if (gs.sharing == gpu_sharing::mig || st.whole_taken ||
+        st.used_milli + b.gpu_milli > milli_per_gpu ||
+        (!b.gpu_models.empty() && !model_allowed(b, gs.model)))
+      return false;
+    if (gs.sharing == gpu_sharing::time_sliced && st.shares + 1 > gs.time_slice_replicas)
+      return false;
+    ch.gpu[ch.gpus++] = g;
+    ch.freed = b.gpu_milli;
+    return true;
+  }
+  return p.gpus.empty() && !p.shared_gpu;
+}
+
+} // namespace
+
+void fgd_scorer::score_node(const node_spec& spec, const node_state& before,
+                            const bundle& b, std::span<const bundle_placement> candidates,
+                            std::span<double> out) const {
+  if (candidates.empty()) return;
+  if (!b.mig_profile.empty()) {
+    mig_fallback_.score_node(spec, before, b, candidates, out);
+    return;
+  }
+  auto& c = *cache_;
+  change ch;
+  // The candidates of one node usually share its entry, and neighbours
+  // often change GPUs in the same state: both are looked up once.
+  const cache::node_entry* e = nullptr;
+  node_id e_node{0};
+  candidate_key last_key;
+  double last = 0;
+  bool have_last = false;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const auto& cand = candidates[i];
+    if (!describe(spec, before, b, cand, ch)) {
+      out[i] = inf;
+      continue;
+    }
+    if (e == nullptr || cand.node != e_node) {
+      e = &c.view(cand.node, spec, before, mix_);
+      e_node = cand.node;
+      have_last = false;
+    }
+    auto& se = c.states[e->state];
+    // The memo key: everything the gradient depends on besides the state.
+    // Whole GPUs are remembered when they are all of one kind (then which
+    // ones does not matter: each is entirely free).
+    candidate_key key;
+    bool memo = true;
+    key.cpu = b.cpu_milli;
+    if (ch.gpus == 0) {
+      key.type = 0;
+    } else if (b.gpu_milli > 0) {
+      const auto g = ch.gpu[0];
+      key.type = 1;
+      key.kind = e->sh.kind[g];
+      key.free = static_cast<uint16_t>(gpu_free_milli(before.gpus[g]));
+      key.shares = before.gpus[g].shares;
+      key.amount = b.gpu_milli;
+    } else {
+      key.type = 2;
+      key.kind = e->sh.kind[ch.gpu[0]];
+      key.amount = ch.gpus;
+      for (uint32_t j = 0; j < ch.gpus; ++j)
+        memo = memo && e->sh.kind[ch.gpu[j]] == key.kind &&
+               before.gpus[ch.gpu[j]].shares == 0;
+    }
+    if (memo && have_last && key == last_key) {
+      out[i] = last;
+      continue;
+    }
+    cache::memo* m = memo ? &c.slot(e->state, key) : nullptr;
+    if (m != nullptr && m->epoch == c.epoch && m->state == e->state && m->key == key) {
+      out[i] = mode_ == fgd_score::gradient ? m->gradient : m->score;
+      last_key = key;
+      last = out[i];
+      have_last = true;
+      continue;
+    }
+    double g = c.gradient(e->sh, se, before, ch);
+    // fgd_score.go: int64(sigmoid((before - after) / 1000) * MaxNodeScore),
+    // higher better; negated here so that lower is better.
+    double s = -std::floor(100.0 / (1.0 + std::exp(g / 1000.0)));
+    out[i] = mode_ == fgd_score::gradient ? g : s;
+    if (m != nullptr) {
+      *m = {e->state, c.epoch, key, g, s};
+      last_key = key;
+      last = out[i];
+      have_last = true;
+    }
+  }
 }
 
 double fgd_scorer::gradient(const node_spec& spec, const node_state& before,
                             const bundle& b, const bundle_placement& candidate) const {
-  // Copy-assignment reuses the scratch vector's storage: no allocation per
-  // candidate once it has grown to the largest node (non-MIG GPUs).
-  thread_local node_state after;
-  after = before;
-  // TODO(perf): apply_to formats its error prefix eagerly (one small string
-  // per call); an incremental delta over the changed GPUs would avoid the
-  // copy and the second pass over the node.
-  if (!st_.apply_to(after, spec, b, candidate).ok()) return inf;
-  return node_fragmentation(spec, after, mix_) - node_fragmentation(spec, before, mix_);
+  TROUPE_ASSERT(b.mig_profile.empty(),
+                "fgd_scorer::gradient: not defined for MIG bundles");
+  change ch;
+  if (!describe(spec, before, b, candidate, ch)) return inf;
+  const auto& e = cache_->view(candidate.node, spec, before, mix_);
+  return cache_->gradient(e.sh, cache_->states[e.state], before, ch);
 }
 
 double fgd_scorer::score(const node_spec& spec, const node_state& before, const bundle& b,
                          const bundle_placement& candidate) const {
-  if (!b.mig_profile.empty()) return mig_fallback_.score(spec, before, b, candidate);
-  double g = gradient(spec, before, b, candidate);
-  if (mode_ == fgd_score::gradient || g == inf) return g;
-  // fgd_score.go: int64(sigmoid((before - after) / 1000) * MaxNodeScore),
-  // higher better; negated here so that lower is better.
-  double s = 100.0 / (1.0 + std::exp(g / 1000.0));
-  return -std::floor(s);
+  double out = 0;
+  score_node(spec, before, b, std::span<const bundle_placement>{&candidate, 1},
+             std::span<double>{&out, 1});
+  return out;
 }
 
 random_scorer::random_scorer(const cluster_state& st, uint64_t seed)
     : st_(st), rng_(seed) {}
 
-double random_scorer::score(const node_spec&, const node_state& before, const bundle& b,
-                            const bundle_placement& candidate) const {
-  auto k = candidates_on_node(st_, candidate.node, before, b, candidate.bundle).size();
-  double u = std::uniform_real_distribution<double>{0.0, 1.0}(rng_);
+double random_scorer::draw(size_t k) const {
   // P(min of k draws > x) = ((1 - x)^(1/k))^k = 1 - x: the node's best
   // candidate is uniform in [0, 1) whatever k is.
+  double u = rng_.unit();
   return 1.0 - std::pow(1.0 - u, static_cast<double>(std::max<size_t>(k, 1)));
 }
 
+double random_scorer::score(const node_spec&, const node_state& before, const bundle& b,
+                            const bundle_placement& candidate) const {
+  return draw(
+      candidates_on_node(st_, candidate.node, before, b, candidate.bundle).size());
+}
+
+void random_scorer::score_node(const node_spec&, const node_state&, const bundle&,
+                               std::span<const bundle_placement> candidates,
+                               std::span<double> out) const {
+  for (size_t i = 0; i < candidates.size(); ++i)
+    out[i] = draw(candidates.size());
+}
+
 paper_best_fit_scorer::paper_best_fit_scorer(uint64_t max_cpu_milli,
-                                             uint64_t max_gpu_milli)
-    : cpu_norm_(0.5 / static_cast<double>(max_cpu_milli)),
+                                             uint64_t max_gpu_milli, best_fit_score mode)
+    : max_cpu_(static_cast<double>(max_cpu_milli)),
+      max_gpu_(static_cast<double>(max_gpu_milli)),
+      cpu_norm_(0.5 / static_cast<double>(max_cpu_milli)),
       gpu_norm_(0.5 / static_cast<double>(max_gpu_milli)),
-      gpu_tie_(1e-3 * std::min(cpu_norm_, gpu_norm_)) {
+      gpu_tie_(mode == best_fit_score::simulator ? 1e-3
+                                                 : 1e-3 * std::min(cpu_norm_, gpu_norm_)),
+      mode_(mode) {
   TROUPE_ASSERT(max_cpu_milli > 0 && max_gpu_milli > 0,
                 "paper_best_fit_scorer: zero normaliser");
 }
@@ -281,7 +711,16 @@ double paper_best_fit_scorer::score(const node_spec& spec, const node_state& bef
       static_cast<double>(free_cpu(spec, before)) - static_cast<double>(b.cpu_milli);
   double gpu_left = static_cast<double>(node_free_gpu_milli(spec, before)) -
                     static_cast<double>(milli_per_gpu) * b.gpus - b.gpu_milli;
-  double node = cpu_norm_ * cpu_left + gpu_norm_ * gpu_left;
+  double node;
+  if (mode_ == best_fit_score::simulator) {
+    // best_fit_score.go, in its order of operations: fit = sum of (free -
+    // request) / max x 0.5; score int64((1 - fit) x 100), higher better.
+    double fit = cpu_left / max_cpu_ * 0.5;
+    fit += gpu_left / max_gpu_ * 0.5;
+    node = -std::trunc((1.0 - fit) * 100.0);
+  } else {
+    node = cpu_norm_ * cpu_left + gpu_norm_ * gpu_left;
+  }
   // Within the node: the tightest GPU that fits (free milli left on it,
   // 0..999, weighed below one step of the node score).
   double on_gpu = 0;

@@ -85,22 +85,33 @@ uint32_t total_gpus(const gang_request& req) {
 
 // -- candidates and scoring ----------------------------------------------------------
 
-std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_id n,
-                                                 const node_state& ns, const bundle& b,
-                                                 uint32_t bundle_index) {
-  std::vector<bundle_placement> out;
+size_t candidates_on_node(const cluster_state& st, node_id n, const node_state& ns,
+                          const bundle& b, uint32_t bundle_index,
+                          std::vector<bundle_placement>& out) {
   const auto& sp = st.spec(n);
-  if (ns.used_cpu_milli + b.cpu_milli > sp.cpu_milli) return out;
-  if (ns.used_memory_mib + b.memory_mib > sp.memory_mib) return out;
-  bundle_placement base;
-  base.bundle = bundle_index;
-  base.node = n;
-  base.cpu_milli = b.cpu_milli;
-  base.memory_mib = b.memory_mib;
+  if (ns.used_cpu_milli + b.cpu_milli > sp.cpu_milli) return 0;
+  if (ns.used_memory_mib + b.memory_mib > sp.memory_mib) return 0;
+  size_t count = 0;
+  // The next element of `out`, reset to the bundle's base placement; its
+  // whole-GPU list keeps its storage.
+  auto next = [&]() -> bundle_placement& {
+    if (count == out.size()) out.emplace_back();
+    auto& c = out[count++];
+    c.bundle = bundle_index;
+    c.node = n;
+    c.gpus.clear();
+    c.shared_gpu.reset();
+    c.gpu_milli = 0;
+    c.mig_profile.clear();
+    c.mig_start = 0;
+    c.cpu_milli = b.cpu_milli;
+    c.memory_mib = b.memory_mib;
+    return c;
+  };
   if (b.gpus > 0) {
-    if (ns.free_whole < b.gpus) return out;
-    // Free GPUs of allowed models, grouped by NVLink island (no allocation
-    // until a candidate is made: this runs for every node per decision).
+    if (ns.free_whole < b.gpus) return 0;
+    // Free GPUs of allowed models, grouped by NVLink island (no allocation:
+    // this runs for every node per decision).
     uint32_t free_idx[max_gpus_per_node];
     uint32_t nfree = 0;
     uint32_t domains[max_gpus_per_node];
@@ -108,7 +119,7 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
     uint32_t ndomains = 0;
     for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
       if (sp.gpus[g].sharing != gpu_sharing::whole || !ns.gpus[g].free_whole() ||
-          !model_allowed(b, sp.gpus[g].model))
+          (!b.gpu_models.empty() && !model_allowed(b, sp.gpus[g].model)))
         continue;
       free_idx[nfree++] = g;
       uint32_t d = sp.gpus[g].nvlink_domain, k = 0;
@@ -120,46 +131,43 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
       }
       ++domain_free[k];
     }
-    if (nfree < b.gpus) return out;
+    if (nfree < b.gpus) return 0;
     for (uint32_t k = 0; k < ndomains; ++k) {
       if (domain_free[k] < b.gpus) continue;
-      auto c = base;
+      auto& c = next();
       c.gpus.reserve(b.gpus);
       for (uint32_t i = 0; i < nfree && c.gpus.size() < b.gpus; ++i)
         if (sp.gpus[free_idx[i]].nvlink_domain == domains[k])
           c.gpus.push_back(free_idx[i]);
-      out.push_back(std::move(c));
     }
-    if (out.empty()) { // span islands: biggest first, fewest islands
+    if (count == 0) { // span islands: biggest first, fewest islands
       uint32_t order[max_gpus_per_node];
       for (uint32_t k = 0; k < ndomains; ++k)
         order[k] = k;
       std::stable_sort(order, order + ndomains, [&](uint32_t x, uint32_t y) {
         return domain_free[x] > domain_free[y];
       });
-      auto c = base;
+      auto& c = next();
       for (uint32_t k = 0; k < ndomains && c.gpus.size() < b.gpus; ++k)
         for (uint32_t i = 0; i < nfree && c.gpus.size() < b.gpus; ++i)
           if (sp.gpus[free_idx[i]].nvlink_domain == domains[order[k]])
             c.gpus.push_back(free_idx[i]);
       std::sort(c.gpus.begin(), c.gpus.end());
-      out.push_back(std::move(c));
     }
   } else if (b.gpu_milli > 0) {
     for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
       const auto& gs = sp.gpus[g];
       const auto& st_g = ns.gpus[g];
-      if (gs.sharing == gpu_sharing::mig || !model_allowed(b, gs.model) ||
-          st_g.whole_taken)
+      if (gs.sharing == gpu_sharing::mig || st_g.whole_taken ||
+          (!b.gpu_models.empty() && !model_allowed(b, gs.model)))
         continue;
       if (st_g.used_milli + b.gpu_milli > 1000) continue;
       if (gs.sharing == gpu_sharing::time_sliced &&
           st_g.shares + 1 > gs.time_slice_replicas)
         continue;
-      auto c = base;
+      auto& c = next();
       c.shared_gpu = g;
       c.gpu_milli = b.gpu_milli;
-      out.push_back(std::move(c));
     }
   } else if (!b.mig_profile.empty()) {
     for (uint32_t g = 0; g < sp.gpus.size(); ++g) {
@@ -168,16 +176,30 @@ std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_i
         continue;
       auto start = ns.gpus[g].mig->first_fit(b.mig_profile);
       if (!start) continue;
-      auto c = base;
+      auto& c = next();
       c.shared_gpu = g;
       c.mig_profile = b.mig_profile;
       c.mig_start = *start;
-      out.push_back(std::move(c));
     }
   } else {
-    out.push_back(base);
+    next();
   }
+  return count;
+}
+
+std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_id n,
+                                                 const node_state& ns, const bundle& b,
+                                                 uint32_t bundle_index) {
+  std::vector<bundle_placement> out;
+  out.resize(candidates_on_node(st, n, ns, b, bundle_index, out));
   return out;
+}
+
+void scorer::score_node(const node_spec& spec, const node_state& before, const bundle& b,
+                        std::span<const bundle_placement> candidates,
+                        std::span<double> out) const {
+  for (size_t i = 0; i < candidates.size(); ++i)
+    out[i] = score(spec, before, b, candidates[i]);
 }
 
 double best_fit_scorer::score(const node_spec& sp, const node_state& before,
@@ -258,6 +280,30 @@ struct choice {
   bundle_placement where;
 };
 
+/// Candidates and their scores for one node, reused from node to node (and
+/// bundle to bundle) within one decision so that scoring allocates nothing.
+struct candidate_buffer {
+  std::vector<bundle_placement> candidates;
+  std::vector<double> scores;
+};
+
+/// Enumerates the candidates of bundle `i` on node `n` in state `ns`, scores
+/// them all with one `score_node` call and calls `visit(candidate, score)`
+/// for each, in candidate order.
+template <class Visit>
+void for_each_scored(const cluster_state& st, const scorer& sc, node_id n,
+                     const node_state& ns, const bundle& b, uint32_t i,
+                     candidate_buffer& buf, Visit visit) {
+  size_t k = candidates_on_node(st, n, ns, b, i, buf.candidates);
+  if (k == 0) return;
+  if (buf.scores.size() < k) buf.scores.resize(k);
+  sc.score_node(st.spec(n), ns, b,
+                std::span<const bundle_placement>{buf.candidates.data(), k},
+                std::span<double>{buf.scores.data(), k});
+  for (size_t j = 0; j < k; ++j)
+    visit(buf.candidates[j], buf.scores[j]);
+}
+
 /// Which nodes may ever host each bundle of a request (labels, spot, models,
 /// schedulable), computed once per decision; identical bundles share a row.
 class eligibility {
@@ -296,11 +342,11 @@ private:
 /// Places bundles one at a time on the best candidate among `nodes`;
 /// `bias(n)` is added to every candidate's score on node n.
 template <class NodeOk, class Bias>
-std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
-                                     const gang_request& req, const eligibility& el,
-                                     const std::vector<uint32_t>& order,
-                                     const std::vector<node_id>& nodes, NodeOk node_ok,
-                                     Bias bias, std::set<uint32_t> used = {}) {
+std::optional<placement_plan>
+greedy(const cluster_state& st, const scorer& sc, const gang_request& req,
+       const eligibility& el, const std::vector<uint32_t>& order,
+       const std::vector<node_id>& nodes, NodeOk node_ok, Bias bias,
+       candidate_buffer& buf, std::set<uint32_t> used = {}) {
   scratch s{st};
   placement_plan plan;
   for (auto i : order) {
@@ -310,10 +356,14 @@ std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
       if (!el.ok(i, n) || !node_ok(n, used)) continue;
       const auto& ns = s.get(n);
       if (b.gpus > ns.free_whole) continue;
-      for (auto& c : candidates_on_node(st, n, ns, b, i)) {
-        double v = sc.score(st.spec(n), ns, b, c) + bias(n, used);
-        if (v < best.score) best = {v, std::move(c)};
-      }
+      const double nb = bias(n, used);
+      for_each_scored(st, sc, n, ns, b, i, buf, [&](const bundle_placement& c, double v) {
+        v += nb;
+        if (v < best.score) {
+          best.score = v;
+          best.where = c;
+        }
+      });
     }
     if (best.score == inf) return std::nullopt;
     auto r = st.apply_to(s.mut(best.where.node), st.spec(best.where.node), b, best.where);
@@ -330,7 +380,8 @@ std::optional<placement_plan> greedy(const cluster_state& st, const scorer& sc,
 std::optional<placement_plan> on_node(const cluster_state& st, const scorer& sc,
                                       const gang_request& req, const eligibility& el,
                                       const std::vector<uint32_t>& order, node_id n,
-                                      std::optional<uint32_t> island) {
+                                      std::optional<uint32_t> island,
+                                      candidate_buffer& buf) {
   const auto& sp = st.spec(n);
   node_state ns = st.state(n);
   placement_plan plan;
@@ -338,14 +389,17 @@ std::optional<placement_plan> on_node(const cluster_state& st, const scorer& sc,
     const auto& b = req.bundles[i];
     if (!el.ok(i, n)) return std::nullopt;
     choice c;
-    for (auto& cand : candidates_on_node(st, n, ns, b, i)) {
-      if (island && !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
-            return sp.gpus[g].nvlink_domain == *island;
-          }))
-        continue;
-      double v = sc.score(sp, ns, b, cand);
-      if (v < c.score) c = {v, std::move(cand)};
-    }
+    for_each_scored(
+        st, sc, n, ns, b, i, buf, [&](const bundle_placement& cand, double v) {
+          if (island && !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
+                return sp.gpus[g].nvlink_domain == *island;
+              }))
+            return;
+          if (v < c.score) {
+            c.score = v;
+            c.where = cand;
+          }
+        });
     if (c.score == inf) return std::nullopt;
     auto r = st.apply_to(ns, sp, b, c.where);
     TROUPE_ASSERT(r.ok(), "placer: a chosen candidate did not apply");
@@ -360,7 +414,8 @@ std::optional<placement_plan> on_node(const cluster_state& st, const scorer& sc,
 std::optional<placement_plan> on_one_node(const cluster_state& st, const scorer& sc,
                                           const gang_request& req,
                                           const std::vector<uint32_t>& order, node_id n,
-                                          bool one_domain, uint32_t need) {
+                                          bool one_domain, uint32_t need,
+                                          candidate_buffer& buf) {
   const auto& sp = st.spec(n);
   std::vector<int64_t> islands;
   if (one_domain) {
@@ -381,15 +436,18 @@ std::optional<placement_plan> on_one_node(const cluster_state& st, const scorer&
     for (auto i : order) {
       const auto& b = req.bundles[i];
       choice c;
-      for (auto& cand : candidates_on_node(st, n, ns, b, i)) {
-        if (island >= 0 &&
-            !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
-              return sp.gpus[g].nvlink_domain == static_cast<uint32_t>(island);
-            }))
-          continue;
-        double v = sc.score(sp, ns, b, cand);
-        if (v < c.score) c = {v, std::move(cand)};
-      }
+      for_each_scored(
+          st, sc, n, ns, b, i, buf, [&](const bundle_placement& cand, double v) {
+            if (island >= 0 &&
+                !std::all_of(cand.gpus.begin(), cand.gpus.end(), [&](uint32_t g) {
+                  return sp.gpus[g].nvlink_domain == static_cast<uint32_t>(island);
+                }))
+              return;
+            if (v < c.score) {
+              c.score = v;
+              c.where = cand;
+            }
+          });
       if (c.score == inf) {
         fits = false;
         break;
@@ -411,7 +469,7 @@ std::optional<placement_plan> on_one_node(const cluster_state& st, const scorer&
 std::optional<placement_plan> single_node(const cluster_state& st, const scorer& sc,
                                           const gang_request& req, const eligibility& el,
                                           const std::vector<uint32_t>& order,
-                                          bool one_domain) {
+                                          bool one_domain, candidate_buffer& buf) {
   uint32_t need = total_gpus(req);
   auto node_ok = [&](node_id n) {
     if (st.state(n).free_whole < need) return false;
@@ -420,8 +478,29 @@ std::optional<placement_plan> single_node(const cluster_state& st, const scorer&
     return true;
   };
   std::optional<placement_plan> best;
+  // One bundle and no island to keep: the best candidate over the nodes, in
+  // the order `consider` below visits them, scored against the live node
+  // states (nothing to simulate), with no plan built per node.
+  const bool single = order.size() == 1 && !one_domain;
+  choice single_best;
   auto consider = [&](node_id n) {
-    auto p = on_one_node(st, sc, req, order, n, one_domain, need);
+    if (single) {
+      const auto i = order.front();
+      for_each_scored(st, sc, n, st.state(n), req.bundles[i], i, buf,
+                      [&](const bundle_placement& c, double v) {
+                        if (v < single_best.score) {
+                          single_best.score = v;
+                          single_best.where = c;
+                        }
+                      });
+      if (single_best.score != inf && (!best || single_best.score < best->score)) {
+        if (!best) best.emplace();
+        best->score = single_best.score;
+        best->bundles.assign(1, single_best.where);
+      }
+      return;
+    }
+    auto p = on_one_node(st, sc, req, order, n, one_domain, need, buf);
     if (p && (!best || p->score < best->score)) best = std::move(p);
   };
   if (sc.prefers_tightest_node() && need > 0 && all_whole_gpu(req)) {
@@ -461,6 +540,7 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
                                                   const gang_request& req) const {
   const auto& sc = active();
   eligibility el{st, req};
+  candidate_buffer buf;
   auto order = order_largest_first(req, static_cast<uint32_t>(req.bundles.size()));
   auto any = [](node_id, const std::set<uint32_t>&) { return true; };
   auto unused = [](node_id n, const std::set<uint32_t>& used) {
@@ -470,25 +550,29 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
   constexpr double big = 1e12;
   if (req.require_nvlink_domain) {
     if (!all_whole_gpu(req)) return std::nullopt;
-    return single_node(st, sc, req, el, order, true);
+    return single_node(st, sc, req, el, order, true, buf);
   }
   switch (req.placement_strategy) {
   case strategy::strict_pack:
-    return single_node(st, sc, req, el, order, false);
+    return single_node(st, sc, req, el, order, false, buf);
   case strategy::pack: {
-    if (auto p = single_node(st, sc, req, el, order, false)) return p;
-    return greedy(st, sc, req, el, order, all_nodes(st), any,
-                  [](node_id n, const std::set<uint32_t>& used) {
-                    return used.count(n.value()) ? -big : 0.0;
-                  });
+    if (auto p = single_node(st, sc, req, el, order, false, buf)) return p;
+    return greedy(
+        st, sc, req, el, order, all_nodes(st), any,
+        [](node_id n, const std::set<uint32_t>& used) {
+          return used.count(n.value()) ? -big : 0.0;
+        },
+        buf);
   }
   case strategy::spread:
-    return greedy(st, sc, req, el, order, all_nodes(st), any,
-                  [](node_id n, const std::set<uint32_t>& used) {
-                    return used.count(n.value()) ? big : 0.0;
-                  });
+    return greedy(
+        st, sc, req, el, order, all_nodes(st), any,
+        [](node_id n, const std::set<uint32_t>& used) {
+          return used.count(n.value()) ? big : 0.0;
+        },
+        buf);
   case strategy::strict_spread:
-    return greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias);
+    return greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias, buf);
   case strategy::topology: {
     if (!all_whole_gpu(req)) {
       gang_request packed = req;
@@ -496,16 +580,18 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
       return place_exact(st, packed);
     }
     // 1: one NVLink island; 2: one node.
-    if (auto p = single_node(st, sc, req, el, order, true)) return p;
-    if (auto p = single_node(st, sc, req, el, order, false)) return p;
+    if (auto p = single_node(st, sc, req, el, order, true, buf)) return p;
+    if (auto p = single_node(st, sc, req, el, order, false, buf)) return p;
     // Within a set of nodes: fill the nodes with most free GPUs first
     // (fewest nodes), staying on nodes already used.
     auto fill = [&](const std::vector<node_id>& nodes) {
-      return greedy(st, sc, req, el, order, nodes, any,
-                    [&](node_id n, const std::set<uint32_t>& used) {
-                      double b = used.count(n.value()) ? -big : 0.0;
-                      return b - 1e6 * st.free_whole_gpus(n);
-                    });
+      return greedy(
+          st, sc, req, el, order, nodes, any,
+          [&](node_id n, const std::set<uint32_t>& used) {
+            double b = used.count(n.value()) ? -big : 0.0;
+            return b - 1e6 * st.free_whole_gpus(n);
+          },
+          buf);
     };
     // 3: one rack; the rack whose plan uses the fewest nodes, then the
     // tightest fit.
@@ -556,6 +642,30 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
   return std::nullopt;
 }
 
+std::optional<placement_plan> placer::place_elastic(const cluster_state& st,
+                                                    const gang_request& req,
+                                                    uint32_t& bundles_placed) const {
+  auto required = req.required_bundles();
+  for (auto k = static_cast<uint32_t>(req.bundles.size()); k >= required && k > 0; --k) {
+    std::optional<placement_plan> p;
+    if (k == req.bundles.size()) {
+      p = place_exact(st, req); // all bundles: no copy of the request
+    } else {
+      gang_request sub = req;
+      sub.bundles.resize(k);
+      sub.min_bundles = 0;
+      p = place_exact(st, sub);
+    }
+    if (p) {
+      std::sort(p->bundles.begin(), p->bundles.end(),
+                [](auto& a, auto& b) { return a.bundle < b.bundle; });
+      bundles_placed = k;
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+
 placement_outcome placer::place(const cluster_state& st, const gang_request& req) const {
   placement_outcome out;
   if (auto v = req.validate(); !v.ok()) {
@@ -563,22 +673,20 @@ placement_outcome placer::place(const cluster_state& st, const gang_request& req
     out.explanation = v.err().message();
     return out;
   }
-  auto required = req.required_bundles();
-  for (auto k = static_cast<uint32_t>(req.bundles.size()); k >= required && k > 0; --k) {
-    gang_request sub = req;
-    sub.bundles.resize(k);
-    sub.min_bundles = 0;
-    if (auto p = place_exact(st, sub)) {
-      std::sort(p->bundles.begin(), p->bundles.end(),
-                [](auto& a, auto& b) { return a.bundle < b.bundle; });
-      out.allreduce_gbps = estimate_allreduce_gbps(st, *p);
-      out.bundles_placed = k;
-      out.plan = std::move(p);
-      return out;
-    }
+  if (auto p = place_elastic(st, req, out.bundles_placed)) {
+    out.allreduce_gbps = estimate_allreduce_gbps(st, *p);
+    out.plan = std::move(p);
+    return out;
   }
   out.explanation = explain_pending(st, req, &out.never_fits);
   return out;
+}
+
+std::optional<placement_plan> placer::find_plan(const cluster_state& st,
+                                                const gang_request& req) const {
+  if (!req.validate().ok()) return std::nullopt;
+  uint32_t placed = 0;
+  return place_elastic(st, req, placed);
 }
 
 placement_outcome placer::place_growth(const cluster_state& st, const allocation& a,
@@ -609,6 +717,7 @@ placement_outcome placer::place_growth(const cluster_state& st, const allocation
   }
   const auto& sc = active();
   eligibility el{st, req};
+  candidate_buffer buf;
   node_id home{*gang_nodes.begin()};
   // The island of the gang's whole GPUs, for a gang that must share one.
   std::optional<uint32_t> island;
@@ -640,17 +749,18 @@ placement_outcome placer::place_growth(const cluster_state& st, const allocation
     });
     std::optional<placement_plan> plan;
     if (req.require_nvlink_domain || req.placement_strategy == strategy::strict_pack) {
-      plan = on_node(st, sc, req, el, order, home, island);
+      plan = on_node(st, sc, req, el, order, home, island, buf);
     } else {
       switch (req.placement_strategy) {
       case strategy::strict_spread:
-        plan = greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias, gang_nodes);
+        plan = greedy(st, sc, req, el, order, all_nodes(st), unused, no_bias, buf,
+                      gang_nodes);
         break;
       case strategy::spread:
-        plan = greedy(st, sc, req, el, order, all_nodes(st), any, away, gang_nodes);
+        plan = greedy(st, sc, req, el, order, all_nodes(st), any, away, buf, gang_nodes);
         break;
       default: // pack, topology: on the gang's nodes, then its racks
-        plan = greedy(st, sc, req, el, order, all_nodes(st), any, near, gang_nodes);
+        plan = greedy(st, sc, req, el, order, all_nodes(st), any, near, buf, gang_nodes);
         break;
       }
     }

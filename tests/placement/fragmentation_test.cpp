@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <doctest/doctest.h>
@@ -171,6 +172,44 @@ std::pair<uint32_t, uint32_t> pick(const cluster_state& st, const scorer& s,
       bp.shared_gpu ? *bp.shared_gpu : (bp.gpus.empty() ? UINT32_MAX : bp.gpus.front());
   return {bp.node.value(), gpu};
 }
+
+/// The straightforward FGD gradient, as fgd_scorer computed it before it
+/// cached: apply the candidate to a copy of the node state and subtract the
+/// two node_fragmentation sums. The reference the cached scorer must match
+/// bit for bit.
+double reference_gradient(const cluster_state& st, const workload_mix& mix,
+                          const node_spec& spec, const node_state& before,
+                          const bundle& b, const bundle_placement& candidate) {
+  node_state after = before;
+  if (!st.apply_to(after, spec, b, candidate).ok())
+    return std::numeric_limits<double>::infinity();
+  return node_fragmentation(spec, after, mix) - node_fragmentation(spec, before, mix);
+}
+
+double reference_score(const cluster_state& st, const workload_mix& mix, fgd_score mode,
+                       const node_spec& spec, const node_state& before, const bundle& b,
+                       const bundle_placement& candidate) {
+  double g = reference_gradient(st, mix, spec, before, b, candidate);
+  if (mode == fgd_score::gradient || g == std::numeric_limits<double>::infinity())
+    return g;
+  return -std::floor(100.0 / (1.0 + std::exp(g / 1000.0)));
+}
+
+/// The uncached FGD scorer, for comparing decisions.
+class reference_fgd final : public scorer {
+public:
+  reference_fgd(const cluster_state& st, workload_mix mix, fgd_score mode)
+      : st_(st), mix_(std::move(mix)), mode_(mode) {}
+  double score(const node_spec& spec, const node_state& before, const bundle& b,
+               const bundle_placement& c) const override {
+    return reference_score(st_, mix_, mode_, spec, before, b, c);
+  }
+
+private:
+  const cluster_state& st_;
+  workload_mix mix_;
+  fgd_score mode_;
+};
 
 } // namespace
 
@@ -624,5 +663,159 @@ TEST_SUITE("fragmentation") {
     // zero-gradient placements such as CPU-only tasks go to the first
     // nodes); it does beat Random.
     CHECK(grad_ge_random >= most);
+  }
+
+  TEST_CASE("the cached FGD gradient is the recomputed one, bit for bit, on random "
+            "states") {
+    // Nodes of 1-8 GPUs of two models, some time-sliced or MIG; states made
+    // by applying random shares, whole GPUs and CPU; bundles of every kind,
+    // with and without model constraints; the placer's candidates plus
+    // candidates that do not apply. One scorer sees every state, so its
+    // per-node and per-state caches are exercised (nodes change under the
+    // same id, and different nodes share states).
+    std::mt19937_64 rng{2024};
+    auto pick_from = [&](uint64_t n) { return rng() % n; };
+    const char* models[] = {"A10", "T4"};
+    std::vector<node_spec> nodes;
+    for (int i = 0; i < 12; ++i) {
+      auto n = make_node("n" + std::to_string(i), 1 + static_cast<uint32_t>(pick_from(8)),
+                         8000 * (1 + pick_from(8)), models[pick_from(2)]);
+      for (auto& g : n.gpus) {
+        auto r = pick_from(10);
+        if (r == 0) {
+          g.sharing = gpu_sharing::time_sliced;
+          g.time_slice_replicas = 1 + static_cast<uint32_t>(pick_from(3));
+        } else if (r == 1) {
+          g.sharing = gpu_sharing::mig;
+          g.model = "A100-80GB";
+        } else if (r == 2) {
+          g.model = models[pick_from(2)];
+        }
+      }
+      nodes.push_back(std::move(n));
+    }
+    cluster_state st{topo(nodes)};
+    workload_mix mix{{whole(1, 4000, 0.2), whole(2, 16000, 0.1), share(250, 2000, 0.15),
+                      share(500, 6000, 0.15), cpu_only(8000, 0.1),
+                      share(700, 1000, 0.1)}};
+    mix.classes.push_back(whole(1, 1000, 0.1));
+    mix.classes.back().gpu_models = {"T4"};
+    mix.classes.push_back(share(300, 3000, 0.1));
+    mix.classes.back().gpu_models = {"A10", "T4"};
+    const uint32_t millis[] = {100, 250, 300, 460, 500, 700, 999};
+    auto random_bundle = [&] {
+      bundle b;
+      switch (pick_from(3)) {
+      case 0:
+        b.gpus = 1 + static_cast<uint32_t>(pick_from(3));
+        break;
+      case 1:
+        b.gpu_milli = millis[pick_from(7)];
+        break;
+      default:
+        break;
+      }
+      b.cpu_milli = 1000 * (1 + pick_from(16));
+      if (pick_from(4) == 0) b.gpu_models = {models[pick_from(2)]};
+      return b;
+    };
+    for (auto mode : {fgd_score::gradient, fgd_score::simulator}) {
+      fgd_scorer fgd{st, mix, mode};
+      size_t compared = 0, infinite = 0;
+      for (int round = 0; round < 400; ++round) {
+        node_id n{static_cast<uint32_t>(pick_from(nodes.size()))};
+        const auto& spec = st.spec(n);
+        // A random state: fill a fresh copy with random placements.
+        node_state ns = st.state(n);
+        for (int k = 0, fills = static_cast<int>(pick_from(6)); k < fills; ++k) {
+          auto fill = random_bundle();
+          auto cands = candidates_on_node(st, n, ns, fill, 0);
+          if (!cands.empty())
+            REQUIRE(st.apply_to(ns, spec, fill, cands[pick_from(cands.size())]).ok());
+        }
+        for (int k = 0; k < 4; ++k) {
+          auto b = random_bundle();
+          auto cands = candidates_on_node(st, n, ns, b, 0);
+          // Candidates that do not apply: a GPU too many, another model.
+          bundle_placement odd;
+          odd.node = n;
+          odd.cpu_milli = b.cpu_milli;
+          odd.gpu_milli = b.gpu_milli;
+          if (b.gpu_milli > 0) odd.shared_gpu = static_cast<uint32_t>(pick_from(10));
+          for (uint32_t g = 0; g < b.gpus; ++g)
+            odd.gpus.push_back(static_cast<uint32_t>(pick_from(10)));
+          cands.push_back(odd);
+          std::vector<double> batch(cands.size());
+          fgd.score_node(spec, ns, b, cands, batch);
+          for (size_t c = 0; c < cands.size(); ++c) {
+            double want = reference_score(st, mix, mode, spec, ns, b, cands[c]);
+            double got = fgd.score(spec, ns, b, cands[c]);
+            CHECK(got == want);
+            CHECK(batch[c] == want);
+            if (want == std::numeric_limits<double>::infinity())
+              ++infinite;
+            else
+              CHECK(fgd.gradient(spec, ns, b, cands[c]) ==
+                    reference_gradient(st, mix, spec, ns, b, cands[c]));
+            ++compared;
+          }
+        }
+      }
+      CHECK(compared > 2000);
+      CHECK(infinite > 100);
+    }
+  }
+
+  TEST_CASE("the cached FGD makes the decisions of the uncached one on an arrival run") {
+    // 40 nodes of three shapes, 600 arrivals of openb-like shapes, nothing
+    // departs: every plan of the cached scorer is the reference's plan.
+    std::vector<node_spec> nodes;
+    for (int i = 0; i < 40; ++i)
+      nodes.push_back(i % 3 == 0 ? make_node("g" + std::to_string(i), 8, 96000, "G2")
+                      : i % 3 == 1
+                          ? make_node("t" + std::to_string(i), 2, 104000, "T4")
+                          : make_node("v" + std::to_string(i), 4, 32000, "V100"));
+    const auto t = topo(nodes);
+    std::mt19937_64 rng{7};
+    std::vector<bundle> arrivals;
+    const uint32_t millis[] = {100, 250, 460, 500, 650, 810};
+    for (int i = 0; i < 600; ++i) {
+      auto r = rng() % 10;
+      if (r < 2)
+        arrivals.push_back(make_bundle(0, 0, 2000 * (1 + rng() % 8)));
+      else if (r < 6)
+        arrivals.push_back(make_bundle(0, millis[rng() % 6], 1000 * (1 + rng() % 12)));
+      else
+        arrivals.push_back(make_bundle(r == 9 ? 2 : 1, 0, 4000 * (1 + rng() % 4),
+                                       r == 8 ? std::vector<std::string>{"T4"}
+                                              : std::vector<std::string>{}));
+    }
+    auto mix = typical_workload_mix(arrivals);
+    REQUIRE(mix.ok());
+    for (auto mode : {fgd_score::gradient, fgd_score::simulator}) {
+      cluster_state a{t}, b{t};
+      fgd_scorer fast{a, *mix, mode};
+      reference_fgd slow{b, *mix, mode};
+      placer pa{&fast}, pb{&slow};
+      size_t placed = 0;
+      for (size_t i = 0; i < arrivals.size(); ++i) {
+        auto req = one(arrivals[i], i + 1);
+        auto x = pa.find_plan(a, req);
+        auto y = pb.find_plan(b, req);
+        REQUIRE(x.has_value() == y.has_value());
+        if (!x) continue;
+        REQUIRE(x->bundles.size() == 1);
+        CHECK(x->bundles[0].node == y->bundles[0].node);
+        CHECK(x->bundles[0].gpus == y->bundles[0].gpus);
+        CHECK(x->bundles[0].shared_gpu == y->bundles[0].shared_gpu);
+        CHECK(x->score == y->score);
+        REQUIRE(a.commit(req, *x, {}).ok());
+        REQUIRE(b.commit(req, *y, {}).ok());
+        ++placed;
+      }
+      CHECK(placed > 300);
+      CHECK(placed < arrivals.size()); // the cluster filled up
+      a.check_invariants();
+    }
   }
 }

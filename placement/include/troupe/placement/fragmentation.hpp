@@ -16,9 +16,10 @@
 
 #include "troupe/placement/cluster_state.hpp"
 #include "troupe/placement/placer.hpp"
+#include "troupe/runtime/random.hpp"
 
 #include <cstdint>
-#include <random>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -127,20 +128,38 @@ enum class fgd_score : uint8_t {
 /// fragmentation that the placement causes (the fragmentation gradient,
 /// milli-GPU; negative when it removes fragment), or the simulator's
 /// quantised form of it (`fgd_score`). The placer keeps the candidate with
-/// the smallest increase. The candidate is applied to a copy of the node
-/// state with `cluster_state::apply_to`; a candidate that does not apply
-/// scores +infinity (never chosen). MIG bundles, which the measure leaves
-/// out, are scored by `best_fit_scorer` instead.
-/// Holds a reference to `st`, which must outlive the scorer. Thread-safe for
-/// concurrent `score` calls (the scratch state is thread-local).
+/// the smallest increase. A candidate that does not apply (the checks of
+/// `cluster_state::apply_to`) scores +infinity (never chosen). MIG bundles,
+/// which the measure leaves out, are scored by `best_fit_scorer` instead.
+///
+/// Fast without changing a result: the scorer remembers each node's state
+/// and, per distinct (node shape, state) (nodes in the same state share
+/// one entry), F_n(M) and the per-class counts it derives from, and the
+/// gradient of each kind of candidate asked about it (by changed GPU's
+/// model and free milli, bundle CPU, share or GPU count). A decision then
+/// costs one comparison of state per node, plus O(classes) for each
+/// (state, candidate kind) not seen before; the gradients are the same
+/// doubles as applying the candidate to a copy and subtracting the two
+/// `node_fragmentation`s (tests/placement/fragmentation_test.cpp keeps that
+/// computation as the reference and compares). Nodes are told apart by
+/// `candidate.node`; a node's spec object must not change while the scorer
+/// lives (a different spec object for the same node is noticed by
+/// address). Holds a reference to `st`, which must outlive the scorer. Not
+/// thread-safe: the caches are shared by all calls.
 class fgd_scorer final : public scorer {
 public:
   /// Aborts when `mix` is invalid (validate it at the boundary first).
   fgd_scorer(const cluster_state& st, workload_mix mix,
              fgd_score mode = fgd_score::gradient);
+  ~fgd_scorer() override;
+  fgd_scorer(const fgd_scorer&) = delete;
+  fgd_scorer& operator=(const fgd_scorer&) = delete;
 
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
+  void score_node(const node_spec& spec, const node_state& before, const bundle& b,
+                  std::span<const bundle_placement> candidates,
+                  std::span<double> out) const override;
 
   /// The increase of F_n(M) if `candidate` were applied (milli-GPU);
   /// +infinity when it does not apply. Not defined for MIG bundles.
@@ -151,50 +170,74 @@ public:
   fgd_score mode() const noexcept { return mode_; }
 
 private:
+  struct cache;
   const cluster_state& st_;
   workload_mix mix_;
   fgd_score mode_;
   best_fit_scorer mig_fallback_;
+  std::unique_ptr<cache> cache_; ///< mutable through const calls
 };
 
 /// The paper's Random baseline: every node that has a candidate is equally
 /// likely, then every candidate on it (a GPU for a share). Each candidate
 /// draws 1 - (1 - u)^k, u uniform in [0, 1) and k the node's candidate
 /// count, so the minimum over a node's candidates is uniform whatever k is.
-/// Seeded and deterministic for a given sequence of calls. Holds a
-/// reference to `st` (to count candidates), which must outlive the scorer.
-/// Not thread-safe: the generator is shared by all calls.
+/// Seeded (`troupe::seeded_rng`) and deterministic for a given sequence of
+/// calls. `score` counts the node's candidates (holds a reference to `st`
+/// for that, which must outlive the scorer); `score_node` takes the count
+/// it is given. Not thread-safe: the generator is shared by all calls.
 class random_scorer final : public scorer {
 public:
   random_scorer(const cluster_state& st, uint64_t seed);
 
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
+  void score_node(const node_spec& spec, const node_state& before, const bundle& b,
+                  std::span<const bundle_placement> candidates,
+                  std::span<double> out) const override;
 
 private:
+  double draw(size_t candidates) const;
   const cluster_state& st_;
-  mutable std::mt19937_64 rng_;
+  mutable seeded_rng rng_;
+};
+
+/// How `paper_best_fit_scorer` turns its fit into a score.
+enum class best_fit_score : uint8_t {
+  /// The fit itself: the placer takes the strictly smallest.
+  exact,
+  /// The simulator's node score (best_fit_score.go): trunc(100 x (1 -
+  /// fit)), higher better, negated here; nodes whose fits differ by less
+  /// than 0.01 may tie, and a tie goes to the first node (the simulator
+  /// takes the smallest node name; its NormalizeScore keeps the order and
+  /// the set of best nodes).
+  simulator,
 };
 
 /// The simulator's BestFit (best_fit_score.go) with its GPU choice
-/// (allocateGpuIdBasedOnBestFit): a node scores 0.5 (free CPU - request) /
-/// max_cpu + 0.5 (free GPU - request) / max_gpu, lower is better, with the
-/// simulator's normalisers 128 cores and 8 GPUs by default; within a node a
-/// share goes to the GPU with the least free milli that fits. Unlike
+/// (allocateGpuIdBasedOnBestFit): a node's fit is 0.5 (free CPU - request)
+/// / max_cpu + 0.5 (free GPU - request) / max_gpu, lower is better, with the
+/// simulator's normalisers 128 cores and 8 GPUs by default, scored as
+/// `best_fit_score` says; within a node a share goes to the GPU with the
+/// least free milli that fits (first GPU among equals). Unlike
 /// `best_fit_scorer` it weighs free CPU as well as free GPU and does not
 /// look at NVLink islands. MIG bundles are scored by `best_fit_scorer`.
 class paper_best_fit_scorer final : public scorer {
 public:
   explicit paper_best_fit_scorer(uint64_t max_cpu_milli = 128000,
-                                 uint64_t max_gpu_milli = 8000);
+                                 uint64_t max_gpu_milli = 8000,
+                                 best_fit_score mode = best_fit_score::exact);
 
   double score(const node_spec& spec, const node_state& before, const bundle& b,
                const bundle_placement& candidate) const override;
 
 private:
+  double max_cpu_;
+  double max_gpu_;
   double cpu_norm_;
   double gpu_norm_;
   double gpu_tie_; ///< weight of the GPU choice; below one step of the node score
+  best_fit_score mode_;
   best_fit_scorer mig_fallback_;
 };
 

@@ -6,6 +6,7 @@
 #include "troupe/placement/cluster_state.hpp"
 
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,15 @@ public:
   virtual ~scorer() = default;
   virtual double score(const node_spec& spec, const node_state& before, const bundle& b,
                        const bundle_placement& candidate) const = 0;
+  /// Scores every candidate of bundle `b` on one node at once: `out[i]` is
+  /// the score of `candidates[i]` (the spans have the same size), all on the
+  /// node whose spec and state are `spec` and `before`. The placer calls
+  /// this once for each node it considers. The default calls `score` for
+  /// each candidate in order; a scorer overrides it to share the work of a
+  /// node between its candidates, giving the same scores as `score` would.
+  virtual void score_node(const node_spec& spec, const node_state& before,
+                          const bundle& b, std::span<const bundle_placement> candidates,
+                          std::span<double> out) const;
   /// True when the scorer accepts, for whole-GPU gangs that fit on one node,
   /// the first node that fits in order of fewest free whole GPUs (then node
   /// index) instead of scoring every node: best fit's order, found in
@@ -48,6 +58,14 @@ struct placement_outcome {
 std::vector<bundle_placement> candidates_on_node(const cluster_state& st, node_id n,
                                                  const node_state& ns, const bundle& b,
                                                  uint32_t bundle_index);
+/// The same candidates written over the first elements of `out`, reusing
+/// them (no allocation once `out` has grown to the node's candidate count
+/// and its whole-GPU lists to the bundle's size); returns how many. `out`
+/// grows when it is too short and is never shrunk: elements past the count
+/// are left as they were.
+size_t candidates_on_node(const cluster_state& st, node_id n, const node_state& ns,
+                          const bundle& b, uint32_t bundle_index,
+                          std::vector<bundle_placement>& out);
 
 /// Estimated ring all-reduce bottleneck bandwidth (GB/s) across the GPUs of
 /// a plan: NVLink inside one island, PCIe inside one node, the NIC rail
@@ -62,6 +80,14 @@ public:
   /// Where `req` fits in `st` now, or why it does not.
   placement_outcome place(const cluster_state& st, const gang_request& req) const;
 
+  /// The plan `place` returns for `req` (bundles sorted by index), or
+  /// nullopt where it returns none, without the explanation and the
+  /// bandwidth estimate: for callers that only need the decision, such as
+  /// the simulator, for which explaining every rejection would cost more
+  /// than deciding.
+  std::optional<placement_plan> find_plan(const cluster_state& st,
+                                          const gang_request& req) const;
+
   /// Where the bundles of running allocation `a` that are not placed yet,
   /// up to bundle index `target_bundles` (clamped to the request), fit in
   /// `st` now: as many of them as fit, lowest index first, at least one;
@@ -75,6 +101,9 @@ public:
                                  uint32_t target_bundles) const;
 
 private:
+  std::optional<placement_plan> place_elastic(const cluster_state& st,
+                                              const gang_request& req,
+                                              uint32_t& bundles_placed) const;
   std::optional<placement_plan> place_exact(const cluster_state& st,
                                             const gang_request& req) const;
   const scorer& active() const;

@@ -209,21 +209,52 @@ double scheduling_queue::fair_share_factor(std::string_view tenant,
   return 1.0; // not known yet: no usage, so 2^0 whatever its share
 }
 
+std::vector<std::pair<uint32_t, int64_t>>
+scheduling_queue::order_indices(time_point now) const {
+  auto f = factors(now);
+  struct key {
+    int64_t effective_priority;
+    double fair_share;
+    time_point submitted;
+    request_id id;
+    uint32_t index;
+  };
+  std::vector<key> keys;
+  keys.reserve(queue_.size());
+  // Requests of one tenant are usually adjacent: look the factor up once
+  // per run of equal tenants.
+  const std::string* last_tenant = nullptr;
+  double last_factor = 1;
+  for (uint32_t i = 0; i < queue_.size(); ++i) {
+    const auto& r = queue_[i];
+    if (last_tenant == nullptr || *last_tenant != r.tenant) {
+      last_tenant = &r.tenant;
+      last_factor = f.at(r.tenant);
+    }
+    keys.push_back({effective_priority(r, now), last_factor, r.submitted, r.id, i});
+  }
+  std::sort(keys.begin(), keys.end(), [](const key& a, const key& b) {
+    if (a.effective_priority != b.effective_priority)
+      return a.effective_priority > b.effective_priority;
+    if (a.fair_share != b.fair_share) return a.fair_share > b.fair_share;
+    if (a.submitted != b.submitted) return a.submitted < b.submitted;
+    return a.id < b.id; // ids are unique: a total order
+  });
+  std::vector<std::pair<uint32_t, int64_t>> out;
+  out.reserve(keys.size());
+  for (const auto& k : keys)
+    out.emplace_back(k.index, k.effective_priority);
+  return out;
+}
+
 std::vector<queued_request> scheduling_queue::order(time_point now) const {
   auto f = factors(now);
   std::vector<queued_request> out;
   out.reserve(queue_.size());
-  for (auto& r : queue_)
-    out.push_back({r.id, r.tenant, r.priority, effective_priority(r, now), f.at(r.tenant),
-                   r.submitted});
-  std::stable_sort(out.begin(), out.end(),
-                   [](const queued_request& a, const queued_request& b) {
-                     if (a.effective_priority != b.effective_priority)
-                       return a.effective_priority > b.effective_priority;
-                     if (a.fair_share != b.fair_share) return a.fair_share > b.fair_share;
-                     if (a.submitted != b.submitted) return a.submitted < b.submitted;
-                     return a.id < b.id;
-                   });
+  for (auto [i, eff] : order_indices(now)) {
+    const auto& r = queue_[i];
+    out.push_back({r.id, r.tenant, r.priority, eff, f.at(r.tenant), r.submitted});
+  }
   return out;
 }
 
@@ -300,11 +331,11 @@ std::optional<head_info> reserve(const cluster_state& st, const placer& p,
       i = j;
       continue;
     }
-    auto out = p.place(copy, r);
-    if (out.plan) {
+    auto plan = p.find_plan(copy, r);
+    if (plan) {
       std::optional<time_point> start;
       if (ends[i].known) start = std::max(ends[i].end, now);
-      auto c = copy.commit(r, *out.plan, start.value_or(now));
+      auto c = copy.commit(r, *plan, start.value_or(now));
       if (!c.ok())
         return std::nullopt; // the placer's plan does not commit: no reservation
       return head_info{r.id, start, std::move(copy), false, *c};
@@ -320,7 +351,7 @@ schedule_result scheduling_queue::schedule(cluster_state& st, const placer& p,
                                            time_point now, const schedule_options& opt) {
   charge(st, now);
   schedule_result res;
-  const auto ordered = order(now);
+  const auto ordered = order_indices(now);
   const auto& quotas = policy_.preemption.quotas;
   auto in_use = gpus_in_use(st);
   std::optional<head_info> head;
@@ -389,21 +420,32 @@ schedule_result scheduling_queue::schedule(cluster_state& st, const placer& p,
   // Quiet passes: shapes that did not fit in `st` during this pass (which
   // only loses capacity while the pass runs), so equal ones need no attempt.
   std::vector<const gang_request*> failed_shapes;
-  std::map<request_id, const gang_request*> by_id;
-  for (auto& r : queue_)
-    by_id[r.id] = &r;
-
-  for (auto& q : ordered) {
-    const gang_request& r = *by_id.at(q.id);
+  // ...and shapes that found no room the head does not need (the projection
+  // also only loses capacity during the pass).
+  std::vector<const gang_request*> failed_backfill_shapes;
+  auto has_shape = [](const std::vector<const gang_request*>& v, const gang_request& r) {
+    return std::any_of(v.begin(), v.end(), [&](auto* f) { return same_shape(*f, r); });
+  };
+  for (auto [index, effective] : ordered) {
+    const gang_request& r = queue_[index];
     auto pend = [&](std::string why) {
       if (!opt.explain) return;
       TROUPE_ASSERT(!why.empty(), "a pending request needs an explanation");
-      res.pending.push_back({r.id, q.effective_priority, std::move(why)});
+      res.pending.push_back({r.id, effective, std::move(why)});
     };
+    if (!opt.explain && head) {
+      // Behind a reserved head only a backfill can start: skip what cannot.
+      if (!policy_.backfill || r.runtime_estimate.count() == 0) continue;
+      bool ends_in_time =
+          !head->by_preemption && head->start && now + r.runtime_estimate <= *head->start;
+      if (!ends_in_time && has_shape(failed_backfill_shapes, r)) continue;
+    }
     placement_outcome out;
-    if (opt.explain || could_fit_now(st, r, failed_shapes)) {
+    if (opt.explain) {
       out = p.place(st, r);
-      if (!out.plan && !opt.explain) failed_shapes.push_back(&r);
+    } else if (could_fit_now(st, r, failed_shapes)) {
+      out.plan = p.find_plan(st, r);
+      if (!out.plan) failed_shapes.push_back(&r);
     }
 
     if (out.plan) {
@@ -437,13 +479,15 @@ schedule_result scheduling_queue::schedule(cluster_state& st, const placer& p,
         // Runs past the reservation: only in capacity the head does not need.
         a = try_start(r, *out.plan, &head->projection);
         if (!a.placed && !a.quota_blocked) {
-          auto alt = p.place(head->projection, r);
-          if (alt.plan) {
-            auto b = try_start(r, *alt.plan, &head->projection);
+          auto alt = p.find_plan(head->projection, r);
+          if (alt) {
+            auto b = try_start(r, *alt, &head->projection);
             if (b.placed || b.quota_blocked) a = std::move(b);
           }
         }
       }
+      if (!a.placed && !a.quota_blocked && !ends_in_time && !opt.explain)
+        failed_backfill_shapes.push_back(&r);
       if (a.placed) {
         a.placed->backfilled = true;
         res.placed.push_back(*a.placed);

@@ -619,9 +619,9 @@ void engine::greedy_pass(bool stop_at_first) {
         req.gpu_equivalent() * 1000.0 <=
             static_cast<double>(st_.total_gpu_milli() - st_.allocated_gpu_milli()) +
                 1e-6) {
-      auto out = placer_.place(st_, req);
-      if (out.plan) {
-        auto a = st_.commit(req, std::move(*out.plan), now());
+      auto plan = placer_.find_plan(st_, req);
+      if (plan) {
+        auto a = st_.commit(req, std::move(*plan), now());
         TROUPE_ASSERT(a.ok(), "a plan from the placer did not commit");
         it = waiting_.erase(it);
         start(j, *a);

@@ -181,6 +181,9 @@ private:
   double weight(std::string_view tenant) const;
   /// Fair-share factors of every known tenant at `now`.
   std::map<std::string, double, std::less<>> factors(time_point now) const;
+  /// The queue order at `now` as (index into queue_, effective priority):
+  /// what `order` returns, without copying tenant names.
+  std::vector<std::pair<uint32_t, int64_t>> order_indices(time_point now) const;
 
   queue_policy policy_;
   std::vector<gang_request> queue_; ///< submission order

@@ -258,8 +258,13 @@ result<allocation_id> cluster_state::commit(const gang_request& req, placement_p
   if (auto r = stage(req, plan.bundles, scratch); !r.ok()) return std::move(r).err();
   for (auto& [n, ns] : scratch)
     nodes_[n] = std::move(ns);
-  for (auto& p : plan.bundles)
+  int64_t units = 0;
+  for (auto& p : plan.bundles) {
     allocated_gpu_milli_ += gpu_milli_of(p);
+    units += gpu_units(p);
+  }
+  add_units(req.tenant, units);
+  if (now > latest_start_) latest_start_ = now;
   allocation a;
   a.id = allocation_id{next_id_++};
   a.request = req;
@@ -288,10 +293,13 @@ result<allocation> cluster_state::release(allocation_id id) {
     return error{errc::not_found, "no allocation " + std::to_string(id.value())};
   allocation a = std::move(it->second);
   allocs_.erase(it);
+  int64_t units = 0;
   for (auto& p : a.plan.bundles) {
     unapply(nodes_[p.node.value()], topo_.nodes[p.node.value()], p);
     allocated_gpu_milli_ -= 1000 * p.gpus.size() + p.gpu_milli;
+    units += gpu_units(p);
   }
+  add_units(a.request.tenant, -units);
   return a;
 }
 
@@ -318,6 +326,7 @@ result<allocation> cluster_state::shrink(allocation_id id, uint32_t new_bundle_c
     const auto& p = placed.back();
     unapply(nodes_[p.node.value()], topo_.nodes[p.node.value()], p);
     allocated_gpu_milli_ -= gpu_milli_of(p);
+    add_units(a.request.tenant, -gpu_units(p));
     placed.pop_back();
   }
   return a;
@@ -360,12 +369,33 @@ result<allocation> cluster_state::grow(allocation_id id, const placement_plan& e
     nodes_[n] = std::move(ns);
   for (auto& p : extra.bundles) {
     allocated_gpu_milli_ += gpu_milli_of(p);
+    add_units(req.tenant, gpu_units(p));
     a.plan.bundles.push_back(p);
   }
   a.plan.score += extra.score;
   std::stable_sort(a.plan.bundles.begin(), a.plan.bundles.end(),
                    [](auto& x, auto& y) { return x.bundle < y.bundle; });
   return a;
+}
+
+int64_t cluster_state::gpu_units(const bundle_placement& p) const {
+  int64_t u = gpu_units_per_gpu * static_cast<int64_t>(p.gpus.size()) +
+              7 * static_cast<int64_t>(p.gpu_milli);
+  if (!p.mig_profile.empty() && p.shared_gpu) {
+    const auto& model = spec(p.node).gpus.at(*p.shared_gpu).model;
+    if (auto* prof = find_mig_profile(model, p.mig_profile))
+      u += 1000 * static_cast<int64_t>(prof->compute_slices);
+  }
+  return u;
+}
+
+void cluster_state::add_units(const std::string& tenant, int64_t units) {
+  if (units == 0) return;
+  auto it = tenant_units_.find(tenant);
+  if (it == tenant_units_.end()) it = tenant_units_.emplace(tenant, 0).first;
+  it->second += units;
+  TROUPE_ASSERT(it->second >= 0, "tenant GPU units went negative");
+  if (it->second == 0) tenant_units_.erase(it);
 }
 
 result<void> cluster_state::update_checkpoint(allocation_id id, time_point at) {
@@ -398,7 +428,10 @@ void cluster_state::check_invariants() const {
         fresh[i].gpus[g].mig.emplace(topo_.nodes[i].gpus[g].model);
   }
   uint64_t milli = 0;
+  std::map<std::string, int64_t, std::less<>> units;
   for (auto& [id, a] : allocs_) {
+    for (auto& p : a.plan.bundles)
+      units[a.request.tenant] += gpu_units(p);
     for (auto& p : a.plan.bundles) {
       auto& ns = fresh[p.node.value()];
       const auto& sp = topo_.nodes[p.node.value()];
@@ -452,6 +485,8 @@ void cluster_state::check_invariants() const {
     }
   }
   if (milli != allocated_gpu_milli_) fail("allocated GPU milli drifted");
+  std::erase_if(units, [](const auto& e) { return e.second == 0; });
+  if (units != tenant_units_) fail("GPU units per tenant drifted");
 }
 
 } // namespace troupe::placement

@@ -162,22 +162,9 @@ double required_gpu_equivalent(const cluster_state& st, const gang_request& req)
 }
 
 tenant_gpus gpus_in_use(const cluster_state& st) {
-  // Summed in a small vector first (few tenants, many allocations).
-  std::vector<std::pair<std::string_view, double>> sums;
-  for (const auto& entry : st.allocations()) {
-    const allocation& a = entry.second;
-    double g = gpu_equivalent(st, a.plan);
-    auto it = std::find_if(sums.begin(), sums.end(),
-                           [&](const auto& e) { return e.first == a.request.tenant; });
-    if (it == sums.end()) {
-      sums.emplace_back(a.request.tenant, g);
-    } else {
-      it->second += g;
-    }
-  }
   tenant_gpus out;
-  for (auto& [t, g] : sums)
-    out.emplace(std::string(t), g);
+  for (const auto& [tenant, units] : st.gpu_units_by_tenant())
+    out.emplace(tenant, static_cast<double>(units) / cluster_state::gpu_units_per_gpu);
   return out;
 }
 

@@ -138,6 +138,16 @@ void scheduling_queue::charge(const cluster_state& st, time_point now) {
   auto factor = [&](time_point from) {
     return h / std::log(2.0) * (1.0 - std::exp2(-seconds(now - from) / h));
   };
+  if (last_charge_ && now <= *last_charge_) return; // charged up to now already
+  if (last_charge_ && st.latest_start() <= *last_charge_) {
+    // Every live allocation ran through the whole stretch: per tenant.
+    double f = factor(*last_charge_);
+    for (const auto& [tenant, units] : st.gpu_units_by_tenant())
+      record_usage(
+          tenant, static_cast<double>(units) / cluster_state::gpu_units_per_gpu * f, now);
+    last_charge_ = now;
+    return;
+  }
   std::vector<std::pair<std::string_view, double>> whole; // tenant, GPUs
   for (const auto& entry : st.allocations()) {
     const allocation& a = entry.second;

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace troupe::placement {
@@ -97,6 +98,20 @@ public:
   }
   const allocation* find(allocation_id id) const;
 
+  /// GPU-equivalents held, in exact integer units: a whole GPU is
+  /// `gpu_units_per_gpu`, a milli-GPU share 7 per milli, a MIG instance
+  /// 1000 per compute slice (so 1/1000 and 1/7 of a GPU are both whole).
+  static constexpr int64_t gpu_units_per_gpu = 7000;
+  /// Units held per tenant by the live allocations (tenants holding none
+  /// are absent). Kept by commit/release/shrink/grow; check_invariants
+  /// verifies it.
+  const std::map<std::string, int64_t, std::less<>>&
+  gpu_units_by_tenant() const noexcept {
+    return tenant_units_;
+  }
+  /// The latest start time of any allocation committed so far.
+  time_point latest_start() const noexcept { return latest_start_; }
+
   uint64_t total_gpu_milli() const noexcept { return total_gpu_milli_; }
   uint64_t allocated_gpu_milli() const noexcept { return allocated_gpu_milli_; }
   uint32_t total_gpus() const noexcept {
@@ -120,6 +135,9 @@ private:
                                    const std::vector<bundle_placement>& bundles,
                                    std::map<uint32_t, node_state>& scratch) const;
   void unapply(node_state& ns, const node_spec& sp, const bundle_placement& p) const;
+  /// GPU units (see gpu_units_per_gpu) a placed bundle holds.
+  int64_t gpu_units(const bundle_placement& p) const;
+  void add_units(const std::string& tenant, int64_t units);
 
   /// Static per-node facts for O(1) eligibility when a bundle allows any
   /// GPU model.
@@ -136,6 +154,8 @@ private:
   uint64_t next_id_ = 1;
   uint64_t total_gpu_milli_ = 0;
   uint64_t allocated_gpu_milli_ = 0;
+  std::map<std::string, int64_t, std::less<>> tenant_units_;
+  time_point latest_start_{};
 };
 
 /// Whether `model` is allowed by `b` (an empty list allows any).

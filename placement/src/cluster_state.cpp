@@ -35,13 +35,14 @@ bool model_allowed(const bundle& b, std::string_view model) noexcept {
   return std::find(b.gpu_models.begin(), b.gpu_models.end(), model) != b.gpu_models.end();
 }
 
-cluster_state::cluster_state(cluster_topology topology) : topo_(std::move(topology)) {
-  auto v = topo_.validate();
+cluster_state::cluster_state(cluster_topology topology)
+    : topo_(std::make_shared<const cluster_topology>(std::move(topology))) {
+  auto v = topo_->validate();
   TROUPE_ASSERT(v.ok(), v.ok() ? "" : v.err().message().c_str());
-  nodes_.resize(topo_.nodes.size());
-  summary_.resize(topo_.nodes.size());
-  for (size_t i = 0; i < topo_.nodes.size(); ++i) {
-    const auto& spec = topo_.nodes[i];
+  nodes_.resize(topo_->nodes.size());
+  summary_.resize(topo_->nodes.size());
+  for (size_t i = 0; i < topo_->nodes.size(); ++i) {
+    const auto& spec = topo_->nodes[i];
     auto& ns = nodes_[i];
     for (auto& g : spec.gpus) {
       summary_[i].whole_gpus += g.sharing == gpu_sharing::whole ? 1 : 0;
@@ -295,7 +296,7 @@ result<allocation> cluster_state::release(allocation_id id) {
   allocs_.erase(it);
   int64_t units = 0;
   for (auto& p : a.plan.bundles) {
-    unapply(nodes_[p.node.value()], topo_.nodes[p.node.value()], p);
+    unapply(nodes_[p.node.value()], topo_->nodes[p.node.value()], p);
     allocated_gpu_milli_ -= 1000 * p.gpus.size() + p.gpu_milli;
     units += gpu_units(p);
   }
@@ -324,7 +325,7 @@ result<allocation> cluster_state::shrink(allocation_id id, uint32_t new_bundle_c
   // always placed, so they are among the first `new_bundle_count` kept.
   while (placed.size() > new_bundle_count) {
     const auto& p = placed.back();
-    unapply(nodes_[p.node.value()], topo_.nodes[p.node.value()], p);
+    unapply(nodes_[p.node.value()], topo_->nodes[p.node.value()], p);
     allocated_gpu_milli_ -= gpu_milli_of(p);
     add_units(a.request.tenant, -gpu_units(p));
     placed.pop_back();
@@ -424,8 +425,8 @@ void cluster_state::check_invariants() const {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     fresh[i].gpus.resize(nodes_[i].gpus.size());
     for (size_t g = 0; g < nodes_[i].gpus.size(); ++g)
-      if (topo_.nodes[i].gpus[g].sharing == gpu_sharing::mig)
-        fresh[i].gpus[g].mig.emplace(topo_.nodes[i].gpus[g].model);
+      if (topo_->nodes[i].gpus[g].sharing == gpu_sharing::mig)
+        fresh[i].gpus[g].mig.emplace(topo_->nodes[i].gpus[g].model);
   }
   uint64_t milli = 0;
   std::map<std::string, int64_t, std::less<>> units;
@@ -434,7 +435,7 @@ void cluster_state::check_invariants() const {
       units[a.request.tenant] += gpu_units(p);
     for (auto& p : a.plan.bundles) {
       auto& ns = fresh[p.node.value()];
-      const auto& sp = topo_.nodes[p.node.value()];
+      const auto& sp = topo_->nodes[p.node.value()];
       for (auto g : p.gpus) {
         if (ns.gpus[g].whole_taken || ns.gpus[g].used_milli > 0)
           fail(sp.name + " GPU " + std::to_string(g) + " given twice");
@@ -460,7 +461,7 @@ void cluster_state::check_invariants() const {
     }
   }
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    const auto& sp = topo_.nodes[i];
+    const auto& sp = topo_->nodes[i];
     const auto& a = fresh[i];
     const auto& b = nodes_[i];
     if (a.used_cpu_milli != b.used_cpu_milli || a.used_memory_mib != b.used_memory_mib)

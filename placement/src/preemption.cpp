@@ -187,6 +187,24 @@ std::optional<preemption_plan> select_victims(const cluster_state& st, const pla
   if (!policy.enabled || !incoming.validate().ok()) return std::nullopt;
   preemption_plan plan;
   plan.incoming = incoming.id;
+  // Cheap first: is any allocation a possible victim at all (preemptible,
+  // and lower priority or possibly reclaimable)? If not, the answer is only
+  // whether the gang fits now.
+  {
+    bool quotas = !policy.quotas.empty();
+    bool any =
+        std::any_of(st.allocations().begin(), st.allocations().end(), [&](const auto& e) {
+          const auto& r = e.second.request;
+          return r.preemptible && (r.priority < incoming.priority ||
+                                   (quotas && r.borrowed && r.tenant != incoming.tenant));
+        });
+    if (!any) {
+      auto fit = p.find_plan(st, incoming);
+      if (!fit) return std::nullopt;
+      plan.placement = std::move(*fit);
+      return plan;
+    }
+  }
   {
     auto out = p.place(st, incoming);
     if (out.plan) {

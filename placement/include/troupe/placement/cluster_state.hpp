@@ -9,6 +9,7 @@
 #include "troupe/placement/topology.hpp"
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,9 +43,9 @@ public:
   /// Aborts if the topology is invalid (validate it at the boundary first).
   explicit cluster_state(cluster_topology topology);
 
-  const cluster_topology& topology() const noexcept { return topo_; }
+  const cluster_topology& topology() const noexcept { return *topo_; }
   size_t node_count() const noexcept { return nodes_.size(); }
-  const node_spec& spec(node_id n) const { return topo_.nodes.at(n.value()); }
+  const node_spec& spec(node_id n) const { return topo_->nodes.at(n.value()); }
   const node_state& state(node_id n) const { return nodes_.at(n.value()); }
 
   uint64_t free_cpu_milli(node_id n) const;
@@ -147,7 +148,9 @@ private:
     bool mig = false;        ///< any GPU in MIG mode
   };
 
-  cluster_topology topo_;
+  /// Shared by copies (the topology never changes): copying a state for a
+  /// projection or a what-if does not copy every node spec.
+  std::shared_ptr<const cluster_topology> topo_;
   std::vector<node_summary> summary_;
   std::vector<node_state> nodes_;
   std::map<allocation_id, allocation> allocs_;

@@ -4,6 +4,7 @@
 #include "cluster_sim.hpp"
 
 #include "troupe/placement/topology_config.hpp"
+#include "troupe/sim/fgd_experiment.hpp"
 #include "troupe/sim/replay.hpp"
 #include "troupe/sim/trace.hpp"
 
@@ -192,6 +193,7 @@ struct replay_cli {
     } else {
       std::cout << sim::render_table(r->table);
     }
+    std::cout.flush();
     std::cerr << "troupe cluster-sim: " << r->events << " events in " << wall << " s ("
               << static_cast<uint64_t>(wall > 0 ? static_cast<double>(r->events) / wall
                                                 : 0)
@@ -220,6 +222,131 @@ struct convert_cli {
     if (auto s = sim::save_troupe_trace(*t, out); !s) return replay_cli::fail(s.err());
     std::cerr << "troupe cluster-sim: " << t->jobs.size() << " jobs, " << t->nodes.size()
               << " nodes written to " << out << '\n';
+    return 0;
+  }
+};
+
+/// "42-51" or "1,2,7" or a mix: the seeds, in order.
+result<std::vector<uint64_t>> parse_seeds(const std::string& s) {
+  std::vector<uint64_t> out;
+  auto bad = [&] {
+    return error{std::make_error_code(std::errc::invalid_argument),
+                 "--seeds: expected a list like 42-51 or 1,2,3, got \"" + s + "\""};
+  };
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    auto comma = s.find(',', pos);
+    auto part =
+        s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    unsigned long long a = 0, b = 0;
+    int used = 0;
+    if (std::sscanf(part.c_str(), "%llu-%llu%n", &a, &b, &used) == 2 &&
+        static_cast<size_t>(used) == part.size() && a <= b && b - a < 100000) {
+      for (auto x = a; x <= b; ++x)
+        out.push_back(x);
+    } else if (std::sscanf(part.c_str(), "%llu%n", &a, &used) == 1 &&
+               static_cast<size_t>(used) == part.size()) {
+      out.push_back(a);
+    } else {
+      return bad();
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (out.empty()) return bad();
+  return out;
+}
+
+struct fgd_cli {
+  std::string nodes;
+  std::string pods;
+  std::vector<std::string> policies{"random", "bestfit", "fgd", "troupe"};
+  std::string seeds = "42-51";
+  double ratio = 1.3;
+  std::string arrivals = "simulator";
+  std::string out_dir;
+  bool json = false;
+  bool progress = false;
+  bool no_progress = false;
+
+  int run() {
+    auto n = sim::load_alibaba_nodes(nodes);
+    if (!n) return replay_cli::fail(n.err());
+    auto p = sim::load_alibaba_pods(pods);
+    if (!p) return replay_cli::fail(p.err());
+    auto topo = sim::topology_from_nodes(*n);
+    if (!topo) return replay_cli::fail(topo.err());
+    sim::fgd_experiment_config cfg;
+    cfg.policies = policies;
+    auto sd = parse_seeds(seeds);
+    if (!sd) return replay_cli::fail(sd.err());
+    cfg.seeds = *sd;
+    cfg.demand_ratio = ratio;
+    if (arrivals == "simulator") {
+      cfg.arrivals = sim::arrival_model::simulator;
+    } else if (arrivals == "with-replacement") {
+      cfg.arrivals = sim::arrival_model::with_replacement;
+    } else {
+      std::cerr
+          << "troupe cluster-sim: --arrivals: expected simulator or with-replacement, "
+             "got \""
+          << arrivals << "\"\n";
+      return 2;
+    }
+    bool bar_on = progress || (!no_progress && isatty(STDERR_FILENO) != 0);
+    // One run per policy, timed (wall time per seed goes to stderr: it is
+    // not part of the deterministic report).
+    sim::fgd_experiment_result all;
+    std::vector<double> wall;
+    {
+      for (const auto& pol : cfg.policies) {
+        auto one = cfg;
+        one.policies = {pol};
+        sim::progress_bar pb("arrivals (" + pol + ")", 1000, bar_on);
+        auto t0 = std::chrono::steady_clock::now();
+        auto r =
+            sim::run_fgd_experiment(*topo, *p, one, [&](uint64_t done, uint64_t total) {
+              pb.update(total ? done * 1000 / total : 0);
+            });
+        pb.finish();
+        if (!r) return replay_cli::fail(r.err());
+        wall.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        if (all.runs.empty()) {
+          all = std::move(*r);
+        } else {
+          for (auto& run : r->runs)
+            all.runs.push_back(std::move(run));
+        }
+      }
+      all.config = cfg;
+    }
+    auto table = all.table();
+    auto seeds_table = all.seed_table();
+    auto charts = all.charts();
+    std::string text = sim::render_table(table) + "\n" + sim::render_table(seeds_table);
+    std::string js = sim::render_table_json(table);
+    if (json) {
+      std::cout << js;
+    } else {
+      std::cout << text;
+    }
+    std::cout.flush();
+    for (size_t i = 0; i < cfg.policies.size(); ++i)
+      std::cerr << "troupe cluster-sim: " << cfg.policies[i] << ": " << wall[i]
+                << " s for " << cfg.seeds.size() << " seed(s), "
+                << wall[i] / static_cast<double>(cfg.seeds.size()) << " s per seed\n";
+    if (!out_dir.empty()) {
+      sim::report_bundle b;
+      b.table = table;
+      b.charts = charts;
+      b.json = js;
+      if (auto w = sim::write_report(out_dir, b); !w) return replay_cli::fail(w.err());
+      auto seeds_path = (fs::path(out_dir) / "seeds.txt").string();
+      if (auto w = sim::write_text_file(seeds_path, sim::render_table(seeds_table)); !w)
+        return replay_cli::fail(w.err());
+      std::cerr << "troupe cluster-sim: report written to " << out_dir << '\n';
+    }
     return 0;
   }
 };
@@ -297,10 +424,37 @@ CLI::App* add_cluster_sim(CLI::App& app, std::function<int()>& run) {
   convert->src.add_options(cv);
   cv->add_option("-o,--out", convert->out, "Output file (.csv or .jsonl)")->required();
 
-  run = [cmd, rp, cv, replay, convert]() -> int {
+  auto fgd = std::make_shared<fgd_cli>();
+  auto* fg = cmd->add_subcommand(
+      "fgd",
+      "The FGD paper's fragmentation experiment on the Alibaba openb trace: GPU "
+      "allocation at 100% arrived demand per policy, 10 seeds (docs/FGD-EXPERIMENT.md)");
+  fg->add_option("--nodes", fgd->nodes, "openb node list (CSV)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  fg->add_option("--pods", fgd->pods, "openb pod list (CSV)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  fg->add_option("-p,--policies", fgd->policies,
+                 "Policies: random, bestfit, fgd, troupe, ...")
+      ->delimiter(',');
+  fg->add_option("--seeds", fgd->seeds, "Seeds, e.g. 42-51 or 1,2,3");
+  fg->add_option("--ratio", fgd->ratio,
+                 "Arrivals until this multiple of the GPUs is asked")
+      ->check(CLI::PositiveNumber);
+  fg->add_option("--arrivals", fgd->arrivals,
+                 "simulator (every pod once, then draws) or with-replacement");
+  fg->add_option("-o,--out", fgd->out_dir,
+                 "Directory for the tables, CSV and SVG charts");
+  fg->add_flag("--json", fgd->json, "Print the JSON summary instead of the tables");
+  fg->add_flag("--progress", fgd->progress, "Always draw the progress bar");
+  fg->add_flag("--no-progress", fgd->no_progress, "Never draw the progress bar");
+
+  run = [cmd, rp, cv, fg, replay, convert, fgd]() -> int {
     (void)cmd;
     if (rp->parsed()) return replay->run();
     if (cv->parsed()) return convert->run();
+    if (fg->parsed()) return fgd->run();
     return 2;
   };
   return cmd;

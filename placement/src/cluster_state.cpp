@@ -57,6 +57,28 @@ cluster_state::cluster_state(cluster_topology topology)
       total_gpu_milli_ += 1000;
     }
   }
+  nodes_by_free_whole_.assign(max_gpus_per_node + 1, 0);
+  for (const auto& ns : nodes_)
+    ++nodes_by_free_whole_[ns.free_whole];
+}
+
+uint32_t cluster_state::max_free_whole() const noexcept {
+  for (size_t f = nodes_by_free_whole_.size(); f-- > 1;)
+    if (nodes_by_free_whole_[f] > 0) return static_cast<uint32_t>(f);
+  return 0;
+}
+
+void cluster_state::set_node_state(uint32_t n, node_state ns) {
+  --nodes_by_free_whole_[nodes_[n].free_whole];
+  nodes_[n] = std::move(ns);
+  ++nodes_by_free_whole_[nodes_[n].free_whole];
+}
+
+void cluster_state::unapply_live(const bundle_placement& p) {
+  auto n = p.node.value();
+  --nodes_by_free_whole_[nodes_[n].free_whole];
+  unapply(nodes_[n], topo_->nodes[n], p);
+  ++nodes_by_free_whole_[nodes_[n].free_whole];
 }
 
 uint64_t cluster_state::free_cpu_milli(node_id n) const {
@@ -258,7 +280,7 @@ result<allocation_id> cluster_state::commit(const gang_request& req, placement_p
   std::map<uint32_t, node_state> scratch;
   if (auto r = stage(req, plan.bundles, scratch); !r.ok()) return std::move(r).err();
   for (auto& [n, ns] : scratch)
-    nodes_[n] = std::move(ns);
+    set_node_state(n, std::move(ns));
   int64_t units = 0;
   for (auto& p : plan.bundles) {
     allocated_gpu_milli_ += gpu_milli_of(p);
@@ -296,7 +318,7 @@ result<allocation> cluster_state::release(allocation_id id) {
   allocs_.erase(it);
   int64_t units = 0;
   for (auto& p : a.plan.bundles) {
-    unapply(nodes_[p.node.value()], topo_->nodes[p.node.value()], p);
+    unapply_live(p);
     allocated_gpu_milli_ -= 1000 * p.gpus.size() + p.gpu_milli;
     units += gpu_units(p);
   }
@@ -325,7 +347,7 @@ result<allocation> cluster_state::shrink(allocation_id id, uint32_t new_bundle_c
   // always placed, so they are among the first `new_bundle_count` kept.
   while (placed.size() > new_bundle_count) {
     const auto& p = placed.back();
-    unapply(nodes_[p.node.value()], topo_->nodes[p.node.value()], p);
+    unapply_live(p);
     allocated_gpu_milli_ -= gpu_milli_of(p);
     add_units(a.request.tenant, -gpu_units(p));
     placed.pop_back();
@@ -367,7 +389,7 @@ result<allocation> cluster_state::grow(allocation_id id, const placement_plan& e
   std::map<uint32_t, node_state> scratch;
   if (auto r = stage(req, extra.bundles, scratch); !r.ok()) return std::move(r).err();
   for (auto& [n, ns] : scratch)
-    nodes_[n] = std::move(ns);
+    set_node_state(n, std::move(ns));
   for (auto& p : extra.bundles) {
     allocated_gpu_milli_ += gpu_milli_of(p);
     add_units(req.tenant, gpu_units(p));
@@ -486,6 +508,10 @@ void cluster_state::check_invariants() const {
     }
   }
   if (milli != allocated_gpu_milli_) fail("allocated GPU milli drifted");
+  std::vector<uint32_t> by_free(max_gpus_per_node + 1, 0);
+  for (const auto& ns : nodes_)
+    ++by_free[ns.free_whole];
+  if (by_free != nodes_by_free_whole_) fail("nodes by free whole GPUs drifted");
   std::erase_if(units, [](const auto& e) { return e.second == 0; });
   if (units != tenant_units_) fail("GPU units per tenant drifted");
 }

@@ -301,6 +301,10 @@ double free_gpu_milli(const cluster_state& st) {
 bool could_fit_now(const cluster_state& st, const gang_request& r,
                    const std::vector<const gang_request*>& failed) {
   if (required_gpu_equivalent(st, r) * 1000.0 > free_gpu_milli(st) + 1e-6) return false;
+  uint32_t largest = 0;
+  for (uint32_t i = 0; i < r.required_bundles(); ++i)
+    largest = std::max(largest, r.bundles[i].gpus);
+  if (largest > st.max_free_whole()) return false;
   for (auto* f : failed)
     if (same_shape(*f, r)) return false;
   return true;

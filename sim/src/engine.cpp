@@ -615,6 +615,10 @@ void engine::greedy_pass(bool stop_at_first) {
         known_fail = true;
         break;
       }
+    uint32_t largest = 0;
+    for (const auto& b : req.bundles)
+      largest = std::max(largest, b.gpus);
+    if (largest > st_.max_free_whole()) known_fail = true; // no node has room
     if (!known_fail &&
         req.gpu_equivalent() * 1000.0 <=
             static_cast<double>(st_.total_gpu_milli() - st_.allocated_gpu_milli()) +

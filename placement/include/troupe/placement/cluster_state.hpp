@@ -110,6 +110,10 @@ public:
   gpu_units_by_tenant() const noexcept {
     return tenant_units_;
   }
+  /// The most free whole GPUs on any node (schedulable or not): a gang
+  /// whose largest whole-GPU bundle needs more cannot be placed now. O(1)
+  /// in practice (a scan down a per-level node count).
+  uint32_t max_free_whole() const noexcept;
   /// The latest start time of any allocation committed so far.
   time_point latest_start() const noexcept { return latest_start_; }
 
@@ -138,6 +142,10 @@ private:
   void unapply(node_state& ns, const node_spec& sp, const bundle_placement& p) const;
   /// GPU units (see gpu_units_per_gpu) a placed bundle holds.
   int64_t gpu_units(const bundle_placement& p) const;
+  /// Replaces node `n`'s state, keeping `nodes_by_free_whole_`.
+  void set_node_state(uint32_t n, node_state ns);
+  /// Unapplies a placed bundle from the live state, keeping the counts.
+  void unapply_live(const bundle_placement& p);
   void add_units(const std::string& tenant, int64_t units);
 
   /// Static per-node facts for O(1) eligibility when a bundle allows any
@@ -158,6 +166,8 @@ private:
   uint64_t total_gpu_milli_ = 0;
   uint64_t allocated_gpu_milli_ = 0;
   std::map<std::string, int64_t, std::less<>> tenant_units_;
+  /// Nodes per number of free whole GPUs (index 0..max_gpus_per_node).
+  std::vector<uint32_t> nodes_by_free_whole_;
   time_point latest_start_{};
 };
 

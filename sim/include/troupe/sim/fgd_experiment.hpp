@@ -50,7 +50,9 @@
 /// - `bestfit`: `paper_best_fit_scorer` with the simulator's integer score
 ///   (best_fit_score.go) and best-fit GPU choice.
 /// - `fgd`: `fgd_scorer` with the simulator's integer score (fgd_score.go).
-/// - `troupe`: troupe's own policy, `troupe_scorer` (fragmentation.hpp).
+/// - `troupe`: troupe's own policy, `troupe_scorer` (fragmentation.hpp): the
+///   FGD gradient against M plus a capacity term against the mix of every
+///   class of the trace (`troupe_capacity_popularity`).
 /// - `fgd_gradient`, `bestfit_exact`, `best_fit`: the exact FGD gradient,
 ///   the paper's BestFit without the integer rounding, and troupe's
 ///   default best fit, for comparison.
@@ -89,6 +91,11 @@ struct fgd_experiment_config {
   /// popularity, CPU-only pods included).
   placement::typical_mix_options mix;
   arrival_model arrivals = arrival_model::simulator;
+  /// troupe's policy: the popularity threshold of the capacity mix M' (1:
+  /// every class of the trace) and the weight of its term
+  /// (`troupe_scorer`).
+  double troupe_capacity_popularity = 1.0;
+  double troupe_capacity_weight = placement::troupe_scorer::default_capacity_weight;
   /// Permute the nodes with the seed (the simulator's random node names).
   bool shuffle_nodes = true;
 };

@@ -146,9 +146,12 @@ pl::cluster_topology permute_nodes(const pl::cluster_topology& topology,
   return t;
 }
 
-/// Sums of the figures over the records that fall on one x.
+/// Sums of the figures over the records that fall on one x. Allocation is
+/// summed in milli-GPU, exactly, so that equal allocations give equal means
+/// and the curve is monotone to the last bit.
 struct bucket {
-  double alloc = 0, frag = 0, rate = 0;
+  uint64_t alloc = 0;
+  double frag = 0, rate = 0;
   uint64_t count = 0;
   void add(const bucket& o) {
     alloc += o.alloc;
@@ -182,7 +185,7 @@ fgd_run run_one(const std::string& policy, uint64_t seed,
     double f = frag.fragmentation();
     uint64_t free = frag.free_milli();
     auto& b = buckets[x];
-    b.alloc += 100.0 * static_cast<double>(st.allocated_gpu_milli()) / capacity;
+    b.alloc += st.allocated_gpu_milli();
     b.frag += 100.0 * f / capacity;
     b.rate += free > 0 ? 100.0 * f / static_cast<double>(free) : 0.0;
     b.count += 1;
@@ -217,12 +220,13 @@ fgd_run run_one(const std::string& policy, uint64_t seed,
       if (b.count == 0) continue;
     }
     auto n = static_cast<double>(b.count);
+    const double alloc = 100.0 * static_cast<double>(b.alloc) / (n * capacity);
     run.demand_pct.push_back(static_cast<double>(x));
-    run.alloc_pct.push_back(b.alloc / n);
+    run.alloc_pct.push_back(alloc);
     run.frag_pct.push_back(b.frag / n);
     run.frag_rate_pct.push_back(b.rate / n);
     if (x == 100) {
-      run.alloc_at_100 = b.alloc / n;
+      run.alloc_at_100 = alloc;
       run.frag_at_100 = b.frag / n;
       run.frag_gpus_at_100 = b.frag / n * capacity / 100.0 / milli_per_gpu;
       run.frag_rate_at_100 = b.rate / n;

@@ -108,10 +108,12 @@ struct fgd_run {
   uint64_t failed = 0;              ///< pods that found no room
   uint64_t arrived_gpu_milli = 0;   ///< GPU milli requested by all arrivals
   uint64_t allocated_gpu_milli = 0; ///< GPU milli allocated at the end
-  double alloc_at_100 = 0;          ///< % of GPUs allocated at 100% arrived demand
-  double frag_at_100 = 0;           ///< fragmented GPUs there, % of the cluster's GPUs
-  double frag_gpus_at_100 = 0;      ///< the same in GPUs
-  double frag_rate_at_100 = 0;      ///< fragmented share of the free GPUs there, %
+  /// The figures at x = 100 (0 when the curve has no point there: a small
+  /// cluster whose pods jump over 99-101%).
+  double alloc_at_100 = 0;     ///< % of GPUs allocated at 100% arrived demand
+  double frag_at_100 = 0;      ///< fragmented GPUs there, % of the cluster's GPUs
+  double frag_gpus_at_100 = 0; ///< the same in GPUs
+  double frag_rate_at_100 = 0; ///< fragmented share of the free GPUs there, %
   /// The curves over arrived demand: x in percent of capacity (0, 1, ...,
   /// with gaps where no record falls), and at each x the allocated GPUs,
   /// the fragmented GPUs (both % of the cluster's GPUs) and the

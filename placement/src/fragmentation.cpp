@@ -222,16 +222,13 @@ double fragmentation_rate(const cluster_state& st, const workload_mix& mix) {
   return denom > 0 ? cluster_fragmentation(st, mix) / denom : 0.0;
 }
 
-// -- scorers --------------------------------------------------------------------------
-
-// -- fgd_scorer: caches ---------------------------------------------------------------
+// -- the cached engine of fgd_scorer and troupe_scorer ----------------------------------
 
 namespace {
 
-/// What a candidate changes on a node, enough to compute the gradient from
-/// the node's aggregates: the GPUs it takes (kind, free milli and shares
-/// before, free milli after), its CPU, and what it removes from the free
-/// GPU total.
+/// What a candidate changes on a node, enough to compute its effect from
+/// the node's aggregates: the GPUs it takes, its CPU, and the free GPU
+/// milli it takes.
 struct change {
   uint32_t gpus = 0; ///< GPUs changed (0: CPU only)
   uint32_t gpu[max_gpus_per_node];
@@ -239,8 +236,8 @@ struct change {
   uint64_t freed = 0; ///< free GPU milli taken
 };
 
-/// The memo key of a candidate on a node state: every input of the
-/// gradient besides the state.
+/// The memo key of a candidate on a node state: every input of its effect
+/// besides the state.
 struct candidate_key {
   uint8_t type = 0; ///< 0 CPU only, 1 share, 2 whole GPUs
   uint16_t kind = 0;
@@ -251,7 +248,7 @@ struct candidate_key {
   friend bool operator==(const candidate_key&, const candidate_key&) = default;
 };
 
-constexpr uint16_t no_kind = 0xffff; ///< a MIG GPU: outside the measure
+constexpr uint16_t no_kind = 0xffff; ///< a MIG GPU: outside the measures
 
 struct vector_hash {
   size_t operator()(const std::vector<uint32_t>& v) const noexcept {
@@ -264,266 +261,24 @@ struct vector_hash {
   }
 };
 
-} // namespace
-
-struct fgd_scorer::cache {
-  /// A class of the mix, flattened.
-  struct cls {
-    bool cpu_only = false;
-    bool whole = false;
-    uint32_t need = 1;
-    uint32_t milli = 0;
-    uint64_t cpu = 0;
-    double weight = 0;
-  };
-  /// What a node's spec says, per GPU kind (GPUs of a node with the same
-  /// model, sharing and replicas).
-  struct shape {
-    const node_spec* spec = nullptr;
-    uint32_t id = 0;                  ///< interned: equal specs, equal ids
-    std::vector<uint16_t> kind;       ///< per GPU; no_kind for MIG
-    std::vector<gpu_sharing> sharing; ///< per kind
-    std::vector<uint32_t> replicas;   ///< per kind
-    std::vector<uint8_t> allowed;     ///< class-major: classes x kinds
-  };
-  struct node_entry {
-    shape sh;
-    bool have_state = false;
-    uint32_t state = 0;
-    std::vector<uint32_t>
-        snap; ///< used CPU (2 words), then free milli and shares per non-MIG GPU
-  };
-  /// One remembered gradient: of candidate `key` on state `state`.
-  struct memo {
-    uint32_t state = 0;
-    uint32_t epoch = 0; ///< 0: empty
-    candidate_key key;
-    double gradient = 0;
-    double score = 0;
-  };
-  /// One distinct (shape, state): its aggregates per class.
-  struct state_entry {
-    uint64_t free_total = 0;
-    uint64_t free_cpu = 0;
-    std::vector<uint32_t> usable;   ///< per class: GPUs it can use
-    std::vector<uint64_t> unusable; ///< per class: free milli on GPUs it cannot use
-    double before = 0;              ///< F_n(M)
-  };
-
-  std::vector<cls> classes;
-  std::vector<node_entry> nodes; ///< by node id
-  node_entry stray;              ///< for a node id outside the cluster
-  std::unordered_map<std::string, uint32_t> shape_ids;
-  std::unordered_map<std::vector<uint32_t>, uint32_t, vector_hash> state_ids;
-  std::vector<state_entry> states;
-  std::vector<uint32_t> key; ///< scratch
-  /// Remembered gradients, direct-mapped by (state, candidate key): a new
-  /// one replaces whatever held its slot. `epoch` changes when the states
-  /// are forgotten, which empties every slot at once.
-  std::vector<memo> memos = std::vector<memo>(memo_slots);
-  uint32_t epoch = 1;
-
-  static constexpr size_t max_states = 1 << 16;
-  static constexpr size_t memo_slots = 1 << 15;
-
-  memo& slot(uint32_t state, const candidate_key& k) {
-    uint64_t h = state * 0x9e3779b97f4a7c15ULL;
-    h ^= (static_cast<uint64_t>(k.type) << 56) ^ (static_cast<uint64_t>(k.kind) << 40) ^
-         (static_cast<uint64_t>(k.free) << 24) ^ k.amount;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= k.cpu * 0x94d049bb133111ebULL + k.shares;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    return memos[(h >> 32) & (memo_slots - 1)];
-  }
-
-  bool usable_by(size_t c, const shape& sh, uint16_t k, uint32_t free,
-                 uint32_t shares) const noexcept {
-    const auto& cl = classes[c];
-    if (k == no_kind || free == 0 || !sh.allowed[c * sh.sharing.size() + k]) return false;
-    if (cl.whole) return sh.sharing[k] == gpu_sharing::whole && free == milli_per_gpu;
-    if (free < cl.milli) return false;
-    return sh.sharing[k] != gpu_sharing::time_sliced || shares < sh.replicas[k];
-  }
-
-  void build_shape(shape& sh, const node_spec& spec, const workload_mix& mix) {
-    sh.spec = &spec;
-    sh.kind.assign(spec.gpus.size(), no_kind);
-    sh.sharing.clear();
-    sh.replicas.clear();
-    std::vector<const std::string*> models;
-    std::string id = std::to_string(spec.cpu_milli);
-    for (size_t g = 0; g < spec.gpus.size(); ++g) {
-      const auto& gs = spec.gpus[g];
-      id += '|' + gs.model + '/' + std::to_string(static_cast<int>(gs.sharing)) + '/' +
-            std::to_string(gs.time_slice_replicas);
-      if (gs.sharing == gpu_sharing::mig) continue;
-      size_t k = 0;
-      while (k < models.size() &&
-             !(*models[k] == gs.model && sh.sharing[k] == gs.sharing &&
-               sh.replicas[k] == gs.time_slice_replicas))
-        ++k;
-      if (k == models.size()) {
-        models.push_back(&gs.model);
-        sh.sharing.push_back(gs.sharing);
-        sh.replicas.push_back(gs.time_slice_replicas);
-      }
-      sh.kind[g] = static_cast<uint16_t>(k);
-    }
-    sh.allowed.assign(classes.size() * models.size(), 0);
-    for (size_t c = 0; c < classes.size(); ++c)
-      for (size_t k = 0; k < models.size(); ++k)
-        sh.allowed[c * models.size() + k] =
-            allowed(mix.classes[c].gpu_models, *models[k]);
-    sh.id = shape_ids.emplace(std::move(id), static_cast<uint32_t>(shape_ids.size()))
-                .first->second;
-  }
-
-  /// The state entry of a new (shape, state), computed as class_fragmentation does.
-  state_entry make_state(const shape& sh, const node_spec& spec,
-                         const node_state& ns) const {
-    state_entry se;
-    se.free_cpu = free_cpu(spec, ns);
-    for (size_t g = 0; g < spec.gpus.size(); ++g)
-      if (sh.kind[g] != no_kind) se.free_total += gpu_free_milli(ns.gpus[g]);
-    se.usable.assign(classes.size(), 0);
-    se.unusable.assign(classes.size(), 0);
-    for (size_t c = 0; c < classes.size(); ++c) {
-      if (classes[c].cpu_only) continue;
-      for (size_t g = 0; g < spec.gpus.size(); ++g) {
-        if (sh.kind[g] == no_kind) continue;
-        uint32_t f = gpu_free_milli(ns.gpus[g]);
-        if (f == 0) continue;
-        if (usable_by(c, sh, sh.kind[g], f, ns.gpus[g].shares))
-          ++se.usable[c];
-        else
-          se.unusable[c] += f;
-      }
-    }
-    double f = 0;
-    for (size_t c = 0; c < classes.size(); ++c)
-      f += classes[c].weight *
-           static_cast<double>(
-               fragment(c, se.usable[c], se.unusable[c], se.free_total, se.free_cpu));
-    se.before = f;
-    return se;
-  }
-
-  uint64_t fragment(size_t c, uint32_t usable, uint64_t unusable, uint64_t free_total,
-                    uint64_t cpu) const noexcept {
-    const auto& cl = classes[c];
-    if (cl.cpu_only || usable < cl.need || cpu < cl.cpu) return free_total;
-    return unusable;
-  }
-
-  /// The node's entry, its state brought up to date with `ns`.
-  node_entry& view(node_id n, const node_spec& spec, const node_state& ns,
-                   const workload_mix& mix) {
-    node_entry& e = n.value() < nodes.size() ? nodes[n.value()] : stray;
-    if (e.sh.spec != &spec) {
-      build_shape(e.sh, spec, mix);
-      e.have_state = false;
-    }
-    // Compare the state with the one the entry was made for.
-    const uint64_t cpu = ns.used_cpu_milli;
-    bool same = e.have_state && e.snap[0] == static_cast<uint32_t>(cpu) &&
-                e.snap[1] == static_cast<uint32_t>(cpu >> 32);
-    size_t i = 2;
-    for (size_t g = 0; same && g < spec.gpus.size(); ++g) {
-      if (e.sh.kind[g] == no_kind) continue;
-      same =
-          e.snap[i] == gpu_free_milli(ns.gpus[g]) && e.snap[i + 1] == ns.gpus[g].shares;
-      i += 2;
-    }
-    if (same) return e;
-    e.snap.clear();
-    e.snap.push_back(static_cast<uint32_t>(cpu));
-    e.snap.push_back(static_cast<uint32_t>(cpu >> 32));
-    for (size_t g = 0; g < spec.gpus.size(); ++g) {
-      if (e.sh.kind[g] == no_kind) continue;
-      e.snap.push_back(gpu_free_milli(ns.gpus[g]));
-      e.snap.push_back(ns.gpus[g].shares);
-    }
-    key.assign(1, e.sh.id);
-    key.insert(key.end(), e.snap.begin(), e.snap.end());
-    if (auto it = state_ids.find(key); it != state_ids.end()) {
-      e.state = it->second;
-    } else {
-      if (states.size() >= max_states) { // start over: forget every state
-        states.clear();
-        state_ids.clear();
-        ++epoch;
-        for (auto& other : nodes)
-          other.have_state = false;
-        stray.have_state = false;
-      }
-      e.state = static_cast<uint32_t>(states.size());
-      states.push_back(make_state(e.sh, spec, ns));
-      state_ids.emplace(key, e.state);
-    }
-    e.have_state = true;
-    return e;
-  }
-
-  /// F_n(M) after `ch` minus before, from the state's aggregates.
-  double gradient(const shape& sh, const state_entry& se, const node_state& ns,
-                  const change& ch) const {
-    const uint64_t free_total = se.free_total - ch.freed;
-    const uint64_t cpu = se.free_cpu - ch.cpu;
-    double f = 0;
-    for (size_t c = 0; c < classes.size(); ++c) {
-      uint32_t usable = se.usable[c];
-      uint64_t unusable = se.unusable[c];
-      if (!classes[c].cpu_only) {
-        for (uint32_t i = 0; i < ch.gpus; ++i) {
-          const uint32_t g = ch.gpu[i];
-          const uint16_t k = sh.kind[g];
-          const uint32_t f0 = gpu_free_milli(ns.gpus[g]);
-          const uint32_t s0 = ns.gpus[g].shares;
-          const uint32_t f1 = ch.gpus == 1 && ch.freed < milli_per_gpu
-                                  ? f0 - static_cast<uint32_t>(ch.freed)
-                                  : 0;
-          if (f0 > 0) {
-            if (usable_by(c, sh, k, f0, s0))
-              --usable;
-            else
-              unusable -= f0;
-          }
-          if (f1 > 0) {
-            if (usable_by(c, sh, k, f1, s0 + 1))
-              ++usable;
-            else
-              unusable += f1;
-          }
-        }
-      }
-      f += classes[c].weight *
-           static_cast<double>(fragment(c, usable, unusable, free_total, cpu));
-    }
-    return f - se.before;
-  }
-};
-
-fgd_scorer::fgd_scorer(const cluster_state& st, workload_mix mix, fgd_score mode)
-    : st_(st), mix_(std::move(mix)), mode_(mode), cache_(std::make_unique<cache>()) {
-  auto v = mix_.validate();
-  TROUPE_ASSERT(v.ok(), v.ok() ? "" : v.err().message().c_str());
-  for (const auto& c : mix_.classes) {
-    cache::cls k;
-    k.cpu_only = c.cpu_only();
-    k.whole = c.gpus > 0;
-    k.need = c.gpus > 0 ? c.gpus : 1;
-    k.milli = c.gpu_milli;
-    k.cpu = c.cpu_milli;
-    k.weight = c.weight;
-    cache_->classes.push_back(k);
-  }
-  cache_->nodes.resize(st_.node_count());
+/// GPU milli a task of `c` takes.
+uint64_t demand_of(const workload_class& c) noexcept {
+  return c.gpus > 0 ? uint64_t{milli_per_gpu} * c.gpus : c.gpu_milli;
 }
 
-fgd_scorer::~fgd_scorer() = default;
-
-namespace {
+/// Tasks of class `c` one GPU could take, by its free milli and shares.
+uint32_t gpu_slots(const workload_class& c, const gpu_spec& spec, const gpu_state& gs,
+                   uint32_t free) noexcept {
+  if (spec.sharing == gpu_sharing::mig || !allowed(c.gpu_models, spec.model)) return 0;
+  if (c.gpus > 0) return spec.sharing == gpu_sharing::whole && free == milli_per_gpu;
+  if (free < c.gpu_milli) return 0;
+  uint32_t n = free / c.gpu_milli;
+  if (spec.sharing == gpu_sharing::time_sliced)
+    n = std::min(n, spec.time_slice_replicas > gs.shares
+                        ? spec.time_slice_replicas - gs.shares
+                        : 0u);
+  return n;
+}
 
 /// Whether `p` applies to `ns` for `b` (the checks of cluster_state::apply_to
 /// for non-MIG bundles, without building its messages); fills `ch`.
@@ -571,81 +326,484 @@ bool describe(const node_spec& spec, const node_state& ns, const bundle& b,
 
 } // namespace
 
+// -- the capacity measure -------------------------------------------------------------
+
+uint64_t class_capacity(const node_spec& spec, const node_state& ns,
+                        const workload_class& c) noexcept {
+  if (c.cpu_only()) return 0;
+  uint64_t slots = 0;
+  for (size_t g = 0; g < spec.gpus.size(); ++g)
+    slots += gpu_slots(c, spec.gpus[g], ns.gpus[g], gpu_free_milli(ns.gpus[g]));
+  uint64_t n = slots / (c.gpus > 0 ? c.gpus : 1);
+  return c.cpu_milli > 0 ? std::min<uint64_t>(n, free_cpu(spec, ns) / c.cpu_milli) : n;
+}
+
+double node_capacity(const node_spec& spec, const node_state& ns,
+                     const workload_mix& mix) noexcept {
+  double h = 0;
+  for (const auto& c : mix.classes) {
+    if (c.cpu_only()) continue;
+    h += c.weight * static_cast<double>(demand_of(c)) *
+         static_cast<double>(class_capacity(spec, ns, c));
+  }
+  return h;
+}
+
+namespace detail {
+
+/// The caches behind fgd_scorer and troupe_scorer (see fgd_scorer's
+/// comment): per node its shape and last state; per distinct (shape, state)
+/// the aggregates of the fragmentation measure (F classes) and of the
+/// capacity measure (capacity classes; none for FGD); per (state, candidate
+/// kind) the effect of the candidate on both.
+struct fragmentation_cache {
+  /// A class of the fragmentation mix, flattened.
+  struct cls {
+    bool cpu_only = false;
+    bool whole = false;
+    uint32_t need = 1;
+    uint32_t milli = 0;
+    uint64_t cpu = 0;
+    double weight = 0;
+  };
+  /// A class of the capacity mix that asks for GPUs.
+  struct cap_cls {
+    bool whole = false;
+    uint32_t need = 1;
+    uint32_t milli = 0;
+    uint64_t cpu = 0;
+    double value = 0; ///< weight x GPU milli per task
+  };
+  /// What a node's spec says, per GPU kind (GPUs of a node with the same
+  /// model, sharing and replicas).
+  struct shape {
+    const node_spec* spec = nullptr;
+    uint32_t id = 0;                  ///< interned: equal specs, equal ids
+    std::vector<uint16_t> kind;       ///< per GPU; no_kind for MIG
+    std::vector<gpu_sharing> sharing; ///< per kind
+    std::vector<uint32_t> replicas;   ///< per kind
+    std::vector<uint8_t> allowed;     ///< F classes x kinds
+    std::vector<uint8_t> cap_allowed; ///< capacity classes x kinds
+  };
+  struct node_entry {
+    shape sh;
+    bool have_state = false;
+    uint32_t state = 0;
+    std::vector<uint32_t>
+        snap; ///< used CPU (2 words), then free milli and shares per non-MIG GPU
+  };
+  /// One distinct (shape, state): its aggregates per class.
+  struct state_entry {
+    uint64_t free_total = 0;
+    uint64_t free_cpu = 0;
+    std::vector<uint32_t> usable;   ///< per F class: GPUs it can use
+    std::vector<uint64_t> unusable; ///< per F class: free milli on GPUs it cannot use
+    std::vector<uint32_t> slots;    ///< per capacity class: tasks its GPUs could take
+    double fragmentation = 0;       ///< F_n(M)
+    double capacity = 0;            ///< H_n(M')
+  };
+  /// The effect of a candidate.
+  struct effect {
+    double fragmentation = 0; ///< increase of F_n(M)
+    double capacity = 0;      ///< decrease of H_n(M')
+  };
+  /// One remembered effect: of candidate `key` on state `state`.
+  struct memo {
+    uint32_t state = 0;
+    uint32_t epoch = 0; ///< 0: empty
+    candidate_key key;
+    effect fx;
+    double score = 0;
+  };
+
+  std::vector<cls> classes;
+  std::vector<cap_cls> capacity;
+  std::vector<node_entry> nodes; ///< by node id
+  node_entry stray;              ///< for a node id outside the cluster
+  std::unordered_map<std::string, uint32_t> shape_ids;
+  std::unordered_map<std::vector<uint32_t>, uint32_t, vector_hash> state_ids;
+  std::vector<state_entry> states;
+  std::vector<uint32_t> key; ///< scratch
+  /// Remembered effects, direct-mapped by (state, candidate key): a new one
+  /// replaces whatever held its slot. `epoch` changes when the states are
+  /// forgotten, which empties every slot at once.
+  std::vector<memo> memos = std::vector<memo>(memo_slots);
+  uint32_t epoch = 1;
+  const workload_mix* mix = nullptr;
+  const workload_mix* capacity_mix = nullptr;
+
+  static constexpr size_t max_states = 1 << 16;
+  static constexpr size_t memo_slots = 1 << 15;
+
+  fragmentation_cache(const workload_mix& m, const workload_mix* cap, size_t nodes_count)
+      : nodes(nodes_count), mix(&m), capacity_mix(cap) {
+    for (const auto& c : m.classes) {
+      cls k;
+      k.cpu_only = c.cpu_only();
+      k.whole = c.gpus > 0;
+      k.need = c.gpus > 0 ? c.gpus : 1;
+      k.milli = c.gpu_milli;
+      k.cpu = c.cpu_milli;
+      k.weight = c.weight;
+      classes.push_back(k);
+    }
+    if (cap != nullptr)
+      for (const auto& c : cap->classes) {
+        if (c.cpu_only()) continue; // asks for no GPU: adds 0
+        cap_cls k;
+        k.whole = c.gpus > 0;
+        k.need = c.gpus > 0 ? c.gpus : 1;
+        k.milli = c.gpu_milli;
+        k.cpu = c.cpu_milli;
+        k.value = c.weight * static_cast<double>(demand_of(c));
+        capacity.push_back(k);
+      }
+  }
+
+  memo& slot(uint32_t state, const candidate_key& k) {
+    uint64_t h = state * 0x9e3779b97f4a7c15ULL;
+    h ^= (static_cast<uint64_t>(k.type) << 56) ^ (static_cast<uint64_t>(k.kind) << 40) ^
+         (static_cast<uint64_t>(k.free) << 24) ^ k.amount;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= k.cpu * 0x94d049bb133111ebULL + k.shares;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return memos[(h >> 32) & (memo_slots - 1)];
+  }
+
+  bool usable_by(size_t c, const shape& sh, uint16_t k, uint32_t free,
+                 uint32_t shares) const noexcept {
+    const auto& cl = classes[c];
+    if (k == no_kind || free == 0 || !sh.allowed[c * sh.sharing.size() + k]) return false;
+    if (cl.whole) return sh.sharing[k] == gpu_sharing::whole && free == milli_per_gpu;
+    if (free < cl.milli) return false;
+    return sh.sharing[k] != gpu_sharing::time_sliced || shares < sh.replicas[k];
+  }
+
+  /// gpu_slots, by kind.
+  uint32_t slots_of(size_t c, const shape& sh, uint16_t k, uint32_t free,
+                    uint32_t shares) const noexcept {
+    const auto& cl = capacity[c];
+    if (k == no_kind || !sh.cap_allowed[c * sh.sharing.size() + k]) return 0;
+    if (cl.whole) return sh.sharing[k] == gpu_sharing::whole && free == milli_per_gpu;
+    if (free < cl.milli) return 0;
+    uint32_t n = free / cl.milli;
+    if (sh.sharing[k] == gpu_sharing::time_sliced)
+      n = std::min(n, sh.replicas[k] > shares ? sh.replicas[k] - shares : 0u);
+    return n;
+  }
+
+  void build_shape(shape& sh, const node_spec& spec) {
+    sh.spec = &spec;
+    sh.kind.assign(spec.gpus.size(), no_kind);
+    sh.sharing.clear();
+    sh.replicas.clear();
+    std::vector<const std::string*> models;
+    std::string id = std::to_string(spec.cpu_milli);
+    for (size_t g = 0; g < spec.gpus.size(); ++g) {
+      const auto& gs = spec.gpus[g];
+      id += '|' + gs.model + '/' + std::to_string(static_cast<int>(gs.sharing)) + '/' +
+            std::to_string(gs.time_slice_replicas);
+      if (gs.sharing == gpu_sharing::mig) continue;
+      size_t k = 0;
+      while (k < models.size() &&
+             !(*models[k] == gs.model && sh.sharing[k] == gs.sharing &&
+               sh.replicas[k] == gs.time_slice_replicas))
+        ++k;
+      if (k == models.size()) {
+        models.push_back(&gs.model);
+        sh.sharing.push_back(gs.sharing);
+        sh.replicas.push_back(gs.time_slice_replicas);
+      }
+      sh.kind[g] = static_cast<uint16_t>(k);
+    }
+    sh.allowed.assign(classes.size() * models.size(), 0);
+    for (size_t c = 0; c < classes.size(); ++c)
+      for (size_t k = 0; k < models.size(); ++k)
+        sh.allowed[c * models.size() + k] =
+            allowed(mix->classes[c].gpu_models, *models[k]);
+    sh.cap_allowed.assign(capacity.size() * models.size(), 0);
+    if (capacity_mix != nullptr) {
+      size_t c = 0;
+      for (const auto& cc : capacity_mix->classes) {
+        if (cc.cpu_only()) continue;
+        for (size_t k = 0; k < models.size(); ++k)
+          sh.cap_allowed[c * models.size() + k] = allowed(cc.gpu_models, *models[k]);
+        ++c;
+      }
+    }
+    sh.id = shape_ids.emplace(std::move(id), static_cast<uint32_t>(shape_ids.size()))
+                .first->second;
+  }
+
+  uint64_t fragment(size_t c, uint32_t usable, uint64_t unusable, uint64_t free_total,
+                    uint64_t cpu) const noexcept {
+    const auto& cl = classes[c];
+    if (cl.cpu_only || usable < cl.need || cpu < cl.cpu) return free_total;
+    return unusable;
+  }
+
+  uint64_t tasks(size_t c, uint32_t slots, uint64_t cpu) const noexcept {
+    const auto& cl = capacity[c];
+    uint64_t n = slots / cl.need;
+    return cl.cpu > 0 ? std::min<uint64_t>(n, cpu / cl.cpu) : n;
+  }
+
+  /// The entry of a new (shape, state), computed as class_fragmentation
+  /// and class_capacity do.
+  state_entry make_state(const shape& sh, const node_spec& spec,
+                         const node_state& ns) const {
+    state_entry se;
+    se.free_cpu = free_cpu(spec, ns);
+    for (size_t g = 0; g < spec.gpus.size(); ++g)
+      if (sh.kind[g] != no_kind) se.free_total += gpu_free_milli(ns.gpus[g]);
+    se.usable.assign(classes.size(), 0);
+    se.unusable.assign(classes.size(), 0);
+    for (size_t c = 0; c < classes.size(); ++c) {
+      if (classes[c].cpu_only) continue;
+      for (size_t g = 0; g < spec.gpus.size(); ++g) {
+        if (sh.kind[g] == no_kind) continue;
+        uint32_t f = gpu_free_milli(ns.gpus[g]);
+        if (f == 0) continue;
+        if (usable_by(c, sh, sh.kind[g], f, ns.gpus[g].shares))
+          ++se.usable[c];
+        else
+          se.unusable[c] += f;
+      }
+    }
+    double f = 0;
+    for (size_t c = 0; c < classes.size(); ++c)
+      f += classes[c].weight *
+           static_cast<double>(
+               fragment(c, se.usable[c], se.unusable[c], se.free_total, se.free_cpu));
+    se.fragmentation = f;
+    se.slots.assign(capacity.size(), 0);
+    double h = 0;
+    for (size_t c = 0; c < capacity.size(); ++c) {
+      for (size_t g = 0; g < spec.gpus.size(); ++g)
+        se.slots[c] +=
+            slots_of(c, sh, sh.kind[g], gpu_free_milli(ns.gpus[g]), ns.gpus[g].shares);
+      h += capacity[c].value * static_cast<double>(tasks(c, se.slots[c], se.free_cpu));
+    }
+    se.capacity = h;
+    return se;
+  }
+
+  /// The node's entry, its state brought up to date with `ns`.
+  node_entry& view(node_id n, const node_spec& spec, const node_state& ns) {
+    node_entry& e = n.value() < nodes.size() ? nodes[n.value()] : stray;
+    if (e.sh.spec != &spec) {
+      build_shape(e.sh, spec);
+      e.have_state = false;
+    }
+    // Compare the state with the one the entry was made for.
+    const uint64_t cpu = ns.used_cpu_milli;
+    bool same = e.have_state && e.snap[0] == static_cast<uint32_t>(cpu) &&
+                e.snap[1] == static_cast<uint32_t>(cpu >> 32);
+    size_t i = 2;
+    for (size_t g = 0; same && g < spec.gpus.size(); ++g) {
+      if (e.sh.kind[g] == no_kind) continue;
+      same =
+          e.snap[i] == gpu_free_milli(ns.gpus[g]) && e.snap[i + 1] == ns.gpus[g].shares;
+      i += 2;
+    }
+    if (same) return e;
+    e.snap.clear();
+    e.snap.push_back(static_cast<uint32_t>(cpu));
+    e.snap.push_back(static_cast<uint32_t>(cpu >> 32));
+    for (size_t g = 0; g < spec.gpus.size(); ++g) {
+      if (e.sh.kind[g] == no_kind) continue;
+      e.snap.push_back(gpu_free_milli(ns.gpus[g]));
+      e.snap.push_back(ns.gpus[g].shares);
+    }
+    key.assign(1, e.sh.id);
+    key.insert(key.end(), e.snap.begin(), e.snap.end());
+    if (auto it = state_ids.find(key); it != state_ids.end()) {
+      e.state = it->second;
+    } else {
+      if (states.size() >= max_states) { // start over: forget every state
+        states.clear();
+        state_ids.clear();
+        ++epoch;
+        for (auto& other : nodes)
+          other.have_state = false;
+        stray.have_state = false;
+      }
+      e.state = static_cast<uint32_t>(states.size());
+      states.push_back(make_state(e.sh, spec, ns));
+      state_ids.emplace(key, e.state);
+    }
+    e.have_state = true;
+    return e;
+  }
+
+  /// F_n(M) after `ch` minus before, and H_n(M') before minus after, from
+  /// the state's aggregates (the same sums, in the same order, as
+  /// node_fragmentation and node_capacity).
+  effect evaluate(const shape& sh, const state_entry& se, const node_state& ns,
+                  const change& ch) const {
+    const uint64_t free_total = se.free_total - ch.freed;
+    const uint64_t cpu = se.free_cpu - ch.cpu;
+    // Per changed GPU: kind, free and shares before, free after.
+    struct gpu_change {
+      uint16_t kind;
+      uint32_t f0, s0, f1;
+    };
+    gpu_change gc[max_gpus_per_node];
+    for (uint32_t i = 0; i < ch.gpus; ++i) {
+      const uint32_t g = ch.gpu[i];
+      const uint32_t f0 = gpu_free_milli(ns.gpus[g]);
+      gc[i] = {sh.kind[g], f0, ns.gpus[g].shares,
+               ch.gpus == 1 && ch.freed < milli_per_gpu
+                   ? f0 - static_cast<uint32_t>(ch.freed)
+                   : 0};
+    }
+    double f = 0;
+    for (size_t c = 0; c < classes.size(); ++c) {
+      uint32_t usable = se.usable[c];
+      uint64_t unusable = se.unusable[c];
+      if (!classes[c].cpu_only) {
+        for (uint32_t i = 0; i < ch.gpus; ++i) {
+          const auto& x = gc[i];
+          if (x.f0 > 0) {
+            if (usable_by(c, sh, x.kind, x.f0, x.s0))
+              --usable;
+            else
+              unusable -= x.f0;
+          }
+          if (x.f1 > 0) {
+            if (usable_by(c, sh, x.kind, x.f1, x.s0 + 1))
+              ++usable;
+            else
+              unusable += x.f1;
+          }
+        }
+      }
+      f += classes[c].weight *
+           static_cast<double>(fragment(c, usable, unusable, free_total, cpu));
+    }
+    double h = 0;
+    for (size_t c = 0; c < capacity.size(); ++c) {
+      uint32_t slots = se.slots[c];
+      for (uint32_t i = 0; i < ch.gpus; ++i) {
+        const auto& x = gc[i];
+        slots = slots - slots_of(c, sh, x.kind, x.f0, x.s0) +
+                slots_of(c, sh, x.kind, x.f1, x.s0 + (x.f1 > 0 ? 1 : 0));
+      }
+      h += capacity[c].value * static_cast<double>(tasks(c, slots, cpu));
+    }
+    return {f - se.fragmentation, se.capacity - h};
+  }
+
+  /// Scores candidates with `score_of(effect)`, remembering effects and
+  /// scores per (state, candidate kind). The candidates of one node share
+  /// its entry, and neighbours that change GPUs in the same state are
+  /// looked up once.
+  template <class ScoreOf>
+  void score(const node_spec& spec, const node_state& before, const bundle& b,
+             std::span<const bundle_placement> candidates, std::span<double> out,
+             ScoreOf score_of) {
+    change ch;
+    const node_entry* e = nullptr;
+    node_id e_node{0};
+    candidate_key last_key;
+    double last = 0;
+    bool have_last = false;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const auto& cand = candidates[i];
+      if (!describe(spec, before, b, cand, ch)) {
+        out[i] = inf;
+        continue;
+      }
+      if (e == nullptr || cand.node != e_node) {
+        e = &view(cand.node, spec, before);
+        e_node = cand.node;
+        have_last = false;
+      }
+      // The memo key: everything the effect depends on besides the state.
+      // Whole GPUs are remembered when they are all of one kind (then which
+      // ones does not matter: each is entirely free).
+      candidate_key key;
+      bool remember = true;
+      key.cpu = b.cpu_milli;
+      if (ch.gpus == 0) {
+        key.type = 0;
+      } else if (b.gpu_milli > 0) {
+        const auto g = ch.gpu[0];
+        key.type = 1;
+        key.kind = e->sh.kind[g];
+        key.free = static_cast<uint16_t>(gpu_free_milli(before.gpus[g]));
+        key.shares = before.gpus[g].shares;
+        key.amount = b.gpu_milli;
+      } else {
+        key.type = 2;
+        key.kind = e->sh.kind[ch.gpu[0]];
+        key.amount = ch.gpus;
+        for (uint32_t j = 0; j < ch.gpus; ++j)
+          remember = remember && e->sh.kind[ch.gpu[j]] == key.kind &&
+                     before.gpus[ch.gpu[j]].shares == 0;
+      }
+      if (remember && have_last && key == last_key) {
+        out[i] = last;
+        continue;
+      }
+      memo* m = remember ? &slot(e->state, key) : nullptr;
+      if (m != nullptr && m->epoch == epoch && m->state == e->state && m->key == key) {
+        out[i] = m->score;
+      } else {
+        effect fx = evaluate(e->sh, states[e->state], before, ch);
+        out[i] = score_of(fx);
+        if (m != nullptr) *m = {e->state, epoch, key, fx, out[i]};
+      }
+      if (remember) {
+        last_key = key;
+        last = out[i];
+        have_last = true;
+      }
+    }
+  }
+
+  effect effect_of(const node_spec& spec, const node_state& before, const bundle& b,
+                   const bundle_placement& candidate) {
+    change ch;
+    if (!describe(spec, before, b, candidate, ch)) return {inf, inf};
+    const auto& e = view(candidate.node, spec, before);
+    return evaluate(e.sh, states[e.state], before, ch);
+  }
+};
+
+} // namespace detail
+
+// -- scorers --------------------------------------------------------------------------
+
+fgd_scorer::fgd_scorer(const cluster_state& st, workload_mix mix, fgd_score mode)
+    : st_(st), mix_(std::move(mix)), mode_(mode) {
+  auto v = mix_.validate();
+  TROUPE_ASSERT(v.ok(), v.ok() ? "" : v.err().message().c_str());
+  cache_ = std::make_unique<detail::fragmentation_cache>(mix_, nullptr, st_.node_count());
+}
+
+fgd_scorer::~fgd_scorer() = default;
+
 void fgd_scorer::score_node(const node_spec& spec, const node_state& before,
                             const bundle& b, std::span<const bundle_placement> candidates,
                             std::span<double> out) const {
-  if (candidates.empty()) return;
   if (!b.mig_profile.empty()) {
     mig_fallback_.score_node(spec, before, b, candidates, out);
     return;
   }
-  auto& c = *cache_;
-  change ch;
-  // The candidates of one node usually share its entry, and neighbours
-  // often change GPUs in the same state: both are looked up once.
-  const cache::node_entry* e = nullptr;
-  node_id e_node{0};
-  candidate_key last_key;
-  double last = 0;
-  bool have_last = false;
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    const auto& cand = candidates[i];
-    if (!describe(spec, before, b, cand, ch)) {
-      out[i] = inf;
-      continue;
-    }
-    if (e == nullptr || cand.node != e_node) {
-      e = &c.view(cand.node, spec, before, mix_);
-      e_node = cand.node;
-      have_last = false;
-    }
-    auto& se = c.states[e->state];
-    // The memo key: everything the gradient depends on besides the state.
-    // Whole GPUs are remembered when they are all of one kind (then which
-    // ones does not matter: each is entirely free).
-    candidate_key key;
-    bool memo = true;
-    key.cpu = b.cpu_milli;
-    if (ch.gpus == 0) {
-      key.type = 0;
-    } else if (b.gpu_milli > 0) {
-      const auto g = ch.gpu[0];
-      key.type = 1;
-      key.kind = e->sh.kind[g];
-      key.free = static_cast<uint16_t>(gpu_free_milli(before.gpus[g]));
-      key.shares = before.gpus[g].shares;
-      key.amount = b.gpu_milli;
-    } else {
-      key.type = 2;
-      key.kind = e->sh.kind[ch.gpu[0]];
-      key.amount = ch.gpus;
-      for (uint32_t j = 0; j < ch.gpus; ++j)
-        memo = memo && e->sh.kind[ch.gpu[j]] == key.kind &&
-               before.gpus[ch.gpu[j]].shares == 0;
-    }
-    if (memo && have_last && key == last_key) {
-      out[i] = last;
-      continue;
-    }
-    cache::memo* m = memo ? &c.slot(e->state, key) : nullptr;
-    if (m != nullptr && m->epoch == c.epoch && m->state == e->state && m->key == key) {
-      out[i] = mode_ == fgd_score::gradient ? m->gradient : m->score;
-      last_key = key;
-      last = out[i];
-      have_last = true;
-      continue;
-    }
-    double g = c.gradient(e->sh, se, before, ch);
+  if (mode_ == fgd_score::gradient) {
+    cache_->score(
+        spec, before, b, candidates, out,
+        [](const detail::fragmentation_cache::effect& fx) { return fx.fragmentation; });
+  } else {
     // fgd_score.go: int64(sigmoid((before - after) / 1000) * MaxNodeScore),
     // higher better; negated here so that lower is better.
-    double s = -std::floor(100.0 / (1.0 + std::exp(g / 1000.0)));
-    out[i] = mode_ == fgd_score::gradient ? g : s;
-    if (m != nullptr) {
-      *m = {e->state, c.epoch, key, g, s};
-      last_key = key;
-      last = out[i];
-      have_last = true;
-    }
+    cache_->score(spec, before, b, candidates, out,
+                  [](const detail::fragmentation_cache::effect& fx) {
+                    return -std::floor(100.0 /
+                                       (1.0 + std::exp(fx.fragmentation / 1000.0)));
+                  });
   }
 }
 
@@ -653,10 +811,7 @@ double fgd_scorer::gradient(const node_spec& spec, const node_state& before,
                             const bundle& b, const bundle_placement& candidate) const {
   TROUPE_ASSERT(b.mig_profile.empty(),
                 "fgd_scorer::gradient: not defined for MIG bundles");
-  change ch;
-  if (!describe(spec, before, b, candidate, ch)) return inf;
-  const auto& e = cache_->view(candidate.node, spec, before, mix_);
-  return cache_->gradient(e.sh, cache_->states[e.state], before, ch);
+  return cache_->effect_of(spec, before, b, candidate).fragmentation;
 }
 
 double fgd_scorer::score(const node_spec& spec, const node_state& before, const bundle& b,
@@ -665,6 +820,57 @@ double fgd_scorer::score(const node_spec& spec, const node_state& before, const 
   score_node(spec, before, b, std::span<const bundle_placement>{&candidate, 1},
              std::span<double>{&out, 1});
   return out;
+}
+
+troupe_scorer::troupe_scorer(const cluster_state& st, workload_mix mix,
+                             workload_mix capacity_mix, double capacity_weight)
+    : st_(st), mix_(std::move(mix)), capacity_mix_(std::move(capacity_mix)),
+      capacity_weight_(capacity_weight) {
+  for (const auto* m : {&mix_, &capacity_mix_}) {
+    auto v = m->validate();
+    TROUPE_ASSERT(v.ok(), v.ok() ? "" : v.err().message().c_str());
+  }
+  TROUPE_ASSERT(std::isfinite(capacity_weight_) && capacity_weight_ >= 0,
+                "troupe_scorer: capacity weight must be finite and >= 0");
+  cache_ = std::make_unique<detail::fragmentation_cache>(mix_, &capacity_mix_,
+                                                         st_.node_count());
+}
+
+troupe_scorer::troupe_scorer(const cluster_state& st, workload_mix mix)
+    : troupe_scorer(st, mix, mix) {}
+
+troupe_scorer::~troupe_scorer() = default;
+
+void troupe_scorer::score_node(const node_spec& spec, const node_state& before,
+                               const bundle& b,
+                               std::span<const bundle_placement> candidates,
+                               std::span<double> out) const {
+  if (!b.mig_profile.empty()) {
+    mig_fallback_.score_node(spec, before, b, candidates, out);
+    return;
+  }
+  const double w = capacity_weight_;
+  cache_->score(spec, before, b, candidates, out,
+                [w](const detail::fragmentation_cache::effect& fx) {
+                  return fx.fragmentation + w * fx.capacity;
+                });
+}
+
+double troupe_scorer::score(const node_spec& spec, const node_state& before,
+                            const bundle& b, const bundle_placement& candidate) const {
+  double out = 0;
+  score_node(spec, before, b, std::span<const bundle_placement>{&candidate, 1},
+             std::span<double>{&out, 1});
+  return out;
+}
+
+std::pair<double, double> troupe_scorer::effect(const node_spec& spec,
+                                                const node_state& before, const bundle& b,
+                                                const bundle_placement& candidate) const {
+  TROUPE_ASSERT(b.mig_profile.empty(),
+                "troupe_scorer::effect: not defined for MIG bundles");
+  auto fx = cache_->effect_of(spec, before, b, candidate);
+  return {fx.fragmentation, fx.capacity};
 }
 
 random_scorer::random_scorer(const cluster_state& st, uint64_t seed)

@@ -15,6 +15,31 @@
 #include <nlohmann/json.hpp>
 
 namespace troupe::placement {
+
+const char* to_string(scorer_kind k) noexcept {
+  switch (k) {
+  case scorer_kind::best_fit:
+    return "best_fit";
+  case scorer_kind::fgd:
+    return "fgd";
+  case scorer_kind::fgd_simulator:
+    return "fgd_simulator";
+  case scorer_kind::troupe:
+    return "troupe";
+  }
+  return "?";
+}
+
+result<scorer_kind> parse_scorer_kind(std::string_view s) {
+  for (auto k : {scorer_kind::best_fit, scorer_kind::fgd, scorer_kind::fgd_simulator,
+                 scorer_kind::troupe})
+    if (s == to_string(k)) return k;
+  return error{
+      errc::invalid_argument,
+      "placement.scorer: expected one of best_fit|fgd|fgd_simulator|troupe, got \"" +
+          std::string(s) + "\""};
+}
+
 namespace {
 
 using tick_atom = caf::atom_constant<caf::atom("pl_tick")>;
@@ -39,13 +64,16 @@ public:
         log_(logging::get("placement")) {
     bool have_mix = !cfg_.expected_mix.classes.empty();
     if (cfg_.scorer != scorer_kind::best_fit && !have_mix)
-      log_->warn("placement: FGD needs an expected workload mix; using best fit");
+      log_->warn("placement: scorer {} needs an expected workload mix; using best fit",
+                 to_string(cfg_.scorer));
     else if (cfg_.scorer == scorer_kind::fgd)
       scorer_ =
           std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::gradient);
     else if (cfg_.scorer == scorer_kind::fgd_simulator)
       scorer_ =
           std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::simulator);
+    else if (cfg_.scorer == scorer_kind::troupe)
+      scorer_ = std::make_unique<troupe_scorer>(state_, cfg_.expected_mix);
     placer_ = placer{scorer_.get()};
   }
 

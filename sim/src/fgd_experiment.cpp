@@ -33,9 +33,16 @@ uint64_t stream_seed(uint64_t seed, uint64_t stream) {
   return splitmix64(s);
 }
 
+/// The target workloads of the policies.
+struct mixes {
+  pl::workload_mix typical;  ///< M, for FGD and the report
+  pl::workload_mix capacity; ///< M', for troupe's capacity term
+};
+
 std::unique_ptr<pl::scorer> make_scorer(const std::string& policy,
-                                        const pl::cluster_state& st,
-                                        const pl::workload_mix& mix, uint64_t seed) {
+                                        const pl::cluster_state& st, const mixes& m,
+                                        const fgd_experiment_config& cfg, uint64_t seed) {
+  const auto& mix = m.typical;
   if (policy == "random")
     return std::make_unique<pl::random_scorer>(st, stream_seed(seed, 2));
   if (policy == "bestfit")
@@ -48,8 +55,9 @@ std::unique_ptr<pl::scorer> make_scorer(const std::string& policy,
     return std::make_unique<pl::fgd_scorer>(st, mix, pl::fgd_score::simulator);
   if (policy == "fgd_gradient")
     return std::make_unique<pl::fgd_scorer>(st, mix, pl::fgd_score::gradient);
-  if (policy == "troupe") // TODO: troupe_scorer
-    return std::make_unique<pl::fgd_scorer>(st, mix, pl::fgd_score::simulator);
+  if (policy == "troupe")
+    return std::make_unique<pl::troupe_scorer>(st, mix, m.capacity,
+                                               cfg.troupe_capacity_weight);
   if (policy == "best_fit") return std::make_unique<pl::best_fit_scorer>();
   return nullptr;
 }
@@ -138,9 +146,12 @@ pl::cluster_topology permute_nodes(const pl::cluster_topology& topology,
   return t;
 }
 
-/// Sums of the figures over the records that fall on one x.
+/// Sums of the figures over the records that fall on one x. Allocation is
+/// summed in milli-GPU, exactly, so that equal allocations give equal means
+/// and the curve is monotone to the last bit.
 struct bucket {
-  double alloc = 0, frag = 0, rate = 0;
+  uint64_t alloc = 0;
+  double frag = 0, rate = 0;
   uint64_t count = 0;
   void add(const bucket& o) {
     alloc += o.alloc;
@@ -153,10 +164,13 @@ struct bucket {
 /// Runs one policy on one seed's arrivals.
 fgd_run run_one(const std::string& policy, uint64_t seed,
                 const pl::cluster_topology& topology, const std::vector<pod>& pool,
-                const std::vector<uint32_t>& arrivals, const pl::workload_mix& mix,
-                double demand_ratio, const std::function<void(uint64_t)>& tick) {
+                const std::vector<uint32_t>& arrivals, const mixes& m,
+                const fgd_experiment_config& cfg,
+                const std::function<void(uint64_t)>& tick) {
+  const auto& mix = m.typical;
+  const double demand_ratio = cfg.demand_ratio;
   pl::cluster_state st{topology};
-  auto sc = make_scorer(policy, st, mix, seed);
+  auto sc = make_scorer(policy, st, m, cfg, seed);
   TROUPE_ASSERT(sc != nullptr, "fgd experiment: policy checked before the runs");
   pl::placer placer{sc.get()};
   fragmentation_tracker frag{st, mix};
@@ -171,7 +185,7 @@ fgd_run run_one(const std::string& policy, uint64_t seed,
     double f = frag.fragmentation();
     uint64_t free = frag.free_milli();
     auto& b = buckets[x];
-    b.alloc += 100.0 * static_cast<double>(st.allocated_gpu_milli()) / capacity;
+    b.alloc += st.allocated_gpu_milli();
     b.frag += 100.0 * f / capacity;
     b.rate += free > 0 ? 100.0 * f / static_cast<double>(free) : 0.0;
     b.count += 1;
@@ -206,12 +220,13 @@ fgd_run run_one(const std::string& policy, uint64_t seed,
       if (b.count == 0) continue;
     }
     auto n = static_cast<double>(b.count);
+    const double alloc = 100.0 * static_cast<double>(b.alloc) / (n * capacity);
     run.demand_pct.push_back(static_cast<double>(x));
-    run.alloc_pct.push_back(b.alloc / n);
+    run.alloc_pct.push_back(alloc);
     run.frag_pct.push_back(b.frag / n);
     run.frag_rate_pct.push_back(b.rate / n);
     if (x == 100) {
-      run.alloc_at_100 = b.alloc / n;
+      run.alloc_at_100 = alloc;
       run.frag_at_100 = b.frag / n;
       run.frag_gpus_at_100 = b.frag / n * capacity / 100.0 / milli_per_gpu;
       run.frag_rate_at_100 = b.rate / n;
@@ -298,8 +313,16 @@ run_fgd_experiment(const pl::cluster_topology& topology, const trace& pods,
     bundles.push_back(p.request.bundles.front());
     pool.push_back(std::move(p));
   }
+  if (!std::isfinite(cfg.troupe_capacity_weight) || cfg.troupe_capacity_weight < 0)
+    return bad("troupe_capacity_weight must be a number >= 0, got " +
+               std::to_string(cfg.troupe_capacity_weight));
   auto mix = pl::typical_workload_mix(bundles, cfg.mix);
   if (!mix) return mix.err();
+  auto cap_opt = cfg.mix;
+  cap_opt.popularity = cfg.troupe_capacity_popularity;
+  auto cap = pl::typical_workload_mix(bundles, cap_opt);
+  if (!cap) return cap.err();
+  const mixes m{*mix, *cap};
 
   fgd_experiment_result out;
   out.config = cfg;
@@ -332,7 +355,7 @@ run_fgd_experiment(const pl::cluster_topology& topology, const trace& pods,
     for (size_t s = 0; s < cfg.seeds.size(); ++s)
       out.runs.push_back(run_one(policy, cfg.seeds[s],
                                  cfg.shuffle_nodes ? orders[s] : topology, pool,
-                                 arrivals[s], *mix, cfg.demand_ratio, tick));
+                                 arrivals[s], m, cfg, tick));
   return out;
 }
 

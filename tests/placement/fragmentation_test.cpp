@@ -195,6 +195,22 @@ double reference_score(const cluster_state& st, const workload_mix& mix, fgd_sco
   return -std::floor(100.0 / (1.0 + std::exp(g / 1000.0)));
 }
 
+/// troupe_scorer's two terms computed straightforwardly: the increase of
+/// F_n(M) and the decrease of H_n(M') on a copy.
+std::pair<double, double> reference_effect(const cluster_state& st,
+                                           const workload_mix& mix,
+                                           const workload_mix& capacity_mix,
+                                           const node_spec& spec,
+                                           const node_state& before, const bundle& b,
+                                           const bundle_placement& candidate) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  node_state after = before;
+  if (!st.apply_to(after, spec, b, candidate).ok()) return {inf, inf};
+  return {node_fragmentation(spec, after, mix) - node_fragmentation(spec, before, mix),
+          node_capacity(spec, before, capacity_mix) -
+              node_capacity(spec, after, capacity_mix)};
+}
+
 /// The uncached FGD scorer, for comparing decisions.
 class reference_fgd final : public scorer {
 public:
@@ -665,6 +681,52 @@ TEST_SUITE("fragmentation") {
     CHECK(grad_ge_random >= most);
   }
 
+  TEST_CASE("class capacity counts the tasks a node could still take, by GPU slots and "
+            "CPU") {
+    auto n = make_node("n", 5, 64000);
+    n.gpus[4].sharing = gpu_sharing::time_sliced;
+    n.gpus[4].time_slice_replicas = 2;
+    // GPU 0: 700 free; 1: taken whole; 2: free; 3: 400 free; 4: time-sliced,
+    // 800 free, 1 of 2 slices used. 24 cores free.
+    auto ns = state_with({300, 1000, 0, 600, 200}, 40000);
+    CHECK(class_capacity(n, ns, whole(1, 8000)) == 1);   // one free whole GPU
+    CHECK(class_capacity(n, ns, whole(2, 1000)) == 0);   // not two of them
+    CHECK(class_capacity(n, ns, share(300, 4000)) == 6); // 2 + 3 + 1 + min(2, 1 slice)
+    CHECK(class_capacity(n, ns, share(300, 5000)) == 4); // 24 cores / 5
+    CHECK(class_capacity(n, ns, share(300, 0)) == 7);    // no CPU asked
+    CHECK(class_capacity(n, ns, cpu_only(1000)) == 0);
+    auto t4 = share(300, 4000);
+    t4.gpu_models = {"T4"};
+    CHECK(class_capacity(n, ns, t4) == 0);
+    workload_mix m{{whole(1, 8000, 0.5), share(300, 4000, 0.4), cpu_only(1000, 0.1)}};
+    CHECK(node_capacity(n, ns, m) == doctest::Approx(0.5 * 1000 * 1 + 0.4 * 300 * 6));
+  }
+
+  TEST_CASE("troupe's capacity term sends a CPU-only task where its CPU strands no GPU") {
+    // n0: 8 GPUs and 96 cores; n1: 2 GPUs and 104 cores; 1-GPU tasks of 12
+    // cores. A 20-core CPU-only task leaves both nodes able to host the next
+    // GPU task: the FGD gradient is 0 on both and the tie goes to n0, where
+    // the CPU for 2 of its 8 GPUs is then gone. On n1 no GPU loses its CPU.
+    cluster_state st{topo({make_node("n0", 8, 96000), make_node("n1", 2, 104000)})};
+    workload_mix m{{whole(1, 12000)}};
+    auto b = make_bundle(0, 0, 20000);
+    CHECK(pick(st, fgd_scorer{st, m}, b).first == 0);
+    troupe_scorer ours{st, m};
+    CHECK(pick(st, ours, b).first == 1);
+    bundle_placement c;
+    c.node = node_id{0};
+    c.cpu_milli = 20000;
+    auto fx = ours.effect(st.spec(node_id{0}), st.state(node_id{0}), b, c);
+    CHECK(fx.first == 0);
+    CHECK(fx.second == doctest::Approx(2 * 1000)); // 8 -> 6 tasks of 1000 milli
+    c.node = node_id{1};
+    CHECK(ours.effect(st.spec(node_id{1}), st.state(node_id{1}), b, c) ==
+          std::pair<double, double>{0, 0});
+    // A GPU task still goes where FGD sends it: the gradient dominates.
+    auto g = make_bundle(0, 500, 2000);
+    CHECK(pick(st, ours, g) == pick(st, fgd_scorer{st, m}, g));
+  }
+
   TEST_CASE("the cached FGD gradient is the recomputed one, bit for bit, on random "
             "states") {
     // Nodes of 1-8 GPUs of two models, some time-sliced or MIG; states made
@@ -719,8 +781,14 @@ TEST_SUITE("fragmentation") {
       if (pick_from(4) == 0) b.gpu_models = {models[pick_from(2)]};
       return b;
     };
+    // The capacity mix: other classes, some the same.
+    workload_mix cap{{whole(1, 4000, 0.3), whole(4, 30000, 0.1), share(250, 2000, 0.2),
+                      cpu_only(8000, 0.1), share(460, 12000, 0.2)}};
+    cap.classes.push_back(whole(2, 0, 0.1));
+    cap.classes.back().gpu_models = {"A10"};
     for (auto mode : {fgd_score::gradient, fgd_score::simulator}) {
       fgd_scorer fgd{st, mix, mode};
+      troupe_scorer ours{st, mix, cap, 0.3};
       size_t compared = 0, infinite = 0;
       for (int round = 0; round < 400; ++round) {
         node_id n{static_cast<uint32_t>(pick_from(nodes.size()))};
@@ -745,9 +813,14 @@ TEST_SUITE("fragmentation") {
           for (uint32_t g = 0; g < b.gpus; ++g)
             odd.gpus.push_back(static_cast<uint32_t>(pick_from(10)));
           cands.push_back(odd);
-          std::vector<double> batch(cands.size());
+          std::vector<double> batch(cands.size()), ours_batch(cands.size());
           fgd.score_node(spec, ns, b, cands, batch);
+          ours.score_node(spec, ns, b, cands, ours_batch);
           for (size_t c = 0; c < cands.size(); ++c) {
+            auto fx = reference_effect(st, mix, cap, spec, ns, b, cands[c]);
+            CHECK(ours.effect(spec, ns, b, cands[c]) == fx);
+            CHECK(ours_batch[c] == fx.first + 0.3 * fx.second);
+            CHECK(ours.score(spec, ns, b, cands[c]) == fx.first + 0.3 * fx.second);
             double want = reference_score(st, mix, mode, spec, ns, b, cands[c]);
             double got = fgd.score(spec, ns, b, cands[c]);
             CHECK(got == want);

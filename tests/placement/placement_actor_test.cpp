@@ -167,6 +167,51 @@ TEST_SUITE("placement actor with FGD") {
   }
 }
 
+TEST_SUITE("placement actor with troupe's scorer") {
+  TEST_CASE("the scorer setting names every scorer kind and rejects others") {
+    for (auto k : {scorer_kind::best_fit, scorer_kind::fgd, scorer_kind::fgd_simulator,
+                   scorer_kind::troupe}) {
+      auto back = parse_scorer_kind(to_string(k));
+      REQUIRE(back.ok());
+      CHECK(*back == k);
+    }
+    auto bad = parse_scorer_kind("fgdd");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.err().message().find("best_fit|fgd|fgd_simulator|troupe") !=
+          std::string::npos);
+    CHECK(bad.err().message().find("\"fgdd\"") != std::string::npos);
+  }
+
+  TEST_CASE("a placement actor with troupe's scorer places work and reports "
+            "fragmentation") {
+    auto n = make_node();
+    auto cfg = small_cluster();
+    cfg.scorer = *parse_scorer_kind("troupe");
+    workload_class whole;
+    whole.gpus = 1;
+    whole.cpu_milli = 4000;
+    whole.weight = 0.5;
+    workload_class half;
+    half.gpu_milli = 500;
+    half.weight = 0.5;
+    cfg.expected_mix.classes = {whole, half};
+    auto pa = n->adopt(spawn_placement_actor(n->system(), cfg));
+    gang_request share;
+    share.tenant = "acme";
+    bundle b;
+    b.gpu_milli = 300;
+    share.bundles.push_back(b);
+    auto a = ask<uint64_t>(*n, pa, submit_atom::value, encode(share));
+    auto c = ask<uint64_t>(*n, pa, submit_atom::value, request_json(2, strategy::pack));
+    CHECK(ask<std::string>(*n, pa, why_atom::value, a).rfind("running as", 0) == 0);
+    CHECK(ask<std::string>(*n, pa, why_atom::value, c).rfind("running as", 0) == 0);
+    auto text = n->metrics().expose();
+    CHECK(text.find("troupe_placement_placed_total 2") != std::string::npos);
+    CHECK(text.find("troupe_placement_allocated_gpu_milli 2300") != std::string::npos);
+    CHECK(text.find("troupe_placement_fragmentation_rate ") != std::string::npos);
+  }
+}
+
 TEST_SUITE("placement codec") {
   TEST_CASE("requests and allocations round-trip through JSON") {
     gang_request r;

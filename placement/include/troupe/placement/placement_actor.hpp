@@ -34,6 +34,7 @@
 
 #include <caf/fwd.hpp>
 #include <string>
+#include <string_view>
 
 namespace troupe::placement {
 
@@ -51,7 +52,14 @@ enum class scorer_kind : uint8_t {
   best_fit,      ///< troupe's best fit (default)
   fgd,           ///< fragmentation gradient descent, exact gradient
   fgd_simulator, ///< FGD with the paper simulator's integer score
+  troupe,        ///< troupe_scorer: the FGD gradient plus the capacity term
 };
+
+/// "best_fit" | "fgd" | "fgd_simulator" | "troupe".
+const char* to_string(scorer_kind k) noexcept;
+/// Parses the names `to_string` gives; invalid_argument listing them
+/// otherwise (for the `placement.scorer` setting).
+[[nodiscard]] result<scorer_kind> parse_scorer_kind(std::string_view s);
 
 struct placement_actor_config {
   cluster_topology topology;
@@ -59,9 +67,10 @@ struct placement_actor_config {
   std::string store_path; ///< empty: nothing persisted
   duration schedule_interval = std::chrono::seconds{1};
   scorer_kind scorer = scorer_kind::best_fit;
-  /// The expected workload for FGD and for the fragmentation metric
-  /// (`troupe_placement_fragmentation_rate`); FGD without a mix falls back
-  /// to best fit with a warning.
+  /// The expected workload for FGD and troupe's scorer (both of its
+  /// measures) and for the fragmentation metric
+  /// (`troupe_placement_fragmentation_rate`); FGD or troupe without a mix
+  /// falls back to best fit with a warning.
   workload_mix expected_mix;
 };
 

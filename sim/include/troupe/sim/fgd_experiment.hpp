@@ -50,7 +50,9 @@
 /// - `bestfit`: `paper_best_fit_scorer` with the simulator's integer score
 ///   (best_fit_score.go) and best-fit GPU choice.
 /// - `fgd`: `fgd_scorer` with the simulator's integer score (fgd_score.go).
-/// - `troupe`: troupe's own policy, `troupe_scorer` (fragmentation.hpp).
+/// - `troupe`: troupe's own policy, `troupe_scorer` (fragmentation.hpp): the
+///   FGD gradient against M plus a capacity term against the mix of every
+///   class of the trace (`troupe_capacity_popularity`).
 /// - `fgd_gradient`, `bestfit_exact`, `best_fit`: the exact FGD gradient,
 ///   the paper's BestFit without the integer rounding, and troupe's
 ///   default best fit, for comparison.
@@ -89,6 +91,11 @@ struct fgd_experiment_config {
   /// popularity, CPU-only pods included).
   placement::typical_mix_options mix;
   arrival_model arrivals = arrival_model::simulator;
+  /// troupe's policy: the popularity threshold of the capacity mix M' (1:
+  /// every class of the trace) and the weight of its term
+  /// (`troupe_scorer`).
+  double troupe_capacity_popularity = 1.0;
+  double troupe_capacity_weight = placement::troupe_scorer::default_capacity_weight;
   /// Permute the nodes with the seed (the simulator's random node names).
   bool shuffle_nodes = true;
 };
@@ -101,10 +108,12 @@ struct fgd_run {
   uint64_t failed = 0;              ///< pods that found no room
   uint64_t arrived_gpu_milli = 0;   ///< GPU milli requested by all arrivals
   uint64_t allocated_gpu_milli = 0; ///< GPU milli allocated at the end
-  double alloc_at_100 = 0;          ///< % of GPUs allocated at 100% arrived demand
-  double frag_at_100 = 0;           ///< fragmented GPUs there, % of the cluster's GPUs
-  double frag_gpus_at_100 = 0;      ///< the same in GPUs
-  double frag_rate_at_100 = 0;      ///< fragmented share of the free GPUs there, %
+  /// The figures at x = 100 (0 when the curve has no point there: a small
+  /// cluster whose pods jump over 99-101%).
+  double alloc_at_100 = 0;     ///< % of GPUs allocated at 100% arrived demand
+  double frag_at_100 = 0;      ///< fragmented GPUs there, % of the cluster's GPUs
+  double frag_gpus_at_100 = 0; ///< the same in GPUs
+  double frag_rate_at_100 = 0; ///< fragmented share of the free GPUs there, %
   /// The curves over arrived demand: x in percent of capacity (0, 1, ...,
   /// with gaps where no record falls), and at each x the allocated GPUs,
   /// the fragmented GPUs (both % of the cluster's GPUs) and the

@@ -20,22 +20,7 @@ namespace {
 using namespace troupe;
 
 void print_table(const sim::summary_table& t) {
-  std::vector<size_t> w(t.columns.size(), 0);
-  for (size_t c = 0; c < t.columns.size(); ++c)
-    w[c] = t.columns[c].size();
-  for (const auto& r : t.rows)
-    for (size_t c = 0; c < r.size(); ++c)
-      w[c] = std::max(w[c], r[c].size());
-  std::printf("%s\n", t.title.c_str());
-  auto line = [&](const std::vector<std::string>& cells) {
-    for (size_t c = 0; c < cells.size(); ++c)
-      std::printf(c == 0 ? "%-*s" : "  %*s", static_cast<int>(w[c]), cells[c].c_str());
-    std::printf("\n");
-  };
-  line(t.columns);
-  for (const auto& r : t.rows)
-    line(r);
-  std::printf("\n");
+  std::printf("%s\n", sim::render_table(t).c_str());
 }
 
 std::vector<std::string> split(std::string_view s) {

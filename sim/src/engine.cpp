@@ -240,6 +240,8 @@ private:
   void sample();
   void account(time_point to);
   bool never_fits(const pl::gang_request& r);
+  /// Jobs with a bundle on node `n` (allocation order).
+  std::vector<uint32_t> jobs_on_node(uint32_t n) const;
   void finished_one() {
     ++finished_;
     if (progress_ && (finished_ % 1024 == 0 || finished_ == jobs_.size()))
@@ -284,6 +286,17 @@ private:
   sim_summary sum_;
   sim_series ser_;
 };
+
+std::vector<uint32_t> engine::jobs_on_node(uint32_t n) const {
+  std::vector<uint32_t> out;
+  for (const auto& [id, a] : st_.allocations())
+    for (const auto& b : a.plan.bundles)
+      if (b.node.value() == n) {
+        out.push_back(job_of_alloc_.at(id));
+        break;
+      }
+  return out;
+}
 
 bool engine::never_fits(const pl::gang_request& r) {
   for (auto& [req, nf] : fits_cache_)
@@ -481,13 +494,7 @@ void engine::handle(const event& e) {
   case event_kind::node_fail: {
     ++sum_.node_failures;
     // Kill every job with a bundle on the node.
-    std::vector<uint32_t> victims;
-    for (const auto& [id, a] : st_.allocations())
-      for (const auto& b : a.plan.bundles)
-        if (b.node.value() == idx) {
-          victims.push_back(job_of_alloc_.at(id));
-          break;
-        }
+    auto victims = jobs_on_node(idx);
     for (auto j : victims) {
       ++records_[j].failures;
       evict(j, duration{0}, false);
@@ -503,13 +510,7 @@ void engine::handle(const event& e) {
     break;
   case event_kind::spot_notice: {
     node_down(idx, node_noticed);
-    std::vector<uint32_t> victims;
-    for (const auto& [id, a] : st_.allocations())
-      for (const auto& b : a.plan.bundles)
-        if (b.node.value() == idx) {
-          victims.push_back(job_of_alloc_.at(id));
-          break;
-        }
+    auto victims = jobs_on_node(idx);
     for (auto j : victims)
       if (jobs_[j].phase == job_phase::running) {
         ++records_[j].failures;
@@ -521,13 +522,7 @@ void engine::handle(const event& e) {
   case event_kind::spot_reclaim: {
     ++sum_.spot_reclaims;
     // Anything still on the node (an eviction that did not finish) dies now.
-    std::vector<uint32_t> victims;
-    for (const auto& [id, a] : st_.allocations())
-      for (const auto& b : a.plan.bundles)
-        if (b.node.value() == idx) {
-          victims.push_back(job_of_alloc_.at(id));
-          break;
-        }
+    auto victims = jobs_on_node(idx);
     for (auto j : victims) {
       release(j);
       enqueue(j);

@@ -2,6 +2,7 @@
 /// renders them).
 #include "troupe/sim/engine.hpp"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace troupe::sim {
@@ -40,7 +41,42 @@ summary_table compare_table(const std::vector<sim_result>& results, std::string 
   return t;
 }
 
+namespace {
+
+std::vector<chart> charts_of(const std::vector<sim_result>& results);
+
+} // namespace
+
 std::vector<chart> compare_charts(const std::vector<sim_result>& results) {
+  // Runs with labels (e.g. one per virtual cluster) get one set of charts
+  // per label, so a chart compares the policies on one cluster.
+  std::vector<std::string> labels;
+  for (const auto& r : results)
+    if (std::find(labels.begin(), labels.end(), r.label) == labels.end())
+      labels.push_back(r.label);
+  if (labels.size() <= 1) return charts_of(results);
+  std::vector<chart> out;
+  for (const auto& label : labels) {
+    std::vector<sim_result> group;
+    for (const auto& r : results)
+      if (r.label == label) {
+        sim_result copy;
+        copy.policy = r.policy;
+        copy.series = r.series;
+        group.push_back(std::move(copy));
+      }
+    for (auto& c : charts_of(group)) {
+      c.id += "_" + label;
+      c.title += " (" + label + ")";
+      out.push_back(std::move(c));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::vector<chart> charts_of(const std::vector<sim_result>& results) {
   auto name = [](const sim_result& r) {
     return r.label.empty() ? r.policy : r.label + " " + r.policy;
   };
@@ -87,6 +123,8 @@ std::vector<chart> compare_charts(const std::vector<sim_result>& results) {
                        &sim_series::nodes_down, 0));
   return out;
 }
+
+} // namespace
 
 std::string results_json(const std::vector<sim_result>& results) {
   nlohmann::ordered_json arr = nlohmann::ordered_json::array();

@@ -323,6 +323,19 @@ TEST_CASE("reports are byte-identical for the same inputs and seed") {
   auto charts = compare_charts(all);
   REQUIRE(!charts.empty());
   CHECK(charts[0].lines.size() == 3);
+  // Labelled runs (one per cluster) get one set of charts per label.
+  auto labelled = all;
+  labelled[0].label = "vc1";
+  labelled[1].label = "vc1";
+  labelled[2].label = "vc2";
+  auto per_label = compare_charts(labelled);
+  REQUIRE(per_label.size() >= 2);
+  CHECK(per_label[0].id == "allocation_vc1");
+  CHECK(per_label[0].lines.size() == 2);
+  CHECK(per_label[0].lines[0].name == "fifo");
+  CHECK(std::any_of(per_label.begin(), per_label.end(), [](const chart& c) {
+    return c.id == "queue_vc2" && c.lines.size() == 1;
+  }));
   // SJF never has a worse mean queueing delay than FIFO on this load.
   CHECK(all[1].summary.queue_mean_s <= all[0].summary.queue_mean_s);
 }

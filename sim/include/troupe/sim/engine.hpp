@@ -172,7 +172,9 @@ using progress_fn = std::function<void(uint64_t, uint64_t)>;
 /// mean/median/p99 (hours), utilisation, preemptions, failures, lost GPU-h.
 summary_table compare_table(const std::vector<sim_result>& results, std::string title);
 /// Allocation, queue length, running jobs, nodes down (and fragmentation
-/// when recorded) over time, one line per result.
+/// when recorded) over time, one line per result; when the results carry
+/// several labels (e.g. one per virtual cluster), one set of charts per
+/// label (ids and titles suffixed with it), one line per policy.
 std::vector<chart> compare_charts(const std::vector<sim_result>& results);
 /// The results as JSON (summary of each; no per-job records).
 std::string results_json(const std::vector<sim_result>& results);

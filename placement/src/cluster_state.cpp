@@ -326,6 +326,27 @@ result<allocation> cluster_state::release(allocation_id id) {
   return a;
 }
 
+cluster_state cluster_state::without_allocations() const {
+  cluster_state c(*this, copy_without_allocations{});
+  return c;
+}
+
+cluster_state::cluster_state(const cluster_state& o, copy_without_allocations)
+    : topo_(o.topo_), summary_(o.summary_), nodes_(o.nodes_), next_id_(o.next_id_),
+      total_gpu_milli_(o.total_gpu_milli_), allocated_gpu_milli_(o.allocated_gpu_milli_),
+      tenant_units_(o.tenant_units_), nodes_by_free_whole_(o.nodes_by_free_whole_),
+      latest_start_(o.latest_start_) {}
+
+void cluster_state::release_copy_of(const allocation& a) {
+  int64_t units = 0;
+  for (auto& p : a.plan.bundles) {
+    unapply_live(p);
+    allocated_gpu_milli_ -= gpu_milli_of(p);
+    units += gpu_units(p);
+  }
+  add_units(a.request.tenant, -units);
+}
+
 result<allocation> cluster_state::shrink(allocation_id id, uint32_t new_bundle_count) {
   auto it = allocs_.find(id);
   if (it == allocs_.end())

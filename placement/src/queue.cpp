@@ -331,14 +331,15 @@ std::optional<head_info> reserve(const cluster_state& st, const placer& p,
   });
   // TODO(perf): one placer call per distinct end time; a binary search
   // would do if the placer were monotone in released capacity.
-  cluster_state copy = st;
+  cluster_state copy = st.without_allocations();
   const double need = required_gpu_equivalent(st, r) * 1000.0;
   for (size_t i = 0; i < ends.size();) {
     size_t j = i;
     while (j < ends.size() && ends[j].known == ends[i].known &&
            ends[j].end == ends[i].end) {
-      auto rel = copy.release(ends[j].id);
-      TROUPE_ASSERT(rel.ok(), "reservation: allocation vanished from the copy");
+      const allocation* a = st.find(ends[j].id);
+      TROUPE_ASSERT(a != nullptr, "reservation: allocation vanished");
+      copy.release_copy_of(*a);
       ++j;
     }
     if (need > free_gpu_milli(copy) + 1e-6) { // cannot fit yet: no placer call

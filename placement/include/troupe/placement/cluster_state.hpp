@@ -91,6 +91,16 @@ public:
   /// survives preemption). not_found if unknown; a time earlier than the
   /// recorded one is ignored.
   [[nodiscard]] result<void> update_checkpoint(allocation_id id, time_point at);
+  /// A what-if copy for projections: the same usage and counters, but no
+  /// allocation table (cheap to make with thousands of allocations). Free
+  /// the capacity of this state's allocations in it with
+  /// `release_copy_of`; `commit`, `release` of its own commits and the
+  /// placer work on it as usual. `allocations()` lists only its own
+  /// commits, so `check_invariants` does not hold for it.
+  cluster_state without_allocations() const;
+  /// In a state from `without_allocations`: frees the capacity `a` (an
+  /// allocation of the state it was made from) holds.
+  void release_copy_of(const allocation& a);
   /// Marks a node (un)schedulable; running allocations stay.
   void set_schedulable(node_id n, bool schedulable);
 
@@ -134,6 +144,8 @@ public:
                                       const bundle& b, const bundle_placement& p) const;
 
 private:
+  struct copy_without_allocations {};
+  cluster_state(const cluster_state& o, copy_without_allocations);
   /// Checks eligibility and capacity of `bundles` (placements for `req`) on
   /// copies of the nodes they touch, collected in `scratch`.
   [[nodiscard]] result<void> stage(const gang_request& req,

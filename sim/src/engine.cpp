@@ -24,7 +24,7 @@ const std::vector<std::string>& known_disciplines() {
 
 const std::vector<std::string>& known_scorers() {
   static const std::vector<std::string> names{"bestfit", "paper-bestfit", "fgd",
-                                              "fgd-sim", "random"};
+                                              "fgd-sim", "troupe",        "random"};
   return names;
 }
 
@@ -79,6 +79,12 @@ result<std::unique_ptr<pl::scorer>> make_scorer(std::string_view name,
     return std::unique_ptr<pl::scorer>(new pl::paper_best_fit_scorer());
   if (name == "random")
     return std::unique_ptr<pl::scorer>(new pl::random_scorer(st, seed));
+  if (name == "troupe") {
+    if (mix == nullptr || mix->classes.empty())
+      return error{errc::invalid_argument, "scorer \"troupe\" needs a workload mix"};
+    if (auto v = mix->validate(); !v) return v.err();
+    return std::unique_ptr<pl::scorer>(new pl::troupe_scorer(st, *mix));
+  }
   if (name == "fgd" || name == "fgd-sim") {
     if (mix == nullptr || mix->classes.empty())
       return error{errc::invalid_argument,
@@ -242,8 +248,9 @@ private:
   bool never_fits(const pl::gang_request& r);
   /// Jobs with a bundle on node `n` (allocation order).
   std::vector<uint32_t> jobs_on_node(uint32_t n) const;
-  void finished_one() {
+  void finished_one(uint32_t j) {
     ++finished_;
+    if (jobs_[j].work.count() > 0) ++finite_done_;
     if (progress_ && (finished_ % 1024 == 0 || finished_ == jobs_.size()))
       progress_(finished_, jobs_.size());
   }
@@ -279,6 +286,7 @@ private:
   double util_integral_ = 0; // GPU-milli x seconds
   uint64_t running_ = 0;
   uint64_t finished_ = 0;
+  uint64_t finite_done_ = 0; ///< finished or rejected jobs that have a run time
   uint64_t arrivals_left_ = 0;
   uint64_t down_nodes_ = 0;        ///< failed or reclaimed
   uint64_t unavailable_nodes_ = 0; ///< any flag set (also: reclaim noticed)
@@ -339,7 +347,11 @@ result<sim_result> engine::run() {
 
   const time_point stop =
       c_.horizon.count() > 0 ? origin_ + c_.horizon : time_point::max();
-  while (!events_.empty() && finished_ < n) {
+  // Jobs with no run time never end (they hold their GPUs to the horizon);
+  // the run ends when every other job is done.
+  const uint64_t finite = static_cast<uint64_t>(std::count_if(
+      jobs_.begin(), jobs_.end(), [](const job_state& j) { return j.work.count() > 0; }));
+  while (!events_.empty() && (finite_done_ < finite || arrivals_left_ > 0)) {
     const event& top = events_.top();
     if (top.at > stop) break;
     event e = events_.pop();
@@ -542,7 +554,9 @@ void engine::handle(const event& e) {
     break;
   case event_kind::sample:
     sample();
-    if (finished_ < jobs_.size())
+    // Keep sampling while anything else is pending; alone, the sampler
+    // would keep a run that can no longer change alive forever.
+    if (finished_ < jobs_.size() && !events_.empty())
       events_.push(now() + c_.sample_interval, event_kind::sample);
     break;
   }
@@ -555,7 +569,7 @@ void engine::arrive(uint32_t j) {
   if (never_fits(js.req)) {
     js.phase = job_phase::rejected;
     records_[j].never_fits = true;
-    finished_one();
+    finished_one(j);
     return;
   }
   enqueue(j);
@@ -681,7 +695,7 @@ void engine::finish(uint32_t j) {
   js.phase = job_phase::done;
   records_[j].end = now();
   last_end_ = std::max(last_end_, now());
-  finished_one();
+  finished_one(j);
 }
 
 void engine::evict(uint32_t j, duration notice, bool) {
@@ -751,8 +765,8 @@ result<sim_result> simulate(const trace& t, const sim_config& c,
   pl::cluster_state probe(c.topology);
   std::optional<pl::workload_mix> built;
   const pl::workload_mix* mix = c.mix ? &*c.mix : nullptr;
-  bool wants_mix =
-      c.fragmentation_series || c.policy.scorer == "fgd" || c.policy.scorer == "fgd-sim";
+  bool wants_mix = c.fragmentation_series || c.policy.scorer == "fgd" ||
+                   c.policy.scorer == "fgd-sim" || c.policy.scorer == "troupe";
   if (mix == nullptr && wants_mix) {
     std::vector<pl::bundle> bundles;
     for (size_t i = 0; i < t.jobs.size(); ++i) {
@@ -765,6 +779,16 @@ result<sim_result> simulate(const trace& t, const sim_config& c,
     built = std::move(*m);
     mix = &*built;
   }
+  bool faults = c.faults.node_mtbf.count() > 0 || c.faults.spot_reclaims_per_hour > 0 ||
+                !c.faults.spot_traces.empty();
+  if (faults && c.horizon.count() == 0)
+    for (size_t i = 0; i < t.jobs.size(); ++i)
+      if (t.jobs[i].run_time.count() == 0)
+        return error{
+            errc::invalid_argument,
+            "job " + std::to_string(i) + " (" + t.jobs[i].name +
+                ") never ends (no run time) and faults are on: set a horizon, or "
+                "faults would keep the run going forever"};
   auto check = make_scorer(c.policy.scorer, probe, mix, c.seed);
   if (!check) return check.err();
   engine e(t, c, mix, progress);

@@ -266,6 +266,25 @@ TEST_CASE("spot reclaims from a trace: checkpoint within the notice loses nothin
   CHECK(late->summary.lost_gpu_hours > 0);
 }
 
+TEST_CASE("jobs that never end hold their GPUs; the run ends when the others are done") {
+  trace t;
+  t.jobs = {job("forever", 0h, 0h, 8), job("a", 1h, 2h, 8), job("b", 2h, 1h, 4)};
+  auto r = simulate(t, config(small_cluster(2, 8), "fifo"));
+  REQUIRE(r.ok());
+  CHECK(r->summary.completed == 2);
+  CHECK(r->summary.unfinished == 1);
+  CHECK(*r->jobs[1].end == at(3h));
+  CHECK(*r->jobs[2].end == at(4h)); // waits for a: the other node is held forever
+  // With faults the run would never end: a horizon is required.
+  auto c = config(small_cluster(2, 8), "fifo");
+  c.faults.node_mtbf = 100h;
+  auto bad = simulate(t, c);
+  REQUIRE(!bad.ok());
+  CHECK(bad.err().message().find("set a horizon") != std::string::npos);
+  c.horizon = 48h;
+  CHECK(simulate(t, c).ok());
+}
+
 TEST_CASE("bad configs are rejected with the field named") {
   trace t;
   t.jobs = {job("a", 0h, 1h, 1)};

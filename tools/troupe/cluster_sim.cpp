@@ -117,6 +117,7 @@ struct replay_cli {
   double restart_delay_s = 0;
   double horizon_hours = 0;
   double arrival_scale = 1.0;
+  bool fragmentation = false;
   std::string out_dir;
   bool json = false;
   bool progress = false;
@@ -176,6 +177,7 @@ struct replay_cli {
     c.checkpoints.cost = hours(ckpt_cost_s / 3600.0);
     c.checkpoints.restart_delay = hours(restart_delay_s / 3600.0);
     c.horizon = hours(horizon_hours);
+    c.fragmentation_series = fragmentation;
 
     bool bar_on = progress || (!no_progress && isatty(STDERR_FILENO) != 0);
     uint64_t total = t->jobs.size() * policies.size();
@@ -367,7 +369,7 @@ CLI::App* add_cluster_sim(CLI::App& app, std::function<int()>& run) {
   replay->src.add_options(rp);
   rp->add_option(
         "-p,--policies", replay->policies,
-        "Policies <fifo|sjf|troupe>[:<bestfit|paper-bestfit|fgd|fgd-sim|random>]")
+        "Policies <fifo|sjf|troupe>[:<bestfit|paper-bestfit|fgd|fgd-sim|troupe|random>]")
       ->delimiter(',');
   rp->add_flag("--per-vc", replay->per_vc,
                "One cluster per virtual cluster (tenant), from the trace's node list");
@@ -412,6 +414,9 @@ CLI::App* add_cluster_sim(CLI::App& app, std::function<int()>& run) {
   rp->add_option("--arrival-scale", replay->arrival_scale,
                  "Multiply submit times by this (0.25: the same jobs arrive 4x faster)")
       ->check(CLI::PositiveNumber);
+  rp->add_flag("--fragmentation", replay->fragmentation,
+               "Record GPU fragmentation over time (FGD's measure against the trace's "
+               "typical jobs; costs a scan of the cluster per sample)");
   rp->add_option("-o,--out", replay->out_dir,
                  "Directory for summary.txt/.json, series.csv and SVG charts");
   rp->add_flag("--json", replay->json, "Print the JSON summary instead of the table");

@@ -45,7 +45,8 @@ struct sim_policy {
 [[nodiscard]] result<sim_policy> parse_policy(std::string_view spec);
 const std::vector<std::string>& known_disciplines();
 /// bestfit (troupe's best fit), paper-bestfit (the FGD paper's), fgd,
-/// fgd-sim (the paper simulator's quantised FGD score), random.
+/// fgd-sim (the paper simulator's quantised FGD score), troupe
+/// (`troupe_scorer`: FGD plus node capacity), random.
 const std::vector<std::string>& known_scorers();
 
 /// Builds scorer `name` over `st` (which must outlive it). FGD scorers need

@@ -329,8 +329,8 @@ std::optional<head_info> reserve(const cluster_state& st, const placer& p,
     if (a.known != b.known) return a.known;
     return a.end < b.end;
   });
-  // TODO(perf): one placer call per distinct end time; a binary search
-  // would do if the placer were monotone in released capacity.
+  // One placer call per distinct end time once enough capacity is free (a
+  // binary search would need a placer monotone in released capacity).
   cluster_state copy = st.without_allocations();
   const double need = required_gpu_equivalent(st, r) * 1000.0;
   for (size_t i = 0; i < ends.size();) {

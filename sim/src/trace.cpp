@@ -16,8 +16,8 @@ uint32_t trace_job::bundle_count() const noexcept {
 
 result<void> scale_arrivals(trace& t, double factor) {
   if (!(factor > 0) || !std::isfinite(factor))
-    return error{errc::invalid_argument,
-                 "arrival scale must be a positive number, got " + std::to_string(factor)};
+    return error{errc::invalid_argument, "arrival scale must be a positive number, got " +
+                                             std::to_string(factor)};
   for (auto& j : t.jobs) {
     double ms = std::chrono::duration<double, std::milli>(j.submit).count() * factor;
     j.submit = std::chrono::milliseconds(std::llround(ms));

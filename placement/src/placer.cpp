@@ -1,5 +1,7 @@
 #include "troupe/placement/placer.hpp"
 
+#include "troupe/placement/preemption.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -687,6 +689,22 @@ std::optional<placement_plan> placer::find_plan(const cluster_state& st,
   if (!req.validate().ok()) return std::nullopt;
   uint32_t placed = 0;
   return place_elastic(st, req, placed);
+}
+
+bool same_shape(const gang_request& a, const gang_request& b) noexcept {
+  return a.bundles == b.bundles && a.placement_strategy == b.placement_strategy &&
+         a.spot_tolerant == b.spot_tolerant &&
+         a.require_nvlink_domain == b.require_nvlink_domain &&
+         a.min_bundles == b.min_bundles;
+}
+
+bool capacity_rules_out(const cluster_state& st, const gang_request& req) {
+  double free = static_cast<double>(st.total_gpu_milli() - st.allocated_gpu_milli());
+  if (required_gpu_equivalent(st, req) * 1000.0 > free + 1e-6) return true;
+  uint32_t largest = 0;
+  for (uint32_t i = 0; i < req.required_bundles() && i < req.bundles.size(); ++i)
+    largest = std::max(largest, req.bundles[i].gpus);
+  return largest > st.max_free_whole();
 }
 
 placement_outcome placer::place_growth(const cluster_state& st, const allocation& a,

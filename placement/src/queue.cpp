@@ -281,33 +281,13 @@ struct head_info {
   allocation_id in_projection{0}; ///< the head's allocation in `projection`
 };
 
-/// Whether two requests ask for the same thing of the placer.
-bool same_shape(const gang_request& a, const gang_request& b) {
-  return a.bundles == b.bundles && a.placement_strategy == b.placement_strategy &&
-         a.spot_tolerant == b.spot_tolerant &&
-         a.require_nvlink_domain == b.require_nvlink_domain &&
-         a.min_bundles == b.min_bundles;
-}
-
-/// Free GPU capacity of `st` (milli-GPU, unschedulable nodes included: an
-/// upper bound of what a placement can use).
-double free_gpu_milli(const cluster_state& st) {
-  return static_cast<double>(st.total_gpu_milli() - st.allocated_gpu_milli());
-}
-
-/// False when `r` certainly cannot be placed in `st` now: its required
-/// bundles need more GPU than is free, or a request of the same shape
-/// already failed in this pass.
+/// False when `r` certainly cannot be placed in `st` now: the counters rule
+/// it out, or a request of the same shape already failed in this pass.
 bool could_fit_now(const cluster_state& st, const gang_request& r,
                    const std::vector<const gang_request*>& failed) {
-  if (required_gpu_equivalent(st, r) * 1000.0 > free_gpu_milli(st) + 1e-6) return false;
-  uint32_t largest = 0;
-  for (uint32_t i = 0; i < r.required_bundles(); ++i)
-    largest = std::max(largest, r.bundles[i].gpus);
-  if (largest > st.max_free_whole()) return false;
-  for (auto* f : failed)
-    if (same_shape(*f, r)) return false;
-  return true;
+  if (capacity_rules_out(st, r)) return false;
+  return std::none_of(failed.begin(), failed.end(),
+                      [&](const gang_request* f) { return same_shape(*f, r); });
 }
 
 /// The earliest time `r` fits when the running allocations of `st` end by
@@ -332,7 +312,6 @@ std::optional<head_info> reserve(const cluster_state& st, const placer& p,
   // One placer call per distinct end time once enough capacity is free (a
   // binary search would need a placer monotone in released capacity).
   cluster_state copy = st.without_allocations();
-  const double need = required_gpu_equivalent(st, r) * 1000.0;
   for (size_t i = 0; i < ends.size();) {
     size_t j = i;
     while (j < ends.size() && ends[j].known == ends[i].known &&
@@ -342,7 +321,7 @@ std::optional<head_info> reserve(const cluster_state& st, const placer& p,
       copy.release_copy_of(*a);
       ++j;
     }
-    if (need > free_gpu_milli(copy) + 1e-6) { // cannot fit yet: no placer call
+    if (capacity_rules_out(copy, r)) { // cannot fit yet: no placer call
       i = j;
       continue;
     }

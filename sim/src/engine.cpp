@@ -158,15 +158,6 @@ duration exponential(seeded_rng& rng, duration mean) {
   return duration{static_cast<int64_t>(std::min(x, 9.0e18))};
 }
 
-/// Whether two requests ask for the same thing (so one failing to fit now
-/// means the other does too).
-bool same_shape(const pl::gang_request& a, const pl::gang_request& b) {
-  return a.bundles == b.bundles && a.placement_strategy == b.placement_strategy &&
-         a.spot_tolerant == b.spot_tolerant &&
-         a.require_nvlink_domain == b.require_nvlink_domain &&
-         a.min_bundles == b.min_bundles;
-}
-
 /// A spot trace prepared for O(1) "when does the state change next".
 struct spot_replay {
   duration tick{0};
@@ -238,7 +229,7 @@ private:
   void troupe_pass();
   void start(uint32_t j, pl::allocation_id a);
   void finish(uint32_t j);
-  void evict(uint32_t j, duration notice, bool preempted);
+  void evict(uint32_t j, duration notice);
   void release(uint32_t j);
   void node_down(uint32_t n, uint8_t why);
   void node_up(uint32_t n, uint8_t why);
@@ -308,7 +299,7 @@ std::vector<uint32_t> engine::jobs_on_node(uint32_t n) const {
 
 bool engine::never_fits(const pl::gang_request& r) {
   for (auto& [req, nf] : fits_cache_)
-    if (same_shape(*req, r)) return nf;
+    if (pl::same_shape(*req, r)) return nf;
   auto out = fit_placer_.place(empty_, r);
   bool nf = !out.plan || out.bundles_placed < r.required_bundles();
   fits_cache_.emplace_back(&r, nf);
@@ -509,7 +500,7 @@ void engine::handle(const event& e) {
     auto victims = jobs_on_node(idx);
     for (auto j : victims) {
       ++records_[j].failures;
-      evict(j, duration{0}, false);
+      evict(j, duration{0});
     }
     node_down(idx, node_failed);
     events_.push(now() + c_.faults.node_repair, event_kind::node_repair, idx);
@@ -527,7 +518,7 @@ void engine::handle(const event& e) {
       if (jobs_[j].phase == job_phase::running) {
         ++records_[j].failures;
         auto left = c_.faults.spot_notice; // the reclaim is at most this far
-        evict(j, left, false);
+        evict(j, left);
       }
     break;
   }
@@ -618,20 +609,9 @@ void engine::greedy_pass(bool stop_at_first) {
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     uint32_t j = std::get<2>(*it);
     const auto& req = jobs_[j].req;
-    bool known_fail = false;
-    for (auto* f : failed)
-      if (same_shape(*f, req)) {
-        known_fail = true;
-        break;
-      }
-    uint32_t largest = 0;
-    for (const auto& b : req.bundles)
-      largest = std::max(largest, b.gpus);
-    if (largest > st_.max_free_whole()) known_fail = true; // no node has room
-    if (!known_fail &&
-        req.gpu_equivalent() * 1000.0 <=
-            static_cast<double>(st_.total_gpu_milli() - st_.allocated_gpu_milli()) +
-                1e-6) {
+    bool known_fail = std::any_of(failed.begin(), failed.end(),
+                                  [&](const auto* f) { return pl::same_shape(*f, req); });
+    if (!known_fail && !pl::capacity_rules_out(st_, req)) {
       auto plan = placer_.find_plan(st_, req);
       if (plan) {
         auto a = st_.commit(req, std::move(*plan), now());
@@ -658,7 +638,7 @@ void engine::troupe_pass() {
     for (const auto& v : res.preemption->victims) {
       uint32_t j = job_of_alloc_.at(v.allocation);
       ++records_[j].preemptions;
-      evict(j, duration{0}, true);
+      evict(j, duration{0});
     }
   }
 }
@@ -698,7 +678,7 @@ void engine::finish(uint32_t j) {
   finished_one(j);
 }
 
-void engine::evict(uint32_t j, duration notice, bool) {
+void engine::evict(uint32_t j, duration notice) {
   auto& js = jobs_[j];
   if (js.phase != job_phase::running) return;
   auto ev = evict_segment(*js.model, js.saved, js.work, now() - js.seg_start, js.restart,

@@ -110,6 +110,17 @@ private:
   const scorer* scorer_;
 };
 
+/// Whether two requests ask the placer for the same thing (bundles,
+/// strategy, spot tolerance, NVLink rule, elastic minimum): when one does
+/// not fit a state, neither does the other.
+bool same_shape(const gang_request& a, const gang_request& b) noexcept;
+
+/// True when `req` certainly cannot be placed in `st` now, from counters
+/// alone: its required bundles need more GPU than is free (unschedulable
+/// nodes counted, so this is an upper bound), or one of them needs more
+/// whole GPUs than any node has free. False says nothing. O(bundles).
+bool capacity_rules_out(const cluster_state& st, const gang_request& req);
+
 /// Why `req` does not fit `st` now (or ever): one or more sentences with
 /// the numbers, e.g. "needs 8 GPUs in one NVLink domain; largest free
 /// domain has 6 (node n17)".

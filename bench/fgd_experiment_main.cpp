@@ -34,21 +34,6 @@ std::vector<std::string> split(std::string_view s) {
   return out;
 }
 
-std::vector<uint64_t> parse_seeds(std::string_view s) {
-  std::vector<uint64_t> out;
-  for (const auto& part : split(s)) {
-    auto dash = part.find('-');
-    if (dash == std::string::npos) {
-      out.push_back(std::stoull(part));
-    } else {
-      auto a = std::stoull(part.substr(0, dash)), b = std::stoull(part.substr(dash + 1));
-      for (auto x = a; x <= b; ++x)
-        out.push_back(x);
-    }
-  }
-  return out;
-}
-
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "bench_fgd_experiment: %s\n", what.c_str());
   std::exit(2);
@@ -67,20 +52,18 @@ int main(int argc, char** argv) {
     };
     if (a == "--traces")
       traces = value();
-    else if (a == "--seeds")
-      cfg.seeds = parse_seeds(value());
-    else if (a == "--policies")
+    else if (a == "--seeds") {
+      auto seeds = sim::parse_seed_list(value());
+      if (!seeds) die("--seeds: " + seeds.err().message());
+      cfg.seeds = *seeds;
+    } else if (a == "--policies")
       cfg.policies = split(value());
     else if (a == "--ratio")
       cfg.demand_ratio = std::stod(value());
     else if (a == "--arrivals") {
-      auto v = value();
-      if (v == "simulator")
-        cfg.arrivals = sim::arrival_model::simulator;
-      else if (v == "with_replacement")
-        cfg.arrivals = sim::arrival_model::with_replacement;
-      else
-        die("--arrivals: expected simulator or with_replacement, got " + v);
+      auto am = sim::parse_arrival_model(value());
+      if (!am) die(am.err().message());
+      cfg.arrivals = *am;
     } else if (a == "--no-shuffle-nodes")
       cfg.shuffle_nodes = false;
     else

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <memory>
 #include <numeric>
+#include <optional>
 
 namespace troupe::sim {
 
@@ -265,6 +266,49 @@ stats summarise(const std::vector<double>& v) {
 }
 
 } // namespace
+
+result<std::vector<uint64_t>> parse_seed_list(std::string_view text) {
+  auto bad = [&] {
+    return error{runtime::errc::invalid_argument,
+                 "expected a list like 42-51 or 1,2,3, got \"" + std::string(text) +
+                     "\""};
+  };
+  // A whole unsigned number, or nothing.
+  auto number = [](std::string_view s) -> std::optional<uint64_t> {
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+    return v;
+  };
+  std::vector<uint64_t> out;
+  std::string_view rest = text;
+  for (;;) {
+    auto comma = rest.find(',');
+    auto part = rest.substr(0, comma);
+    auto dash = part.find('-');
+    if (dash == std::string_view::npos) {
+      auto v = number(part);
+      if (!v) return bad();
+      out.push_back(*v);
+    } else {
+      auto a = number(part.substr(0, dash)), b = number(part.substr(dash + 1));
+      if (!a || !b || *a > *b || *b - *a >= 100000) return bad();
+      for (auto x = *a; x <= *b; ++x)
+        out.push_back(x);
+    }
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+result<arrival_model> parse_arrival_model(std::string_view text) {
+  if (text == "simulator") return arrival_model::simulator;
+  if (text == "with_replacement") return arrival_model::with_replacement;
+  return error{runtime::errc::invalid_argument,
+               "arrivals: expected simulator or with_replacement, got \"" +
+                   std::string(text) + "\""};
+}
 
 std::vector<std::string> fgd_policy_names() {
   return {"random",       "bestfit",       "fgd",     "troupe",

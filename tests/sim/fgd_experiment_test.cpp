@@ -310,3 +310,21 @@ TEST_SUITE("fgd experiment") {
     CHECK(r->find("troupe", 1)->alloc_at_100 > r->find("random", 1)->alloc_at_100);
   }
 }
+
+TEST_CASE("seed lists and arrival models parse, and bad text is named") {
+  CHECK(troupe::sim::parse_seed_list("42-45").value() ==
+        std::vector<uint64_t>{42, 43, 44, 45});
+  CHECK(troupe::sim::parse_seed_list("1,7,3-4").value() ==
+        std::vector<uint64_t>{1, 7, 3, 4});
+  for (const char* bad : {"", "x", "5-", "-5", "9-2", "1,,2", "1-200000", "3 "}) {
+    CAPTURE(bad);
+    auto r = troupe::sim::parse_seed_list(bad);
+    REQUIRE(!r.ok());
+    CHECK(r.err().message().find("expected a list like 42-51") != std::string::npos);
+  }
+  CHECK(troupe::sim::parse_arrival_model("simulator").value() ==
+        troupe::sim::arrival_model::simulator);
+  CHECK(troupe::sim::parse_arrival_model("with_replacement").value() ==
+        troupe::sim::arrival_model::with_replacement);
+  CHECK_FALSE(troupe::sim::parse_arrival_model("with-replacement").ok());
+}

@@ -228,37 +228,6 @@ struct convert_cli {
   }
 };
 
-/// "42-51" or "1,2,7" or a mix: the seeds, in order.
-result<std::vector<uint64_t>> parse_seeds(const std::string& s) {
-  std::vector<uint64_t> out;
-  auto bad = [&] {
-    return error{std::make_error_code(std::errc::invalid_argument),
-                 "--seeds: expected a list like 42-51 or 1,2,3, got \"" + s + "\""};
-  };
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    auto comma = s.find(',', pos);
-    auto part =
-        s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    unsigned long long a = 0, b = 0;
-    int used = 0;
-    if (std::sscanf(part.c_str(), "%llu-%llu%n", &a, &b, &used) == 2 &&
-        static_cast<size_t>(used) == part.size() && a <= b && b - a < 100000) {
-      for (auto x = a; x <= b; ++x)
-        out.push_back(x);
-    } else if (std::sscanf(part.c_str(), "%llu%n", &a, &used) == 1 &&
-               static_cast<size_t>(used) == part.size()) {
-      out.push_back(a);
-    } else {
-      return bad();
-    }
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  if (out.empty()) return bad();
-  return out;
-}
-
 struct fgd_cli {
   std::string nodes;
   std::string pods;
@@ -280,21 +249,14 @@ struct fgd_cli {
     if (!topo) return replay_cli::fail(topo.err());
     sim::fgd_experiment_config cfg;
     cfg.policies = policies;
-    auto sd = parse_seeds(seeds);
-    if (!sd) return replay_cli::fail(sd.err());
+    auto sd = sim::parse_seed_list(seeds);
+    if (!sd)
+      return replay_cli::fail(error{sd.err().code(), "--seeds: " + sd.err().message()});
     cfg.seeds = *sd;
     cfg.demand_ratio = ratio;
-    if (arrivals == "simulator") {
-      cfg.arrivals = sim::arrival_model::simulator;
-    } else if (arrivals == "with-replacement") {
-      cfg.arrivals = sim::arrival_model::with_replacement;
-    } else {
-      std::cerr
-          << "troupe cluster-sim: --arrivals: expected simulator or with-replacement, "
-             "got \""
-          << arrivals << "\"\n";
-      return 2;
-    }
+    auto am = sim::parse_arrival_model(arrivals);
+    if (!am) return replay_cli::fail(am.err());
+    cfg.arrivals = *am;
     bool bar_on = progress || (!no_progress && isatty(STDERR_FILENO) != 0);
     // One run per policy, timed (wall time per seed goes to stderr: it is
     // not part of the deterministic report).
@@ -448,7 +410,7 @@ CLI::App* add_cluster_sim(CLI::App& app, std::function<int()>& run) {
                  "Arrivals until this multiple of the GPUs is asked")
       ->check(CLI::PositiveNumber);
   fg->add_option("--arrivals", fgd->arrivals,
-                 "simulator (every pod once, then draws) or with-replacement");
+                 "simulator (every pod once, then draws) or with_replacement");
   fg->add_option("-o,--out", fgd->out_dir,
                  "Directory for the tables, CSV and SVG charts");
   fg->add_flag("--json", fgd->json, "Print the JSON summary instead of the tables");

@@ -69,6 +69,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace troupe::sim {
@@ -155,6 +156,13 @@ struct fgd_experiment_result {
   /// and "fgd_fragmentation" (fragmented GPUs, % of the cluster's GPUs).
   std::vector<chart> charts() const;
 };
+
+/// Parses a seed list: "42-51", "1,2,7" or a mix ("1-3,9"), in order.
+/// invalid_argument naming the text otherwise.
+[[nodiscard]] result<std::vector<uint64_t>> parse_seed_list(std::string_view text);
+
+/// Parses "simulator" or "with_replacement"; invalid_argument otherwise.
+[[nodiscard]] result<arrival_model> parse_arrival_model(std::string_view text);
 
 /// The policy names `run_fgd_experiment` knows, in a fixed order.
 std::vector<std::string> fgd_policy_names();

@@ -34,3 +34,8 @@ endif()
 if(TROUPE_BUILD_BENCH)
   find_package(benchmark REQUIRED)
 endif()
+
+# Transport: Cap'n Proto (schema compiler + runtime), UCX, OpenSSL (HMAC).
+find_package(CapnProto REQUIRED)
+find_package(ucx REQUIRED)
+find_package(OpenSSL REQUIRED)

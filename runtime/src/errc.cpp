@@ -65,3 +65,35 @@ const std::error_category& runtime_category() noexcept {
 }
 
 } // namespace troupe::runtime
+
+// -- CAF errors -----------------------------------------------------------------
+
+#include "troupe/runtime/caf_error.hpp"
+
+namespace troupe {
+
+caf::error to_caf_error(runtime::errc e, std::string message) {
+  return caf::error{static_cast<uint8_t>(e), caf_error_category,
+                    caf::make_message(std::move(message))};
+}
+
+error from_caf_error(const caf::error& e, std::string_view what) {
+  std::string prefix{what};
+  if (e.category() == caf_error_category) {
+    std::string msg;
+    if (e.context().size() == 1 && e.context().match_element<std::string>(0))
+      msg = e.context().get_as<std::string>(0);
+    else if (!e.context().empty())
+      msg = caf::to_string(e.context());
+    return error{static_cast<runtime::errc>(e.code()),
+                 msg.empty() ? prefix : prefix + ": " + msg};
+  }
+  if (e == caf::sec::request_timeout)
+    return error{runtime::errc::timeout, prefix + ": no answer in time"};
+  if (e == caf::sec::request_receiver_down || e == caf::sec::invalid_argument)
+    return error{runtime::errc::actor_failed,
+                 prefix + ": receiver is gone (" + caf::to_string(e) + ")"};
+  return error{runtime::errc::actor_failed, prefix + ": " + caf::to_string(e)};
+}
+
+} // namespace troupe

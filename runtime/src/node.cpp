@@ -1,5 +1,7 @@
 #include "troupe/runtime/node.hpp"
 
+#include "troupe/runtime/caf_error.hpp"
+
 #include "node_system_config.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/metrics.hpp"
@@ -24,15 +26,6 @@ public:
 private:
   caf::actor_system* sys_ = nullptr;
 };
-
-error from_caf(const caf::error& e, const char* what) {
-  if (e == caf::sec::request_timeout)
-    return error{runtime::errc::timeout, std::string{what} + ": no answer in time"};
-  if (e == caf::sec::request_receiver_down || e == caf::sec::invalid_argument)
-    return error{runtime::errc::actor_failed,
-                 std::string{what} + ": receiver is gone (" + caf::to_string(e) + ")"};
-  return error{runtime::errc::actor_failed, std::string{what} + ": " + caf::to_string(e)};
-}
 
 } // namespace
 
@@ -180,6 +173,13 @@ result<void> node::init() {
   cc->services = services_.get();
   cc->add_message_type<span_context>("troupe::span_context");
   cc->add_message_type<std::vector<std::string>>("std::vector<std::string>");
+  cc->add_error_category(caf_error_category, [](uint8_t code, caf::atom_value,
+                                                const caf::message& ctx) {
+    error e{static_cast<runtime::errc>(code),
+            ctx.size() == 1 && ctx.match_element<std::string>(0) ? ctx.get_as<std::string>(0)
+                                                                  : caf::to_string(ctx)};
+    return e.to_string();
+  });
   cc->set("scheduler.policy",
           caf::atom_from_string(std::string{to_string(config_.scheduler.policy)}));
   if (config_.scheduler.threads > 0)
@@ -301,7 +301,7 @@ result<caf::message> node::request_message(const actor_ref& to, duration timeout
   result<caf::message> out = error{runtime::errc::internal, "no answer"};
   auto req = ctx ? self->request(to.handle(), timeout, *ctx, std::move(msg))
                  : self->request(to.handle(), timeout, std::move(msg));
-  req.receive([&](caf::error& e) { out = from_caf(e, "request"); },
+  req.receive([&](caf::error& e) { out = from_caf_error(e, "request"); },
               caf::others >> [&](caf::message_view& x) -> caf::result<caf::message> {
                 out = x.move_content_to_message();
                 return caf::message{};

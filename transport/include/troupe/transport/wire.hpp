@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -135,6 +136,11 @@ public:
   void clear() noexcept {
     buf_.clear();
     count_ = 0;
+  }
+  /// Hands the bytes over and starts an empty frame.
+  std::vector<std::byte> take() noexcept {
+    count_ = 0;
+    return std::exchange(buf_, {});
   }
 
 private:

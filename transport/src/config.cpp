@@ -1,0 +1,57 @@
+#include "troupe/transport/fabric.hpp"
+
+namespace troupe::transport {
+
+namespace {
+
+config_schema<transport_settings> make_schema() {
+  using namespace std::chrono_literals;
+  using tc = transport_config;
+  config_schema<transport_settings> s;
+  s.section("transport", &transport_settings::transport,
+            "Node-to-node fabric (UCX): listener, authentication, flow control.")
+      .string("listen", &tc::listen, "127.0.0.1:0",
+              "host:port to accept peers on; port 0 picks a free one.")
+      .boolean("listen_enabled", &tc::listen_enabled, true,
+               "Accept connections (a node that only connects out may turn this off).")
+      .string("transports", &tc::transports, "",
+              "UCX transports (UCX_TLS), e.g. \"tcp\" or \"shm,tcp\"; empty lets UCX choose.")
+      .boolean("shared_memory", &tc::shared_memory, true,
+               "Allow shared memory between processes of one machine (sets UCX's "
+               "SYSV/POSIX_ERROR_HANDLING unless the environment does).")
+      .boolean("busy_poll", &tc::busy_poll, false,
+               "Spin on the UCX worker instead of sleeping: lowest latency, one busy core.")
+      .string("secret_file", &tc::secret_file, "",
+              "File whose first line is the cluster secret (keep it mode 0600).")
+      .string("secret", &tc::secret, "",
+              "The cluster secret itself (prefer secret_file or TROUPE_TRANSPORT_SECRET).")
+      .string("next_secret", &tc::next_secret, "",
+              "A second accepted secret while the cluster secret is rotated.")
+      .integer("send_queue_bytes", &tc::send_queue_bytes, int64_t{256} << 20,
+               {int64_t{1} << 16, int64_t{1} << 40},
+               "Bytes queued for one peer before sends fail with overloaded.")
+      .integer("window_bytes", &tc::window_bytes, int64_t{64} << 20,
+               {int64_t{1} << 16, int64_t{1} << 40},
+               "Bytes in flight to one peer before the sender waits for credit.")
+      .integer("bulk_threshold", &tc::bulk_threshold, int64_t{256} << 10,
+               {int64_t{1} << 10, int64_t{1} << 40},
+               "Payloads at least this large travel by UCX rendezvous, without a copy.")
+      .integer("max_frame_bytes", &tc::max_frame_bytes, int64_t{64} << 20,
+               {int64_t{1} << 16, int64_t{1} << 32},
+               "Largest frame accepted from a peer; larger ones are dropped.")
+      .integer("max_payload_bytes", &tc::max_payload_bytes, int64_t{4} << 30,
+               {int64_t{1} << 16, int64_t{1} << 40},
+               "Largest single payload accepted from a peer.")
+      .duration("connect_timeout", &tc::connect_timeout, 10s,
+                "How long connecting to a peer (handshake included) may take.");
+  return s;
+}
+
+} // namespace
+
+const config_schema<transport_settings>& transport_schema() {
+  static const config_schema<transport_settings> schema = make_schema();
+  return schema;
+}
+
+} // namespace troupe::transport

@@ -112,6 +112,8 @@ private:
   std::vector<std::byte> nonce_;
   peer_identity peer_;
   std::vector<std::byte> client_nonce_;
+  uint16_t offered_min_ = 0; ///< the client's version range (covered by the MACs)
+  uint16_t offered_max_ = 0;
   bool helloed_ = false;
 };
 

@@ -79,6 +79,7 @@ caf::error to_caf_error(runtime::errc e, std::string message) {
 
 error from_caf_error(const caf::error& e, std::string_view what) {
   std::string prefix{what};
+  if (!e) return error{runtime::errc::internal, prefix + ": empty error"};
   if (e.category() == caf_error_category) {
     std::string msg;
     if (e.context().size() == 1 && e.context().match_element<std::string>(0))

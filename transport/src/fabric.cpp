@@ -313,9 +313,10 @@ void fabric_core::flush(const std::shared_ptr<peer_state>& p) {
     if (it.bulk == nullptr) {
       ctx->header[0] = seq;
       ctx->frame = std::move(it.frame);
+      const void* hdr = ctx->header;
       const void* data = ctx->frame.data();
       size_t len = ctx->frame.size();
-      st = send_am(p->ep, am_frame, ctx->header, sizeof ctx->header, data, len, 0, std::move(ctx));
+      st = send_am(p->ep, am_frame, hdr, sizeof(uint64_t), data, len, 0, std::move(ctx));
       c_.frames_sent.fetch_add(1, std::memory_order_relaxed);
     } else {
       ctx->header_bytes.resize(8 + it.frame.size());
@@ -664,88 +665,96 @@ ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_l
                seq, p->expect_seq);
     return discard();
   }
+  if (id != am_frame && id != am_bulk) {
+    c_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
+    return discard();
+  }
+  if (len > static_cast<size_t>(id == am_bulk ? cfg_.max_payload_bytes : cfg_.max_frame_bytes)) {
+    c_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
+    log_->warn("transport: peer {} sent {} bytes in one message (limit {}): disconnecting",
+               p->id.node_name, len,
+               id == am_bulk ? cfg_.max_payload_bytes : cfg_.max_frame_bytes);
+    discard();
+    post([this, p] { peer_down(p, "oversized message"); });
+    return UCS_OK;
+  }
   if (id == am_frame) {
     c_.frames_received.fetch_add(1, std::memory_order_relaxed);
     c_.bytes_received.fetch_add(len, std::memory_order_relaxed);
-    if (seq == p->expect_seq && p->reorder.empty()) {
+    if (!rndv && seq == p->expect_seq && p->reorder.empty()) {
       ++p->expect_seq;
       deliver_frame(p, bytes, nullptr);
       p->uncredited += static_cast<int64_t>(len);
       send_credit(p);
       return UCS_OK;
     }
-    in_item it;
-    it.frame.assign(bytes.begin(), bytes.end());
+  } else {
+    c_.bulk_received.fetch_add(1, std::memory_order_relaxed);
+    c_.bytes_received.fetch_add(len + header_len, std::memory_order_relaxed);
+  }
+  in_item it;
+  it.is_bulk = id == am_bulk;
+  void* dest = nullptr;
+  if (it.is_bulk) {
+    auto* h = static_cast<const std::byte*>(header);
+    it.frame.assign(h + 8, h + header_len);
+    it.bulk.resize(len);
+    dest = it.bulk.data();
+  } else {
+    it.frame.resize(len);
+    dest = it.frame.data();
+  }
+  if (!rndv) {
+    std::memcpy(dest, data, len);
     p->reorder.emplace(seq, std::move(it));
     drain(p);
     return UCS_OK;
   }
-  if (id == am_bulk) {
-    if (len > static_cast<size_t>(cfg_.max_payload_bytes)) {
-      c_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
-      log_->warn("transport: peer {} sent a {}-byte payload (limit {}): dropped",
-                 p->id.node_name, len, cfg_.max_payload_bytes);
-      peer_down(p, "oversized bulk payload");
-      return discard();
-    }
-    c_.bulk_received.fetch_add(1, std::memory_order_relaxed);
-    c_.bytes_received.fetch_add(len + header_len, std::memory_order_relaxed);
-    in_item it;
-    it.is_bulk = true;
-    auto* h = static_cast<const std::byte*>(header);
-    it.frame.assign(h + 8, h + header_len);
-    it.bulk.resize(len);
-    if (!rndv) {
-      std::memcpy(it.bulk.data(), data, len);
-      p->reorder.emplace(seq, std::move(it));
-      drain(p);
-      return UCS_OK;
-    }
-    it.complete = false;
-    auto [pos, inserted] = p->reorder.emplace(seq, std::move(it));
-    (void)inserted;
-    struct recv_ctx {
-      fabric_core* core;
-      std::weak_ptr<peer_state> peer;
-      uint64_t seq;
-    };
-    auto* rc = new recv_ctx{this, p, seq};
-    ucp_request_param_t rp{};
-    rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    rp.cb.recv_am = [](void* request, ucs_status_t st, size_t, void* ud) {
-      auto* c = static_cast<recv_ctx*>(ud);
-      if (auto peer = c->peer.lock()) {
-        auto it = peer->reorder.find(c->seq);
-        if (it != peer->reorder.end()) {
-          if (st == UCS_OK) {
-            it->second.complete = true;
-            c->core->drain(peer);
-          } else {
-            c->core->post([core = c->core, peer, st] {
-              core->peer_down(peer, std::string{"bulk receive: "} + ucs_status_string(st));
-            });
-          }
+  // Rendezvous: UCX fetches the data into `dest`; the item waits in the
+  // reorder buffer (map nodes and their vectors do not move) until it lands.
+  it.complete = false;
+  auto pos = p->reorder.emplace(seq, std::move(it)).first;
+  dest = pos->second.is_bulk ? static_cast<void*>(pos->second.bulk.data())
+                             : static_cast<void*>(pos->second.frame.data());
+  struct recv_ctx {
+    fabric_core* core;
+    std::weak_ptr<peer_state> peer;
+    uint64_t seq;
+  };
+  auto* rc = new recv_ctx{this, p, seq};
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = [](void* request, ucs_status_t st, size_t, void* ud) {
+    auto* c = static_cast<recv_ctx*>(ud);
+    if (auto peer = c->peer.lock()) {
+      auto it = peer->reorder.find(c->seq);
+      if (it != peer->reorder.end()) {
+        if (st == UCS_OK) {
+          it->second.complete = true;
+          c->core->drain(peer);
+        } else {
+          c->core->post([core = c->core, peer, st] {
+            core->peer_down(peer, std::string{"rendezvous receive: "} + ucs_status_string(st));
+          });
         }
       }
-      delete c;
-      ucp_request_free(request);
-    };
-    rp.user_data = rc;
-    auto st = ucp_am_recv_data_nbx(worker_->get(), data, pos->second.bulk.data(), len, &rp);
-    if (st == nullptr) {
-      pos->second.complete = true;
-      delete rc;
-      drain(p);
-    } else if (UCS_PTR_IS_ERR(st)) {
-      delete rc;
-      post([this, p, s = UCS_PTR_STATUS(st)] {
-        peer_down(p, std::string{"bulk receive: "} + ucs_status_string(s));
-      });
     }
-    return UCS_OK;
+    delete c;
+    ucp_request_free(request);
+  };
+  rp.user_data = rc;
+  auto st = ucp_am_recv_data_nbx(worker_->get(), data, dest, len, &rp);
+  if (st == nullptr) {
+    pos->second.complete = true;
+    delete rc;
+    drain(p);
+  } else if (UCS_PTR_IS_ERR(st)) {
+    delete rc;
+    post([this, p, s = UCS_PTR_STATUS(st)] {
+      peer_down(p, std::string{"rendezvous receive: "} + ucs_status_string(s));
+    });
   }
-  c_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
-  return discard();
+  return UCS_OK;
 }
 
 void fabric_core::drain(const std::shared_ptr<peer_state>& p) {
@@ -940,13 +949,12 @@ void fabric_core::deliver(const std::shared_ptr<peer_state>& p, const envelope_v
       }
       return;
     }
-    if (h.kind == envelope_kind::link) {
-      dst->get()->add_backlink(proxy);
-      proxy->add_local_backlink(dst->get());
-    } else {
-      dst->get()->remove_backlink(proxy);
-      proxy->remove_local_backlink(dst->get());
-    }
+    // CAF's own link protocol: the proxy's add_backlink echoes the link
+    // back once, which the other side finds already in place.
+    if (h.kind == envelope_kind::link)
+      dst->get()->add_link(proxy);
+    else
+      dst->get()->remove_link(proxy);
     return;
   }
   case envelope_kind::monitor:
@@ -1198,19 +1206,25 @@ void fabric_core::forward(const std::shared_ptr<peer_state>& p, const wire_ref& 
 
 void fabric_core::send_link(const std::shared_ptr<peer_state>& p, const wire_ref& target,
                             caf::abstract_actor* local, bool link) {
-  envelope_header h;
-  h.kind = link ? envelope_kind::link : envelope_kind::unlink;
-  h.sender = ref_of(local->ctrl());
-  h.receiver = target;
-  if (send(p, h, caf::message{}, {}) != queue_result::ok && link) {
-    // The node is gone: the link fires at once.
-    local->enqueue(nullptr, caf::make_message_id(),
-                   caf::make_message(caf::exit_msg{
-                       caf::actor_addr{}, to_caf_error(rerr::disconnected,
-                                                       "node " + p->id.node_name +
-                                                           " is unreachable")}),
-                   nullptr);
-  }
+  // Called inside CAF's critical section over both actors: registering the
+  // local actor (which attaches to it) would deadlock here, so the progress
+  // thread sends the request.
+  caf::strong_actor_ptr self{local->ctrl()};
+  post([this, p, target, self, link] {
+    envelope_header h;
+    h.kind = link ? envelope_kind::link : envelope_kind::unlink;
+    h.sender = ref_of(self);
+    h.receiver = target;
+    if (send(p, h, caf::message{}, {}) != queue_result::ok && link) {
+      // The node is gone: the link fires at once.
+      self->enqueue(nullptr, caf::make_message_id(),
+                    caf::make_message(caf::exit_msg{
+                        caf::actor_addr{},
+                        to_caf_error(rerr::disconnected,
+                                     "node " + p->id.node_name + " is unreachable")}),
+                    nullptr);
+    }
+  });
 }
 
 void fabric_core::fail_locally(const caf::strong_actor_ptr& sender, caf::message_id mid,

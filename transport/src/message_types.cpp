@@ -148,9 +148,11 @@ message_types message_types::defaults() {
     c.name = "error";
     c.save = [](caf::serializer& sink, const caf::message& msg, size_t i) {
       const auto& e = msg.get_as<caf::error>(i);
-      uint8_t code = e.code();
-      caf::atom_value cat = e.category();
-      std::string ctx = e.context().empty() ? std::string{} : caf::to_string(e.context());
+      // A "none" error (e.g. exit_reason::normal) has no code, category or
+      // context to ask for.
+      uint8_t code = e ? e.code() : 0;
+      caf::atom_value cat = e ? e.category() : caf::atom("");
+      std::string ctx = !e || e.context().empty() ? std::string{} : caf::to_string(e.context());
       return sink(code, cat, ctx);
     };
     c.load = [](caf::deserializer& src, caf::message_builder& out) {

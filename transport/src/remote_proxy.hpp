@@ -22,11 +22,6 @@ public:
   /// Linking a local actor to the proxy also links it on the remote node.
   bool add_backlink(caf::abstract_actor* x) override;
   bool remove_backlink(caf::abstract_actor* x) override;
-  /// The local half only (for links that the remote node asked for).
-  bool add_local_backlink(caf::abstract_actor* x) { return monitorable_actor::add_backlink(x); }
-  bool remove_local_backlink(caf::abstract_actor* x) {
-    return monitorable_actor::remove_backlink(x);
-  }
   void kill_proxy(caf::execution_unit* host, caf::error reason) override;
   const char* name() const override { return "troupe.remote_proxy"; }
 

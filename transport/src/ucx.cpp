@@ -74,6 +74,12 @@ std::string format_address(const sockaddr_storage& sa) {
 }
 
 result<std::unique_ptr<worker>> worker::create(const context_options& o) {
+  // (ucp_config_modify does not reach these transport-level settings, so
+  // they go into the environment, without overriding what is set there.)
+  if (o.shared_memory) {
+    ::setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
+    ::setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
+  }
   ucp_config_t* config = nullptr;
   if (auto st = ucp_config_read(nullptr, nullptr, &config); st != UCS_OK)
     return to_error(st, "ucp_config_read");
@@ -89,12 +95,6 @@ result<std::unique_ptr<worker>> worker::create(const context_options& o) {
     }
   // With peer error handling UCX 1.13 refuses shared memory transports
   // unless told they may be used; the environment still wins when set.
-  if (o.shared_memory) {
-    if (std::getenv("UCX_SYSV_ERROR_HANDLING") == nullptr)
-      (void)modify("SYSV_ERROR_HANDLING", "y");
-    if (std::getenv("UCX_POSIX_ERROR_HANDLING") == nullptr)
-      (void)modify("POSIX_ERROR_HANDLING", "y");
-  }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
   params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;

@@ -1,0 +1,283 @@
+// Two troupe nodes in one process, connected over the UCX fabric: remote
+// tell/request/monitor/link, lookup and spawn_on, ordering, large payloads,
+// authentication failures and a peer that goes away.
+
+#include "troupe/runtime/caf_error.hpp"
+#include "troupe/runtime/node.hpp"
+#include "troupe/transport/fabric.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <doctest/doctest.h>
+#include <future>
+#include <numeric>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+using troupe::actor_ref;
+using troupe::transport::fabric;
+using troupe::transport::transport_config;
+
+namespace {
+
+using get_atom = caf::atom_constant<caf::atom("get")>;
+using add_atom = caf::atom_constant<caf::atom("add")>;
+using quit_atom = caf::atom_constant<caf::atom("quit")>;
+
+std::string unique_name(const char* base) {
+  static std::atomic<int> n{0};
+  return std::string{base} + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+}
+
+std::unique_ptr<troupe::node> make_node(const std::string& name) {
+  auto cfg = troupe::default_config();
+  cfg.node.name = name;
+  cfg.scheduler.threads = 2;
+  cfg.metrics.enabled = false;
+  cfg.log.level = std::getenv("TROUPE_TEST_LOG") ? troupe::log_level::info : troupe::log_level::off;
+  auto n = troupe::node::start(cfg);
+  REQUIRE(n.ok());
+  return std::move(*n);
+}
+
+transport_config make_config(std::string secret = "correct horse battery staple") {
+  transport_config c;
+  c.listen = "127.0.0.1:0";
+  c.secret = std::move(secret);
+  c.connect_timeout = 10s;
+  if (const char* tls = std::getenv("TROUPE_TEST_UCX_TLS")) c.transports = tls;
+  return c;
+}
+
+/// Two nodes, b connected to a.
+struct pair_fixture {
+  std::unique_ptr<troupe::node> a = make_node(unique_name("a"));
+  std::unique_ptr<troupe::node> b = make_node(unique_name("b"));
+  std::unique_ptr<fabric> fa;
+  std::unique_ptr<fabric> fb;
+
+  pair_fixture() {
+    auto x = fabric::start(*a, make_config());
+    REQUIRE_MESSAGE(x.ok(), x.err().to_string());
+    fa = std::move(*x);
+    auto y = fabric::start(*b, make_config());
+    REQUIRE_MESSAGE(y.ok(), y.err().to_string());
+    fb = std::move(*y);
+    auto peer = fb->connect(fa->listen_address());
+    REQUIRE_MESSAGE(peer.ok(), peer.err().to_string());
+    CHECK(peer->node_name == a->config().node.name);
+    CHECK(peer->up);
+    CHECK_FALSE(peer->transports.empty());
+  }
+  ~pair_fixture() {
+    fb.reset();
+    fa.reset();
+    b->stop();
+    a->stop();
+  }
+};
+
+/// Echoes strings, counts ints (checking their order), answers get.
+troupe::behavior echo_actor(troupe::actor& self, std::shared_ptr<std::atomic<int>> disorder) {
+  auto next = std::make_shared<int>(0);
+  return {
+      [](const std::string& s) { return s; },
+      [](std::vector<char>& v) {
+        return static_cast<uint64_t>(std::accumulate(v.begin(), v.end(), uint64_t{0},
+                                                     [](uint64_t acc, char c) {
+                                                       return acc * 31 + static_cast<uint8_t>(c);
+                                                     }));
+      },
+      [next, disorder](add_atom, int i) {
+        if (i != *next) disorder->fetch_add(1);
+        *next = i + 1;
+      },
+      [next](get_atom) { return *next; },
+      [&self](quit_atom) { self.quit(troupe::to_caf_error(troupe::runtime::errc::internal, "asked to quit")); },
+  };
+}
+
+} // namespace
+
+TEST_CASE("remote request, tell order, lookup and transports") {
+  pair_fixture f;
+  auto disorder = std::make_shared<std::atomic<int>>(0);
+  auto echo = f.a->spawn("echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
+  REQUIRE(f.a->register_name("echo", echo).ok());
+
+  auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
+  REQUIRE_MESSAGE(ref.ok(), ref.err().to_string());
+  CHECK(fabric::is_remote(*ref));
+  CHECK(f.fb->node_of(*ref) == f.a->config().node.name);
+  CHECK(ref->id() == echo.id());
+
+  auto r = f.b->request<std::string>(*ref, 5s, std::string{"hello"});
+  REQUIRE_MESSAGE(r.ok(), r.err().to_string());
+  CHECK(*r == "hello");
+
+  // 20,000 tells, then a request behind them: all arrive, in order.
+  for (int i = 0; i < 20000; ++i)
+    f.b->tell(*ref, add_atom::value, i);
+  auto count = f.b->request<int>(*ref, 10s, get_atom::value);
+  REQUIRE_MESSAGE(count.ok(), count.err().to_string());
+  CHECK(*count == 20000);
+  CHECK(disorder->load() == 0);
+  MESSAGE("a: malformed " << f.fa->stats().dropped_malformed << " no_receiver " << f.fa->stats().dropped_no_receiver << " unauth " << f.fa->stats().dropped_unauthenticated << " | b: overloaded " << f.fb->stats().dropped_overloaded << " sent " << f.fb->stats().envelopes_sent << " a received " << f.fa->stats().envelopes_received);
+
+  auto missing = f.fb->lookup(f.a->config().node.name, "nobody", 5s);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.err().is(troupe::runtime::errc::not_found));
+
+  auto peers = f.fb->peers();
+  REQUIRE(peers.size() == 1);
+  MESSAGE("transports: " << peers[0].transports.size() << " first " << peers[0].transports[0]);
+  if (const char* tls = std::getenv("TROUPE_TEST_UCX_TLS"); tls && std::string{tls} == "tcp")
+    for (const auto& t : peers[0].transports)
+      CHECK(t.rfind("tcp/", 0) == 0);
+}
+
+TEST_CASE("large payloads travel by rendezvous, small ones stay in order around them") {
+  pair_fixture f;
+  auto disorder = std::make_shared<std::atomic<int>>(0);
+  auto echo = f.a->spawn("echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
+  REQUIRE(f.a->register_name("echo", echo).ok());
+  auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
+  REQUIRE(ref.ok());
+  std::vector<char> big(8 << 20);
+  for (size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<char>(i * 7 + (i >> 13));
+  uint64_t expect = std::accumulate(big.begin(), big.end(), uint64_t{0}, [](uint64_t acc, char c) {
+    return acc * 31 + static_cast<uint8_t>(c);
+  });
+  int n = 0;
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 100; ++i)
+      f.b->tell(*ref, add_atom::value, n++);
+    f.b->tell(*ref, big);
+    for (int i = 0; i < 100; ++i)
+      f.b->tell(*ref, add_atom::value, n++);
+  }
+  auto sum = f.b->request<uint64_t>(*ref, 30s, big);
+  REQUIRE_MESSAGE(sum.ok(), sum.err().to_string());
+  CHECK(*sum == expect);
+  auto count = f.b->request<int>(*ref, 10s, get_atom::value);
+  REQUIRE_MESSAGE(count.ok(), count.err().to_string());
+  CHECK(*count == n);
+  CHECK(disorder->load() == 0);
+  MESSAGE("a: malformed " << f.fa->stats().dropped_malformed << " no_receiver " << f.fa->stats().dropped_no_receiver << " unauth " << f.fa->stats().dropped_unauthenticated << " | b: overloaded " << f.fb->stats().dropped_overloaded << " sent " << f.fb->stats().envelopes_sent << " a received " << f.fa->stats().envelopes_received);
+  CHECK(f.fb->stats().bulk_sent >= 5);
+  CHECK(f.fa->stats().bulk_received >= 5);
+}
+
+TEST_CASE("monitor and link across nodes; spawn_on") {
+  pair_fixture f;
+  f.fa->register_spawnable("echo", [](troupe::node& n, const caf::message&) -> troupe::result<actor_ref> {
+    auto disorder = std::make_shared<std::atomic<int>>(0);
+    return n.spawn("echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
+  });
+  auto remote = f.fb->spawn_on(f.a->config().node.name, "echo", caf::message{}, 5s);
+  REQUIRE_MESSAGE(remote.ok(), remote.err().to_string());
+  CHECK(fabric::is_remote(*remote));
+  auto unknown = f.fb->spawn_on(f.a->config().node.name, "nope", caf::message{}, 5s);
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.err().is(troupe::runtime::errc::not_found));
+
+  // A watcher on b monitors the remote actor and reports the down reason.
+  std::promise<std::string> down;
+  auto down_future = down.get_future();
+  auto target = *remote;
+  auto watcher = f.b->spawn("watcher", [&down, target](troupe::actor& self) -> troupe::behavior {
+    self.monitor(target.handle());
+    self.set_down_handler([&down](caf::down_msg& m) { down.set_value(caf::to_string(m.reason)); });
+    return {[](get_atom) { return 1; }};
+  });
+  REQUIRE(f.b->request<int>(watcher, 5s, get_atom::value).ok());
+  f.b->tell(target, quit_atom::value);
+  REQUIRE(down_future.wait_for(10s) == std::future_status::ready);
+  CHECK(down_future.get().find("asked to quit") != std::string::npos);
+
+  // Link: a linked actor on b dies when the remote actor does.
+  auto remote2 = f.fb->spawn_on(f.a->config().node.name, "echo", caf::message{}, 5s);
+  REQUIRE(remote2.ok());
+  std::promise<std::string> exited;
+  auto exit_future = exited.get_future();
+  auto target2 = *remote2;
+  auto linked = f.b->spawn("linked", [&exited, target2](troupe::actor& self) -> troupe::behavior {
+    self.link_to(target2.handle());
+    self.set_exit_handler([&exited, &self](caf::exit_msg& m) {
+      exited.set_value(caf::to_string(m.reason));
+      self.quit(m.reason);
+    });
+    return {[](get_atom) { return 2; }};
+  });
+  auto alive = f.b->request<int>(linked, 5s, get_atom::value);
+  REQUIRE_MESSAGE(alive.ok(), alive.err().to_string());
+  f.b->tell(target2, quit_atom::value);
+  REQUIRE(exit_future.wait_for(10s) == std::future_status::ready);
+  CHECK(exit_future.get().find("asked to quit") != std::string::npos);
+}
+
+TEST_CASE("a request to a node that goes away fails with disconnected, not timeout") {
+  pair_fixture f;
+  // An actor on a that never answers `get`.
+  auto silent = f.a->spawn("silent", [](troupe::actor& self) -> troupe::behavior {
+    return {[&self](get_atom) {
+      auto rp = self.make_response_promise<int>();
+      (void)rp; // dropped: never answered
+    }};
+  });
+  REQUIRE(f.a->register_name("silent", silent).ok());
+  auto ref = f.fb->lookup(f.a->config().node.name, "silent", 5s);
+  REQUIRE(ref.ok());
+  std::atomic<bool> stopping{false};
+  std::thread killer{[&] {
+    std::this_thread::sleep_for(300ms);
+    stopping = true;
+    f.fa.reset(); // a's transport goes away: b sees the endpoint fail
+  }};
+  auto start = std::chrono::steady_clock::now();
+  auto r = f.b->request<int>(*ref, 60s, get_atom::value);
+  auto took = std::chrono::steady_clock::now() - start;
+  killer.join();
+  REQUIRE_FALSE(r.ok());
+  CHECK_MESSAGE(r.err().is(troupe::runtime::errc::disconnected), r.err().to_string());
+  CHECK(took < 30s);
+  // Later sends to the dead node fail at once.
+  auto again = f.b->request<int>(*ref, 60s, get_atom::value);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.err().is(troupe::runtime::errc::disconnected));
+}
+
+TEST_CASE("a peer with the wrong secret is rejected and counted") {
+  auto a = make_node(unique_name("a"));
+  auto b = make_node(unique_name("b"));
+  auto fa = fabric::start(*a, make_config("the real cluster secret 123"));
+  REQUIRE(fa.ok());
+  auto fb = fabric::start(*b, make_config("a wrong cluster secret 456"));
+  REQUIRE(fb.ok());
+  auto peer = (*fb)->connect((*fa)->listen_address());
+  REQUIRE_FALSE(peer.ok());
+  CHECK_MESSAGE(peer.err().is(troupe::transport::errc::auth_failed), peer.err().to_string());
+  CHECK((*fb)->stats().auth_failures >= 1);
+  CHECK((*fa)->peers().empty());
+  fb->reset();
+  fa->reset();
+}
+
+TEST_CASE("unregistered message types get a clear error") {
+  pair_fixture f;
+  struct not_registered {
+    int x = 0;
+  };
+  auto disorder = std::make_shared<std::atomic<int>>(0);
+  auto echo = f.a->spawn("echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
+  REQUIRE(f.a->register_name("echo", echo).ok());
+  auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
+  REQUIRE(ref.ok());
+  auto r = f.b->request_message(*ref, 5s, caf::make_message(std::vector<int>{1, 2, 3}));
+  REQUIRE_FALSE(r.ok());
+  CHECK_MESSAGE(r.err().is(troupe::runtime::errc::invalid_argument), r.err().to_string());
+  CHECK(r.err().message().find("not a registered message type") != std::string::npos);
+}

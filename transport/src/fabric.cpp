@@ -199,9 +199,9 @@ result<void> fabric_core::start() {
   }
   running_ = true;
   thread_ = std::thread{[this] { run(); }};
-  log_->info("transport: node {} listening at {} (incarnation {:016x}{})", me_.node_name,
-             listen_address_.empty() ? std::string{"-"} : listen_address_, me_.incarnation,
-             cfg_.busy_poll ? ", busy poll" : "");
+  log_->info("transport: node {} listening at {} (incarnation {:016x}{}, max AM header {})",
+             me_.node_name, listen_address_.empty() ? std::string{"-"} : listen_address_,
+             me_.incarnation, cfg_.busy_poll ? ", busy poll" : "", worker_->max_am_header());
   return ok();
 }
 
@@ -334,6 +334,21 @@ void fabric_core::flush(const std::shared_ptr<peer_state>& p) {
       peer_down(p, std::string{"send failed: "} + ucs_status_string(st));
       return;
     }
+  }
+  // Blocked by the window: ask the peer for the credit it has not sent yet
+  // (it credits in quarters of the window, so a remainder could otherwise
+  // stay with it forever).
+  bool blocked = false;
+  {
+    std::lock_guard<std::mutex> g{p->mu};
+    blocked = !p->queue.empty();
+  }
+  if (blocked && !p->credit_requested) {
+    p->credit_requested = true;
+    auto ctx = std::make_unique<send_ctx>();
+    ctx->header[0] = 0; // a grant of 0 asks for credit
+    const void* hdr = ctx->header;
+    (void)send_am(p->ep, am_credit, hdr, 8, nullptr, 0, 0, std::move(ctx));
   }
 }
 
@@ -512,7 +527,8 @@ void fabric_core::on_handshake(const std::shared_ptr<peer_state>& p,
   if (p->client) {
     if (auto* a = std::get_if<hello_ack>(&*m)) {
       auto pr = p->client->on_hello_ack(*a);
-      if (!pr) return reject(pr.err(), false);
+      // Tell the server why, so that it logs and counts the attempt too.
+      if (!pr) return reject(pr.err(), true);
       send_handshake(p, *pr);
       return;
     }
@@ -648,7 +664,15 @@ ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_l
   if (id == am_credit) {
     uint64_t n = 0;
     if (header_len == 8) std::memcpy(&n, header, 8);
+    if (n == 0) {
+      // The peer waits for credit: grant what we owe now, or as soon as
+      // the data still on its way has arrived.
+      p->credit_wanted = true;
+      send_credit(p, true);
+      return discard();
+    }
     p->in_flight = std::max<int64_t>(0, p->in_flight - static_cast<int64_t>(n));
+    p->credit_requested = false;
     flush(p);
     return discard();
   }
@@ -771,8 +795,10 @@ void fabric_core::drain(const std::shared_ptr<peer_state>& p) {
   send_credit(p);
 }
 
-void fabric_core::send_credit(const std::shared_ptr<peer_state>& p) {
-  if (p->uncredited < cfg_.window_bytes / 4 || p->ep == nullptr) return;
+void fabric_core::send_credit(const std::shared_ptr<peer_state>& p, bool force) {
+  if (p->ep == nullptr || p->uncredited == 0) return;
+  if (p->uncredited < cfg_.window_bytes / 4 && !force && !p->credit_wanted) return;
+  p->credit_wanted = false;
   auto ctx = std::make_unique<send_ctx>();
   ctx->header[0] = static_cast<uint64_t>(p->uncredited);
   p->uncredited = 0;

@@ -75,6 +75,8 @@ struct peer_state {
   std::map<uint64_t, in_item> reorder;
   int64_t in_flight = 0;   ///< bytes sent and not yet credited
   int64_t uncredited = 0;  ///< bytes received and not yet credited back
+  bool credit_requested = false; ///< we asked the peer for credit
+  bool credit_wanted = false;    ///< the peer asked us for credit
   std::unordered_set<uint64_t> watched; ///< local actors this peer monitors
   bool closing = false;
 
@@ -167,7 +169,7 @@ private:
   void peer_up(const std::shared_ptr<peer_state>& p);
   void peer_down(const std::shared_ptr<peer_state>& p, const std::string& why);
   void send_handshake(const std::shared_ptr<peer_state>& p, const handshake_message& m);
-  void send_credit(const std::shared_ptr<peer_state>& p);
+  void send_credit(const std::shared_ptr<peer_state>& p, bool force = false);
   void drain(const std::shared_ptr<peer_state>& p);
   void deliver_frame(const std::shared_ptr<peer_state>& p, std::span<const std::byte> frame,
                      std::vector<char>* bulk);

@@ -76,7 +76,13 @@ std::string format_address(const sockaddr_storage& sa) {
 result<std::unique_ptr<worker>> worker::create(const context_options& o) {
   // (ucp_config_modify does not reach these transport-level settings, so
   // they go into the environment, without overriding what is set there.)
-  if (o.shared_memory) {
+  // (Only when shared memory may be used: UCX warns on stdout about set
+  // variables that no transport reads.)
+  bool may_use_shm = o.transports.empty() || o.transports.find("shm") != std::string::npos ||
+                     o.transports.find("sysv") != std::string::npos ||
+                     o.transports.find("posix") != std::string::npos ||
+                     o.transports.find("all") != std::string::npos;
+  if (o.shared_memory && may_use_shm) {
     ::setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
     ::setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
   }

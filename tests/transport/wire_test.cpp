@@ -234,6 +234,21 @@ TEST_SUITE("transport.wire") {
     CHECK(out[0].payload == payload);
   }
 
+  TEST_CASE("a message of several segments (far pointers) decodes") {
+    // Segment 0 holds only a far pointer to a landing pad in segment 1,
+    // followed there by the Envelope (kind request, correlation 77).
+    auto frame =
+        words({uint64_t{1} | uint64_t{1} << 32, 12, far_ptr(0, 1), struct_ptr(0, 6, 5),
+               /* data */ 1, 77, 0, 0, 0, 0, /* pointers */ 0, 0, 0, 0, 0});
+    std::vector<decoded> out;
+    auto n = decode_all(frame, out);
+    REQUIRE(n.ok());
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].header.kind == envelope_kind::request);
+    CHECK(out[0].header.correlation == 77);
+    CHECK(out[0].header.sender == wire_ref{});
+  }
+
   TEST_CASE("every handshake message round-trips") {
     hello h{1, 3, "node-a", node_id_of("node-a"), 99, payload_of(32, 1), "10.0.0.1:7000"};
     hello_ack a{2,

@@ -181,17 +181,17 @@ wire_ref from_wire(w::ActorRef::Reader r) {
   return {r.getNode(), r.getIncarnation(), r.getActor()};
 }
 
-/// Decodes one envelope (views into the aligned frame), or an error.
+/// Decodes one envelope into `v` (views into the aligned frame); returns
+/// an error, or none. Every field of `v` is overwritten (`v` is reused for
+/// the messages of a frame: envelope_view is large, so no copies of it).
 /// Throws kj::Exception for bad Cap'n Proto data; the caller converts it.
-result<envelope_view> read_envelope(capnp::MessageReader& reader,
-                                    const decode_limits& limits, size_t index,
-                                    size_t offset) {
+error read_envelope(capnp::MessageReader& reader, const decode_limits& limits,
+                    size_t index, size_t offset, envelope_view& v) {
   auto any = reader.getRoot<capnp::AnyStruct>();
   if (!has_layout<w::Envelope>(any))
     return error{errc::malformed,
                  where(index, offset) + ": root is not an Envelope (struct too small)"};
   auto e = any.as<w::Envelope>();
-  envelope_view v;
   const auto kind = static_cast<uint16_t>(e.getKind());
   if (kind > max_kind)
     return error{errc::malformed, where(index, offset) + ": unknown envelope kind " +
@@ -223,14 +223,14 @@ result<envelope_view> read_envelope(capnp::MessageReader& reader,
     v.type_ids[i] = types[static_cast<unsigned>(i)];
   v.payload = {reinterpret_cast<const std::byte*>(payload.begin()), payload.size()};
   v.tenant = {tenant.begin(), tenant.size()};
-  if (e.hasSender()) v.header.sender = from_wire(e.getSender());
-  if (e.hasReceiver()) v.header.receiver = from_wire(e.getReceiver());
+  v.header.sender = from_wire(e.getSender()); // absent: all zero
+  v.header.receiver = from_wire(e.getReceiver());
   v.header.correlation = e.getCorrelation();
   v.header.trace_hi = e.getTraceHi();
   v.header.trace_lo = e.getTraceLo();
   v.header.span_id = e.getSpanId();
   v.header.sampled = e.getSampled();
-  return v;
+  return {};
 }
 
 // -- encoding helpers ---------------------------------------------------------------
@@ -356,19 +356,18 @@ decode_frame(std::span<const std::byte> frame, const decode_limits& limits,
   const auto options = reader_options(limits);
   size_t offset = 0;
   size_t index = 0;
+  envelope_view v;
   while (offset < f.size()) {
     auto words = message_at(f, offset, index, limits);
     if (!words) return std::move(words).err();
-    auto decoded = [&]() -> result<envelope_view> {
-      try {
-        capnp::FlatArrayMessageReader reader(*words, options);
-        return read_envelope(reader, limits, index, offset);
-      } catch (const kj::Exception& e) {
-        return to_error(e, index, offset);
-      }
-    }();
-    if (!decoded) return std::move(decoded).err();
-    envelope_view& v = *decoded;
+    error failed;
+    try {
+      capnp::FlatArrayMessageReader reader(*words, options);
+      failed = read_envelope(reader, limits, index, offset, v);
+    } catch (const kj::Exception& e) {
+      failed = to_error(e, index, offset);
+    }
+    if (failed) return failed;
     // Views into an aligned copy point back into the caller's frame.
     if (!v.payload.empty())
       v.payload = {f.to_original(v.payload.data()), v.payload.size()};

@@ -36,7 +36,8 @@ std::unique_ptr<troupe::node> make_node(const std::string& name) {
   cfg.node.name = name;
   cfg.scheduler.threads = 2;
   cfg.metrics.enabled = false;
-  cfg.log.level = std::getenv("TROUPE_TEST_LOG") ? troupe::log_level::info : troupe::log_level::off;
+  cfg.log.level =
+      std::getenv("TROUPE_TEST_LOG") ? troupe::log_level::info : troupe::log_level::off;
   auto n = troupe::node::start(cfg);
   REQUIRE(n.ok());
   return std::move(*n);
@@ -80,22 +81,25 @@ struct pair_fixture {
 };
 
 /// Echoes strings, counts ints (checking their order), answers get.
-troupe::behavior echo_actor(troupe::actor& self, std::shared_ptr<std::atomic<int>> disorder) {
+troupe::behavior echo_actor(troupe::actor& self,
+                            std::shared_ptr<std::atomic<int>> disorder) {
   auto next = std::make_shared<int>(0);
   return {
       [](const std::string& s) { return s; },
       [](std::vector<char>& v) {
-        return static_cast<uint64_t>(std::accumulate(v.begin(), v.end(), uint64_t{0},
-                                                     [](uint64_t acc, char c) {
-                                                       return acc * 31 + static_cast<uint8_t>(c);
-                                                     }));
+        return static_cast<uint64_t>(
+            std::accumulate(v.begin(), v.end(), uint64_t{0}, [](uint64_t acc, char c) {
+              return acc * 31 + static_cast<uint8_t>(c);
+            }));
       },
       [next, disorder](add_atom, int i) {
         if (i != *next) disorder->fetch_add(1);
         *next = i + 1;
       },
       [next](get_atom) { return *next; },
-      [&self](quit_atom) { self.quit(troupe::to_caf_error(troupe::runtime::errc::internal, "asked to quit")); },
+      [&self](quit_atom) {
+        self.quit(troupe::to_caf_error(troupe::runtime::errc::internal, "asked to quit"));
+      },
   };
 }
 
@@ -104,7 +108,8 @@ troupe::behavior echo_actor(troupe::actor& self, std::shared_ptr<std::atomic<int
 TEST_CASE("remote request, tell order, lookup and transports") {
   pair_fixture f;
   auto disorder = std::make_shared<std::atomic<int>>(0);
-  auto echo = f.a->spawn("echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
+  auto echo = f.a->spawn(
+      "echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
   REQUIRE(f.a->register_name("echo", echo).ok());
 
   auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
@@ -124,7 +129,12 @@ TEST_CASE("remote request, tell order, lookup and transports") {
   REQUIRE_MESSAGE(count.ok(), count.err().to_string());
   CHECK(*count == 20000);
   CHECK(disorder->load() == 0);
-  MESSAGE("a: malformed " << f.fa->stats().dropped_malformed << " no_receiver " << f.fa->stats().dropped_no_receiver << " unauth " << f.fa->stats().dropped_unauthenticated << " | b: overloaded " << f.fb->stats().dropped_overloaded << " sent " << f.fb->stats().envelopes_sent << " a received " << f.fa->stats().envelopes_received);
+  MESSAGE("a: malformed " << f.fa->stats().dropped_malformed << " no_receiver "
+                          << f.fa->stats().dropped_no_receiver << " unauth "
+                          << f.fa->stats().dropped_unauthenticated << " | b: overloaded "
+                          << f.fb->stats().dropped_overloaded << " sent "
+                          << f.fb->stats().envelopes_sent << " a received "
+                          << f.fa->stats().envelopes_received);
 
   auto missing = f.fb->lookup(f.a->config().node.name, "nobody", 5s);
   REQUIRE_FALSE(missing.ok());
@@ -132,8 +142,10 @@ TEST_CASE("remote request, tell order, lookup and transports") {
 
   auto peers = f.fb->peers();
   REQUIRE(peers.size() == 1);
-  MESSAGE("transports: " << peers[0].transports.size() << " first " << peers[0].transports[0]);
-  if (const char* tls = std::getenv("TROUPE_TEST_UCX_TLS"); tls && std::string{tls} == "tcp")
+  MESSAGE("transports: " << peers[0].transports.size() << " first "
+                         << peers[0].transports[0]);
+  if (const char* tls = std::getenv("TROUPE_TEST_UCX_TLS");
+      tls && std::string{tls} == "tcp")
     for (const auto& t : peers[0].transports)
       CHECK(t.rfind("tcp/", 0) == 0);
 }
@@ -141,16 +153,18 @@ TEST_CASE("remote request, tell order, lookup and transports") {
 TEST_CASE("large payloads travel by rendezvous, small ones stay in order around them") {
   pair_fixture f;
   auto disorder = std::make_shared<std::atomic<int>>(0);
-  auto echo = f.a->spawn("echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
+  auto echo = f.a->spawn(
+      "echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
   REQUIRE(f.a->register_name("echo", echo).ok());
   auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
   REQUIRE(ref.ok());
   std::vector<char> big(8 << 20);
   for (size_t i = 0; i < big.size(); ++i)
     big[i] = static_cast<char>(i * 7 + (i >> 13));
-  uint64_t expect = std::accumulate(big.begin(), big.end(), uint64_t{0}, [](uint64_t acc, char c) {
-    return acc * 31 + static_cast<uint8_t>(c);
-  });
+  uint64_t expect =
+      std::accumulate(big.begin(), big.end(), uint64_t{0}, [](uint64_t acc, char c) {
+        return acc * 31 + static_cast<uint8_t>(c);
+      });
   int n = 0;
   for (int round = 0; round < 4; ++round) {
     for (int i = 0; i < 100; ++i)
@@ -166,17 +180,25 @@ TEST_CASE("large payloads travel by rendezvous, small ones stay in order around 
   REQUIRE_MESSAGE(count.ok(), count.err().to_string());
   CHECK(*count == n);
   CHECK(disorder->load() == 0);
-  MESSAGE("a: malformed " << f.fa->stats().dropped_malformed << " no_receiver " << f.fa->stats().dropped_no_receiver << " unauth " << f.fa->stats().dropped_unauthenticated << " | b: overloaded " << f.fb->stats().dropped_overloaded << " sent " << f.fb->stats().envelopes_sent << " a received " << f.fa->stats().envelopes_received);
+  MESSAGE("a: malformed " << f.fa->stats().dropped_malformed << " no_receiver "
+                          << f.fa->stats().dropped_no_receiver << " unauth "
+                          << f.fa->stats().dropped_unauthenticated << " | b: overloaded "
+                          << f.fb->stats().dropped_overloaded << " sent "
+                          << f.fb->stats().envelopes_sent << " a received "
+                          << f.fa->stats().envelopes_received);
   CHECK(f.fb->stats().bulk_sent >= 5);
   CHECK(f.fa->stats().bulk_received >= 5);
 }
 
 TEST_CASE("monitor and link across nodes; spawn_on") {
   pair_fixture f;
-  f.fa->register_spawnable("echo", [](troupe::node& n, const caf::message&) -> troupe::result<actor_ref> {
-    auto disorder = std::make_shared<std::atomic<int>>(0);
-    return n.spawn("echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
-  });
+  f.fa->register_spawnable(
+      "echo", [](troupe::node& n, const caf::message&) -> troupe::result<actor_ref> {
+        auto disorder = std::make_shared<std::atomic<int>>(0);
+        return n.spawn("echo", [disorder](troupe::actor& self) {
+          return echo_actor(self, disorder);
+        });
+      });
   auto remote = f.fb->spawn_on(f.a->config().node.name, "echo", caf::message{}, 5s);
   REQUIRE_MESSAGE(remote.ok(), remote.err().to_string());
   CHECK(fabric::is_remote(*remote));
@@ -188,11 +210,13 @@ TEST_CASE("monitor and link across nodes; spawn_on") {
   std::promise<std::string> down;
   auto down_future = down.get_future();
   auto target = *remote;
-  auto watcher = f.b->spawn("watcher", [&down, target](troupe::actor& self) -> troupe::behavior {
-    self.monitor(target.handle());
-    self.set_down_handler([&down](caf::down_msg& m) { down.set_value(caf::to_string(m.reason)); });
-    return {[](get_atom) { return 1; }};
-  });
+  auto watcher =
+      f.b->spawn("watcher", [&down, target](troupe::actor& self) -> troupe::behavior {
+        self.monitor(target.handle());
+        self.set_down_handler(
+            [&down](caf::down_msg& m) { down.set_value(caf::to_string(m.reason)); });
+        return {[](get_atom) { return 1; }};
+      });
   REQUIRE(f.b->request<int>(watcher, 5s, get_atom::value).ok());
   f.b->tell(target, quit_atom::value);
   REQUIRE(down_future.wait_for(10s) == std::future_status::ready);
@@ -204,14 +228,15 @@ TEST_CASE("monitor and link across nodes; spawn_on") {
   std::promise<std::string> exited;
   auto exit_future = exited.get_future();
   auto target2 = *remote2;
-  auto linked = f.b->spawn("linked", [&exited, target2](troupe::actor& self) -> troupe::behavior {
-    self.link_to(target2.handle());
-    self.set_exit_handler([&exited, &self](caf::exit_msg& m) {
-      exited.set_value(caf::to_string(m.reason));
-      self.quit(m.reason);
-    });
-    return {[](get_atom) { return 2; }};
-  });
+  auto linked =
+      f.b->spawn("linked", [&exited, target2](troupe::actor& self) -> troupe::behavior {
+        self.link_to(target2.handle());
+        self.set_exit_handler([&exited, &self](caf::exit_msg& m) {
+          exited.set_value(caf::to_string(m.reason));
+          self.quit(m.reason);
+        });
+        return {[](get_atom) { return 2; }};
+      });
   auto alive = f.b->request<int>(linked, 5s, get_atom::value);
   REQUIRE_MESSAGE(alive.ok(), alive.err().to_string());
   f.b->tell(target2, quit_atom::value);
@@ -259,7 +284,8 @@ TEST_CASE("a peer with the wrong secret is rejected and counted") {
   REQUIRE(fb.ok());
   auto peer = (*fb)->connect((*fa)->listen_address());
   REQUIRE_FALSE(peer.ok());
-  CHECK_MESSAGE(peer.err().is(troupe::transport::errc::auth_failed), peer.err().to_string());
+  CHECK_MESSAGE(peer.err().is(troupe::transport::errc::auth_failed),
+                peer.err().to_string());
   CHECK((*fb)->stats().auth_failures >= 1);
   CHECK((*fa)->peers().empty());
   fb->reset();
@@ -272,7 +298,8 @@ TEST_CASE("unregistered message types get a clear error") {
     int x = 0;
   };
   auto disorder = std::make_shared<std::atomic<int>>(0);
-  auto echo = f.a->spawn("echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
+  auto echo = f.a->spawn(
+      "echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
   REQUIRE(f.a->register_name("echo", echo).ok());
   auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
   REQUIRE(ref.ok());

@@ -51,7 +51,7 @@ uint64_t checksum(const std::vector<char>& v) {
 /// (by pid) when the test ends.
 struct peer_process {
   pid_t pid = -1;
-  int in = -1;  // its stdin
+  int in = -1;         // its stdin
   FILE* out = nullptr; // its stdout
   std::string address;
 
@@ -66,7 +66,8 @@ struct peer_process {
     posix_spawn_file_actions_adddup2(&fa, from[1], 1);
     posix_spawn_file_actions_addclose(&fa, to[1]);
     posix_spawn_file_actions_addclose(&fa, from[0]);
-    std::string name = "peer-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++);
+    std::string name =
+        "peer-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++);
     std::vector<std::string> args{TROUPE_TEST_PEER, "--secret", secret, "--name", name};
     if (!transports().empty()) {
       args.push_back("--transports");
@@ -134,7 +135,8 @@ struct client {
     cfg.node.name = "client-" + std::to_string(::getpid());
     cfg.scheduler.threads = 2;
     cfg.metrics.enabled = false;
-    cfg.log.level = troupe::log_level::warn;
+    cfg.log.level = std::getenv("TROUPE_TEST_LOG") ? troupe::log_level::info
+                                                   : troupe::log_level::warn;
     auto n = troupe::node::start(cfg);
     REQUIRE(n.ok());
     node = std::move(*n);
@@ -214,7 +216,9 @@ TEST_CASE("1,000,000 messages: none lost, none reordered; 1 GiB payload checksum
   auto sum = c.node->request<uint64_t>(*sink, 120s, std::move(big));
   REQUIRE_MESSAGE(sum.ok(), sum.err().to_string());
   CHECK(*sum == expect);
-  MESSAGE("1 GiB request: " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() << " s");
+  MESSAGE("1 GiB request: "
+          << std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count()
+          << " s");
   auto out = server.finish();
   CHECK(out.find("dropped_malformed=0") != std::string::npos);
 }
@@ -257,7 +261,8 @@ TEST_CASE("a client with the wrong secret is rejected before reaching any actor"
   client c{"not the cluster secret at all"};
   auto peer = c.fab->connect(server.address);
   REQUIRE_FALSE(peer.ok());
-  CHECK_MESSAGE(peer.err().is(troupe::transport::errc::auth_failed), peer.err().to_string());
+  CHECK_MESSAGE(peer.err().is(troupe::transport::errc::auth_failed),
+                peer.err().to_string());
   auto out = server.finish();
   MESSAGE(out);
   CHECK(out.find("auth_failures=1") != std::string::npos);

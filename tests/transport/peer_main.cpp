@@ -42,9 +42,12 @@ int main(int argc, char** argv) {
   std::string name = "peer-" + std::to_string(::getpid());
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
-    if (k == "--secret") secret = argv[i + 1];
-    else if (k == "--transports") transports = argv[i + 1];
-    else if (k == "--name") name = argv[i + 1];
+    if (k == "--secret")
+      secret = argv[i + 1];
+    else if (k == "--transports")
+      transports = argv[i + 1];
+    else if (k == "--name")
+      name = argv[i + 1];
   }
   auto cfg = troupe::default_config();
   cfg.node.name = name;
@@ -89,10 +92,11 @@ int main(int argc, char** argv) {
   while (std::getline(std::cin, line)) {
   }
   auto s = (*f)->stats();
-  std::printf("stats auth_failures=%llu dropped_unauthenticated=%llu dropped_malformed=%llu\n",
-              static_cast<unsigned long long>(s.auth_failures),
-              static_cast<unsigned long long>(s.dropped_unauthenticated),
-              static_cast<unsigned long long>(s.dropped_malformed));
+  std::printf(
+      "stats auth_failures=%llu dropped_unauthenticated=%llu dropped_malformed=%llu\n",
+      static_cast<unsigned long long>(s.auth_failures),
+      static_cast<unsigned long long>(s.dropped_unauthenticated),
+      static_cast<unsigned long long>(s.dropped_malformed));
   std::fflush(stdout);
   f->reset();
   (*n)->stop();

@@ -2,6 +2,7 @@
 // calls into the libraries.
 
 #include "cluster_sim.hpp"
+#include "info.hpp"
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/workloads/demo_job.hpp"
@@ -35,9 +36,13 @@ int main(int argc, char** argv) {
   std::function<int()> cluster_sim_run;
   auto* cluster_sim_cmd = troupe::tools::add_cluster_sim(app, cluster_sim_run);
 
+  std::function<int()> info_run;
+  auto* info_cmd = troupe::tools::add_info(app, info_run);
+
   CLI11_PARSE(app, argc, argv);
 
   if (cluster_sim_cmd->parsed()) return cluster_sim_run();
+  if (info_cmd->parsed()) return info_run();
 
   if (demo_cmd->parsed()) {
     auto env = troupe::snapshot_environment();

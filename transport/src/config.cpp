@@ -14,17 +14,20 @@ config_schema<transport_settings> make_schema() {
               "host:port to accept peers on; port 0 picks a free one.")
       .boolean("listen_enabled", &tc::listen_enabled, true,
                "Accept connections (a node that only connects out may turn this off).")
-      .string("transports", &tc::transports, "",
-              "UCX transports (UCX_TLS), e.g. \"tcp\" or \"shm,tcp\"; empty lets UCX choose.")
+      .string(
+          "transports", &tc::transports, "",
+          "UCX transports (UCX_TLS), e.g. \"tcp\" or \"shm,tcp\"; empty lets UCX choose.")
       .boolean("shared_memory", &tc::shared_memory, true,
                "Allow shared memory between processes of one machine (sets UCX's "
                "SYSV/POSIX_ERROR_HANDLING unless the environment does).")
-      .boolean("busy_poll", &tc::busy_poll, false,
-               "Spin on the UCX worker instead of sleeping: lowest latency, one busy core.")
+      .boolean(
+          "busy_poll", &tc::busy_poll, false,
+          "Spin on the UCX worker instead of sleeping: lowest latency, one busy core.")
       .string("secret_file", &tc::secret_file, "",
               "File whose first line is the cluster secret (keep it mode 0600).")
-      .string("secret", &tc::secret, "",
-              "The cluster secret itself (prefer secret_file or TROUPE_TRANSPORT_SECRET).")
+      .string(
+          "secret", &tc::secret, "",
+          "The cluster secret itself (prefer secret_file or TROUPE_TRANSPORT_SECRET).")
       .string("next_secret", &tc::next_secret, "",
               "A second accepted secret while the cluster secret is rotated.")
       .integer("send_queue_bytes", &tc::send_queue_bytes, int64_t{256} << 20,

@@ -46,8 +46,8 @@ ucs_status_t send_am(ucp_ep_h ep, unsigned id, const void* header, size_t header
                      const void* data, size_t len, uint32_t flags,
                      std::unique_ptr<send_ctx> ctx) {
   ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                   UCP_OP_ATTR_FIELD_FLAGS;
+  p.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
   p.flags = flags | UCP_AM_SEND_FLAG_REPLY;
   p.cb.send = on_send_done;
   p.user_data = ctx.get();
@@ -67,7 +67,8 @@ caf::node_id caf_node_of(uint64_t node_id, uint64_t incarnation) {
 }
 
 bool is_trace_wrapped(const caf::message& m) {
-  return m.size() == 2 && m.match_element<span_context>(0) && m.match_element<caf::message>(1);
+  return m.size() == 2 && m.match_element<span_context>(0) &&
+         m.match_element<caf::message>(1);
 }
 
 using pending_key = std::pair<uint64_t, uint64_t>;
@@ -81,7 +82,8 @@ uint64_t pending_hash(uint64_t aid, uint64_t req) noexcept {
 
 remote_proxy::remote_proxy(caf::actor_config& cfg, std::weak_ptr<fabric_core> core,
                            std::shared_ptr<peer_state> peer, wire_ref target)
-    : caf::actor_proxy(cfg), core_(std::move(core)), peer_(std::move(peer)), target_(target) {}
+    : caf::actor_proxy(cfg), core_(std::move(core)), peer_(std::move(peer)),
+      target_(target) {}
 
 remote_proxy::~remote_proxy() = default;
 
@@ -92,10 +94,11 @@ void remote_proxy::enqueue(caf::mailbox_element_ptr what, caf::execution_unit*) 
   }
   // The fabric is gone: a request still gets an answer.
   if (what->mid.is_request() && what->sender)
-    what->sender->enqueue(nullptr, what->mid.response_id(),
-                          caf::make_message(to_caf_error(
-                              rerr::disconnected, "the transport of this node has stopped")),
-                          nullptr);
+    what->sender->enqueue(
+        nullptr, what->mid.response_id(),
+        caf::make_message(
+            to_caf_error(rerr::disconnected, "the transport of this node has stopped")),
+        nullptr);
 }
 
 bool remote_proxy::add_backlink(caf::abstract_actor* x) {
@@ -118,7 +121,8 @@ void remote_proxy::kill_proxy(caf::execution_unit* host, caf::error reason) {
 
 fabric_core::fabric_core(node& n, transport_config cfg, message_types types,
                          cluster_secrets secrets)
-    : node_(n), cfg_(std::move(cfg)), types_(std::move(types)), secrets_(std::move(secrets)) {
+    : node_(n), cfg_(std::move(cfg)), types_(std::move(types)),
+      secrets_(std::move(secrets)) {
   me_.node_name = n.config().node.name;
   node_id_ = node_id_of(me_.node_name);
   auto inc = random_bytes(8);
@@ -151,9 +155,9 @@ result<void> fabric_core::start() {
     fabric_core* core;
     unsigned id;
   };
-  static constexpr auto trampoline = [](void* arg, const void* header, size_t header_len,
-                                        void* data, size_t len,
-                                        const ucp_am_recv_param_t* param) -> ucs_status_t {
+  static constexpr auto trampoline =
+      [](void* arg, const void* header, size_t header_len, void* data, size_t len,
+         const ucp_am_recv_param_t* param) -> ucs_status_t {
     auto* a = static_cast<am_arg*>(arg);
     return a->core->on_am(a->id, header, header_len, data, len, param);
   };
@@ -175,9 +179,11 @@ result<void> fabric_core::start() {
   if (cfg_.listen_enabled) {
     socklen_t len = 0;
     auto sa = ucx::parse_address(cfg_.listen, len);
-    if (!sa) return error{rerr::invalid_argument, "transport.listen: " + sa.err().message()};
+    if (!sa)
+      return error{rerr::invalid_argument, "transport.listen: " + sa.err().message()};
     ucp_listener_params_t lp{};
-    lp.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
+    lp.field_mask =
+        UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
     lp.sockaddr.addr = reinterpret_cast<const sockaddr*>(&*sa);
     lp.sockaddr.addrlen = len;
     lp.conn_handler.cb = [](ucp_conn_request_h req, void* arg) {
@@ -186,7 +192,8 @@ result<void> fabric_core::start() {
     lp.conn_handler.arg = this;
     if (auto st = ucp_listener_create(worker_->get(), &lp, &listener_); st != UCS_OK) {
       if (st == UCS_ERR_BUSY)
-        return error{rerr::unavailable, "transport.listen: " + cfg_.listen + " is in use"};
+        return error{rerr::unavailable,
+                     "transport.listen: " + cfg_.listen + " is in use"};
       return ucx::to_error(st, "listen on " + cfg_.listen);
     }
     ucp_listener_attr_t la{};
@@ -199,9 +206,10 @@ result<void> fabric_core::start() {
   }
   running_ = true;
   thread_ = std::thread{[this] { run(); }};
-  log_->info("transport: node {} listening at {} (incarnation {:016x}{}, max AM header {})",
-             me_.node_name, listen_address_.empty() ? std::string{"-"} : listen_address_,
-             me_.incarnation, cfg_.busy_poll ? ", busy poll" : "", worker_->max_am_header());
+  log_->info(
+      "transport: node {} listening at {} (incarnation {:016x}{}, max AM header {})",
+      me_.node_name, listen_address_.empty() ? std::string{"-"} : listen_address_,
+      me_.incarnation, cfg_.busy_poll ? ", busy poll" : "", worker_->max_am_header());
   return ok();
 }
 
@@ -222,7 +230,8 @@ void fabric_core::stop() {
     ucp_listener_destroy(listener_);
     listener_ = nullptr;
   }
-  kill_proxies_of(0, to_caf_error(rerr::disconnected, "the transport of this node stopped"));
+  kill_proxies_of(0,
+                  to_caf_error(rerr::disconnected, "the transport of this node stopped"));
   worker_.reset();
   am_args_.clear();
 }
@@ -325,8 +334,7 @@ void fabric_core::flush(const std::shared_ptr<peer_state>& p) {
       ctx->keep = std::move(it.keep);
       const void* hdr = ctx->header_bytes.data();
       size_t hlen = ctx->header_bytes.size();
-      st = send_am(p->ep, am_bulk, hdr, hlen, it.bulk, it.bulk_size, UCP_AM_SEND_FLAG_RNDV,
-                   std::move(ctx));
+      st = send_am(p->ep, am_bulk, hdr, hlen, it.bulk, it.bulk_size, 0, std::move(ctx));
       c_.bulk_sent.fetch_add(1, std::memory_order_relaxed);
     }
     c_.bytes_sent.fetch_add(total, std::memory_order_relaxed);
@@ -382,7 +390,8 @@ void fabric_core::on_connection_request(ucp_conn_request_h req) {
     return;
   }
   err_args_.emplace_back(arg.release(), [](void* x) { delete static_cast<err_arg*>(x); });
-  p->server = std::make_unique<server_handshake>(me_, secrets_, random_bytes(nonce_bytes));
+  p->server =
+      std::make_unique<server_handshake>(me_, secrets_, random_bytes(nonce_bytes));
   std::lock_guard<std::mutex> g{mu_};
   by_ep_[p->ep] = p;
 }
@@ -440,8 +449,10 @@ result<peer_info> fabric_core::connect(std::string_view address) {
                                                     std::string{ucs_status_string(st)}});
       return;
     }
-    err_args_.emplace_back(arg.release(), [](void* x) { delete static_cast<err_arg*>(x); });
-    p->client = std::make_unique<client_handshake>(me_, secrets_, random_bytes(nonce_bytes));
+    err_args_.emplace_back(arg.release(),
+                           [](void* x) { delete static_cast<err_arg*>(x); });
+    p->client =
+        std::make_unique<client_handshake>(me_, secrets_, random_bytes(nonce_bytes));
     {
       std::lock_guard<std::mutex> g{mu_};
       by_ep_[p->ep] = p;
@@ -454,11 +465,12 @@ result<peer_info> fabric_core::connect(std::string_view address) {
       if (p->status.load() != peer_status::down)
         peer_down(p, "handshake with " + addr + " timed out");
     });
-    return error{rerr::disconnected, "connect to " + std::string{address} + ": no answer within " +
-                                         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                            cfg_.connect_timeout)
-                                                            .count()) +
-                                         " ms"};
+    return error{rerr::disconnected,
+                 "connect to " + std::string{address} + ": no answer within " +
+                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        cfg_.connect_timeout)
+                                        .count()) +
+                     " ms"};
   }
   auto r = fut.get();
   if (!r) return std::move(r).err();
@@ -483,7 +495,8 @@ void fabric_core::send_handshake(const std::shared_ptr<peer_state>& p,
   const void* data = ctx->frame.data();
   size_t len = ctx->frame.size();
   auto st = send_am(p->ep, am_handshake, nullptr, 0, data, len, 0, std::move(ctx));
-  if (UCS_STATUS_IS_ERR(st)) peer_down(p, std::string{"handshake send: "} + ucs_status_string(st));
+  if (UCS_STATUS_IS_ERR(st))
+    peer_down(p, std::string{"handshake send: "} + ucs_status_string(st));
 }
 
 void fabric_core::on_handshake(const std::shared_ptr<peer_state>& p,
@@ -521,8 +534,9 @@ void fabric_core::on_handshake(const std::shared_ptr<peer_state>& p,
       peer_up(p);
       return;
     }
-    return reject(error{rerr::invalid_argument, "unexpected handshake message from a client"},
-                  true);
+    return reject(
+        error{rerr::invalid_argument, "unexpected handshake message from a client"},
+        true);
   }
   if (p->client) {
     if (auto* a = std::get_if<hello_ack>(&*m)) {
@@ -538,8 +552,9 @@ void fabric_core::on_handshake(const std::shared_ptr<peer_state>& p,
       peer_up(p);
       return;
     }
-    return reject(error{rerr::invalid_argument, "unexpected handshake message from a server"},
-                  false);
+    return reject(
+        error{rerr::invalid_argument, "unexpected handshake message from a server"},
+        false);
   }
 }
 
@@ -573,10 +588,13 @@ void fabric_core::on_endpoint_error(peer_state* raw, ucs_status_t st) {
   }
   if (!p) return;
   // Closing an endpoint from inside its error callback is not allowed.
-  post([this, p, st] { peer_down(p, std::string{"endpoint error: "} + ucs_status_string(st)); });
+  post([this, p, st] {
+    peer_down(p, std::string{"endpoint error: "} + ucs_status_string(st));
+  });
 }
 
-void fabric_core::peer_down(const std::shared_ptr<peer_state>& p, const std::string& why) {
+void fabric_core::peer_down(const std::shared_ptr<peer_state>& p,
+                            const std::string& why) {
   bool was_up = p->status.exchange(peer_status::down) == peer_status::up;
   std::function<void(result<void>)> ready;
   {
@@ -611,13 +629,17 @@ void fabric_core::peer_down(const std::shared_ptr<peer_state>& p, const std::str
     std::lock_guard<std::mutex> g{p->req_mu};
     pending.swap(p->pending);
   }
-  std::string msg = "node " + (p->id.node_name.empty() ? p->remote_sockaddr : p->id.node_name) +
+  std::string msg = "node " +
+                    (p->id.node_name.empty() ? p->remote_sockaddr : p->id.node_name) +
                     " is unreachable: " + why;
   for (auto& [k, r] : pending)
     fail_locally(r.sender, r.mid, rerr::disconnected, msg);
   if (was_up) {
     c_.peers_lost.fetch_add(1, std::memory_order_relaxed);
-    log_->warn("transport: peer {} down: {}", p->id.node_name, why);
+    if (!running_.load())
+      log_->info("transport: closed the connection to peer {}", p->id.node_name);
+    else
+      log_->warn("transport: peer {} down: {}", p->id.node_name, why);
     kill_proxies_of(p->id.node_id, to_caf_error(rerr::disconnected, msg));
   }
   if (p->ep != nullptr && worker_) {
@@ -629,8 +651,9 @@ void fabric_core::peer_down(const std::shared_ptr<peer_state>& p, const std::str
 
 // -- receiving ------------------------------------------------------------------------
 
-ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_len, void* data,
-                                size_t len, const ucp_am_recv_param_t* param) {
+ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_len,
+                                void* data, size_t len,
+                                const ucp_am_recv_param_t* param) {
   std::shared_ptr<peer_state> p;
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0) {
     std::lock_guard<std::mutex> g{mu_};
@@ -646,7 +669,8 @@ ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_l
     c_.dropped_unauthenticated.fetch_add(1, std::memory_order_relaxed);
     return discard();
   }
-  auto bytes = std::span<const std::byte>{static_cast<const std::byte*>(data), rndv ? 0 : len};
+  auto bytes =
+      std::span<const std::byte>{static_cast<const std::byte*>(data), rndv ? 0 : len};
   if (id == am_handshake) {
     if (p->status.load() != peer_status::handshaking) {
       c_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
@@ -658,7 +682,8 @@ ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_l
   if (p->status.load() != peer_status::up) {
     // Nothing but the handshake before authentication.
     c_.dropped_unauthenticated.fetch_add(1, std::memory_order_relaxed);
-    log_->warn("transport: dropped a message from unauthenticated peer {}", p->remote_sockaddr);
+    log_->warn("transport: dropped a message from unauthenticated peer {}",
+               p->remote_sockaddr);
     return discard();
   }
   if (id == am_credit) {
@@ -685,19 +710,21 @@ ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_l
   if (seq < p->expect_seq || p->reorder.count(seq) != 0 ||
       seq > p->expect_seq + (uint64_t{1} << 20)) {
     c_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
-    log_->warn("transport: peer {} sent sequence {} (expected {}): dropped", p->id.node_name,
-               seq, p->expect_seq);
+    log_->warn("transport: peer {} sent sequence {} (expected {}): dropped",
+               p->id.node_name, seq, p->expect_seq);
     return discard();
   }
   if (id != am_frame && id != am_bulk) {
     c_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
     return discard();
   }
-  if (len > static_cast<size_t>(id == am_bulk ? cfg_.max_payload_bytes : cfg_.max_frame_bytes)) {
+  if (len > static_cast<size_t>(id == am_bulk ? cfg_.max_payload_bytes
+                                              : cfg_.max_frame_bytes)) {
     c_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
-    log_->warn("transport: peer {} sent {} bytes in one message (limit {}): disconnecting",
-               p->id.node_name, len,
-               id == am_bulk ? cfg_.max_payload_bytes : cfg_.max_frame_bytes);
+    log_->warn(
+        "transport: peer {} sent {} bytes in one message (limit {}): disconnecting",
+        p->id.node_name, len,
+        id == am_bulk ? cfg_.max_payload_bytes : cfg_.max_frame_bytes);
     discard();
     post([this, p] { peer_down(p, "oversized message"); });
     return UCS_OK;
@@ -758,7 +785,8 @@ ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_l
           c->core->drain(peer);
         } else {
           c->core->post([core = c->core, peer, st] {
-            core->peer_down(peer, std::string{"rendezvous receive: "} + ucs_status_string(st));
+            core->peer_down(peer,
+                            std::string{"rendezvous receive: "} + ucs_status_string(st));
           });
         }
       }
@@ -807,7 +835,8 @@ void fabric_core::send_credit(const std::shared_ptr<peer_state>& p, bool force) 
 }
 
 void fabric_core::deliver_frame(const std::shared_ptr<peer_state>& p,
-                                std::span<const std::byte> frame, std::vector<char>* bulk) {
+                                std::span<const std::byte> frame,
+                                std::vector<char>* bulk) {
   auto r = decode_frame(frame, limits_, [&](const envelope_view& e) {
     c_.envelopes_received.fetch_add(1, std::memory_order_relaxed);
     if ((e.header.bulk_size != 0) != (bulk != nullptr) ||
@@ -830,13 +859,14 @@ namespace {
 result<caf::message> decode_payload(fabric_core& core, const envelope_view& e,
                                     std::vector<char>* bulk) {
   caf::message_builder mb;
-  caf::binary_deserializer src{core.system(), reinterpret_cast<const char*>(e.payload.data()),
-                               e.payload.size()};
+  caf::binary_deserializer src{
+      core.system(), reinterpret_cast<const char*>(e.payload.data()), e.payload.size()};
   auto types = e.types();
   for (size_t i = 0; i < types.size(); ++i) {
     const element_codec* c = core.types().find(types[i]);
     if (c == nullptr)
-      return error{rerr::invalid_argument, "unknown message type id " + std::to_string(types[i])};
+      return error{rerr::invalid_argument,
+                   "unknown message type id " + std::to_string(types[i])};
     if (c->handle != element_codec::handle_kind::none) {
       wire_ref r;
       if (auto err = src(r.node, r.incarnation, r.actor))
@@ -899,8 +929,8 @@ void fabric_core::deliver(const std::shared_ptr<peer_state>& p, const envelope_v
                  content.err().message());
       if (h.kind == envelope_kind::request)
         reply_error(p, e, rerr::invalid_argument,
-                    "node " + me_.node_name + " cannot decode the message: " +
-                        content.err().message());
+                    "node " + me_.node_name +
+                        " cannot decode the message: " + content.err().message());
       return;
     }
     if (h.receiver.actor == 0) {
@@ -912,14 +942,15 @@ void fabric_core::deliver(const std::shared_ptr<peer_state>& p, const envelope_v
       c_.dropped_no_receiver.fetch_add(1, std::memory_order_relaxed);
       if (h.kind == envelope_kind::request)
         reply_error(p, e, rerr::actor_failed,
-                    "actor " + std::to_string(h.receiver.actor) + " on node " + me_.node_name +
-                        " is gone");
+                    "actor " + std::to_string(h.receiver.actor) + " on node " +
+                        me_.node_name + " is gone");
       return;
     }
     caf::strong_actor_ptr sender = resolve(h.sender);
-    caf::message_id mid = h.kind == envelope_kind::message
-                              ? caf::make_message_id()
-                              : caf::make_message_id<caf::message_priority::high>(h.correlation);
+    caf::message_id mid =
+        h.kind == envelope_kind::message
+            ? caf::make_message_id()
+            : caf::make_message_id<caf::message_priority::high>(h.correlation);
     if (h.kind == envelope_kind::response) {
       // Answered: the request no longer fails when this peer goes away.
       std::lock_guard<std::mutex> g{p->req_mu};
@@ -927,7 +958,8 @@ void fabric_core::deliver(const std::shared_ptr<peer_state>& p, const envelope_v
     }
     caf::message msg = std::move(*content);
     if (h.sampled || h.trace_hi != 0 || h.trace_lo != 0 || !e.tenant.empty()) {
-      span_context ctx{h.trace_hi, h.trace_lo, h.span_id, h.sampled, std::string{e.tenant}};
+      span_context ctx{h.trace_hi, h.trace_lo, h.span_id, h.sampled,
+                       std::string{e.tenant}};
       msg = caf::make_message(std::move(ctx), std::move(msg));
     }
     dst->enqueue(std::move(sender), mid, std::move(msg), nullptr);
@@ -970,8 +1002,8 @@ void fabric_core::deliver(const std::shared_ptr<peer_state>& p, const envelope_v
         d.kind = envelope_kind::exit;
         d.sender = h.receiver;
         d.receiver = h.sender;
-        (void)send(p, d,
-                   caf::make_message(caf::make_error(caf::exit_reason::unknown)), {});
+        (void)send(p, d, caf::make_message(caf::make_error(caf::exit_reason::unknown)),
+                   {});
       }
       return;
     }
@@ -1055,12 +1087,12 @@ void fabric_core::serve_node_request(const std::shared_ptr<peer_state>& p,
           "actor type \"" + type + "\" is not spawnable on node " + me_.node_name)));
     auto ref = f(node_, content.drop(2));
     if (!ref)
-      return answer(caf::make_message(
-          to_caf_error(static_cast<rerr>(ref.err().code().value()), ref.err().message())));
+      return answer(caf::make_message(to_caf_error(
+          static_cast<rerr>(ref.err().code().value()), ref.err().message())));
     return answer(caf::make_message(ref->handle()));
   }
-  answer(caf::make_message(
-      to_caf_error(rerr::invalid_argument, "unknown node request " + caf::to_string(content))));
+  answer(caf::make_message(to_caf_error(
+      rerr::invalid_argument, "unknown node request " + caf::to_string(content))));
 }
 
 // -- sending --------------------------------------------------------------------------
@@ -1086,7 +1118,8 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
       const element_codec* c = types_.find(content, i);
       if (c == nullptr) {
         if (failure)
-          *failure = "element " + std::to_string(i) + " (" + caf::to_string(content.type(i)) +
+          *failure = "element " + std::to_string(i) + " (" +
+                     caf::to_string(content.type(i)) +
                      ") is not a registered message type";
         return queue_result::disconnected;
       }
@@ -1098,7 +1131,8 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
         else if (c->handle == element_codec::handle_kind::strong_ptr)
           ptr = content.get_as<caf::strong_actor_ptr>(i);
         else
-          ptr = caf::actor_cast<caf::strong_actor_ptr>(content.get_as<caf::actor_addr>(i));
+          ptr =
+              caf::actor_cast<caf::strong_actor_ptr>(content.get_as<caf::actor_addr>(i));
         wire_ref r = ref_of(ptr);
         (void)sink(r.node, r.incarnation, r.actor);
         continue;
@@ -1260,8 +1294,8 @@ void fabric_core::fail_locally(const caf::strong_actor_ptr& sender, caf::message
                   caf::make_message(to_caf_error(e, std::move(message))), nullptr);
 }
 
-void fabric_core::reply_error(const std::shared_ptr<peer_state>& p, const envelope_view& e,
-                              rerr code, std::string message) {
+void fabric_core::reply_error(const std::shared_ptr<peer_state>& p,
+                              const envelope_view& e, rerr code, std::string message) {
   envelope_header r;
   r.kind = envelope_kind::response;
   r.sender = e.header.receiver;
@@ -1306,8 +1340,8 @@ caf::strong_actor_ptr fabric_core::resolve(const wire_ref& r) {
   }
   caf::actor_config cfg;
   auto proxy = caf::make_actor<remote_proxy, caf::strong_actor_ptr>(
-      static_cast<caf::actor_id>(r.actor), caf_node_of(r.node, r.incarnation), &system(), cfg,
-      weak_from_this(), peer, r);
+      static_cast<caf::actor_id>(r.actor), caf_node_of(r.node, r.incarnation), &system(),
+      cfg, weak_from_this(), peer, r);
   if (!alive) {
     static_cast<remote_proxy*>(proxy->get())
         ->kill_proxy(nullptr, to_caf_error(rerr::disconnected,
@@ -1375,30 +1409,36 @@ std::shared_ptr<peer_state> fabric_core::peer_by_name(std::string_view name) con
   return peer_by_id(node_id_of(name));
 }
 
-// -- API ---------------------------------------------------------------------------------
+// -- API
+// ---------------------------------------------------------------------------------
 
-result<caf::message> fabric_core::node_request(std::string_view node_name, caf::message msg,
+result<caf::message> fabric_core::node_request(std::string_view node_name,
+                                               caf::message msg,
                                                std::chrono::nanoseconds timeout) {
   auto p = peer_by_name(node_name);
   if (!p)
-    return error{rerr::not_found, "node \"" + std::string{node_name} + "\" is not connected"};
+    return error{rerr::not_found,
+                 "node \"" + std::string{node_name} + "\" is not connected"};
   auto service = resolve(wire_ref{p->id.node_id, p->id.incarnation, 0});
   caf::scoped_actor self{system()};
   result<caf::message> out = error{rerr::internal, "no answer"};
   self->request(caf::actor_cast<caf::actor>(service), timeout, std::move(msg))
-      .receive([&](caf::error& e) { out = from_caf_error(e, "node " + std::string{node_name}); },
-               caf::others >> [&](caf::message_view& x) -> caf::result<caf::message> {
-                 out = x.move_content_to_message();
-                 return caf::message{};
-               });
+      .receive(
+          [&](caf::error& e) {
+            out = from_caf_error(e, "node " + std::string{node_name});
+          },
+          caf::others >> [&](caf::message_view& x) -> caf::result<caf::message> {
+            out = x.move_content_to_message();
+            return caf::message{};
+          });
   return out;
 }
 
 result<actor_ref> fabric_core::lookup(std::string_view node_name, std::string_view name,
                                       std::chrono::nanoseconds timeout) {
   if (node_name == me_.node_name) return node_.lookup(name);
-  auto r = node_request(node_name, caf::make_message(caf::atom("lookup"), std::string{name}),
-                        timeout);
+  auto r = node_request(
+      node_name, caf::make_message(caf::atom("lookup"), std::string{name}), timeout);
   if (!r) return std::move(r).err();
   if (r->size() != 1 || !r->match_element<caf::actor>(0))
     return error{rerr::internal, "lookup: unexpected answer " + caf::to_string(*r)};
@@ -1406,7 +1446,8 @@ result<actor_ref> fabric_core::lookup(std::string_view node_name, std::string_vi
 }
 
 result<actor_ref> fabric_core::spawn_on(std::string_view node_name, std::string_view type,
-                                        caf::message args, std::chrono::nanoseconds timeout) {
+                                        caf::message args,
+                                        std::chrono::nanoseconds timeout) {
   caf::message head = caf::make_message(caf::atom("spawn"), std::string{type});
   if (node_name == me_.node_name) {
     spawn_factory f;
@@ -1449,11 +1490,12 @@ result<void> fabric_core::try_tell(const actor_ref& to, caf::message msg) {
     return ok();
   case queue_result::overloaded:
     return error{rerr::overloaded, "send queue to node " + proxy->peer()->id.node_name +
-                                       " is full (" + std::to_string(cfg_.send_queue_bytes) +
-                                       " bytes)"};
+                                       " is full (" +
+                                       std::to_string(cfg_.send_queue_bytes) + " bytes)"};
   case queue_result::disconnected:
     if (!failure.empty()) return error{rerr::invalid_argument, failure};
-    return error{rerr::disconnected, "node " + proxy->peer()->id.node_name + " is unreachable"};
+    return error{rerr::disconnected,
+                 "node " + proxy->peer()->id.node_name + " is unreachable"};
   }
   return ok();
 }
@@ -1503,7 +1545,8 @@ std::string fabric_core::node_of(const actor_ref& ref) const {
   return proxy != nullptr ? proxy->peer()->id.node_name : std::string{};
 }
 
-// -- fabric -------------------------------------------------------------------------------
+// -- fabric
+// -------------------------------------------------------------------------------
 
 fabric::fabric(std::shared_ptr<fabric_core> core) : core_(std::move(core)) {}
 

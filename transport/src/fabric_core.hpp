@@ -73,19 +73,19 @@ struct peer_state {
   uint64_t send_seq = 0;
   uint64_t expect_seq = 0;
   std::map<uint64_t, in_item> reorder;
-  int64_t in_flight = 0;   ///< bytes sent and not yet credited
-  int64_t uncredited = 0;  ///< bytes received and not yet credited back
-  bool credit_requested = false; ///< we asked the peer for credit
-  bool credit_wanted = false;    ///< the peer asked us for credit
+  int64_t in_flight = 0;                ///< bytes sent and not yet credited
+  int64_t uncredited = 0;               ///< bytes received and not yet credited back
+  bool credit_requested = false;        ///< we asked the peer for credit
+  bool credit_wanted = false;           ///< the peer asked us for credit
   std::unordered_set<uint64_t> watched; ///< local actors this peer monitors
   bool closing = false;
 
   // -- outgoing queue (guarded by mu) ---------------------------------------
   std::mutex mu;
-  frame_writer batch;               // guarded by mu
-  std::deque<out_item> queue;       // guarded by mu
-  int64_t queued_bytes = 0;         // guarded by mu
-  bool flush_pending = false;       // guarded by mu
+  frame_writer batch;         // guarded by mu
+  std::deque<out_item> queue; // guarded by mu
+  int64_t queued_bytes = 0;   // guarded by mu
+  bool flush_pending = false; // guarded by mu
 
   // -- requests sent to this peer and not yet answered (guarded by req_mu) ---
   struct pending_request {
@@ -93,7 +93,8 @@ struct peer_state {
     caf::message_id mid;
   };
   std::mutex req_mu;
-  std::unordered_map<uint64_t, pending_request> pending; // key: aid ^ mid (see fabric.cpp)
+  std::unordered_map<uint64_t, pending_request>
+      pending; // key: aid ^ mid (see fabric.cpp)
 
   // -- connect() waiting for this peer (guarded by the core's mu_) ----------
   std::function<void(result<void>)> on_ready;
@@ -104,7 +105,8 @@ enum class queue_result { ok, overloaded, disconnected };
 
 class fabric_core : public std::enable_shared_from_this<fabric_core> {
 public:
-  fabric_core(node& n, transport_config cfg, message_types types, cluster_secrets secrets);
+  fabric_core(node& n, transport_config cfg, message_types types,
+              cluster_secrets secrets);
   ~fabric_core();
 
   [[nodiscard]] result<void> start();
@@ -122,10 +124,12 @@ public:
 
   // -- API (any thread) -------------------------------------------------------------
   [[nodiscard]] result<peer_info> connect(std::string_view address);
-  [[nodiscard]] result<actor_ref> lookup(std::string_view node_name, std::string_view name,
+  [[nodiscard]] result<actor_ref> lookup(std::string_view node_name,
+                                         std::string_view name,
                                          std::chrono::nanoseconds timeout);
-  [[nodiscard]] result<actor_ref> spawn_on(std::string_view node_name, std::string_view type,
-                                           caf::message args, std::chrono::nanoseconds timeout);
+  [[nodiscard]] result<actor_ref> spawn_on(std::string_view node_name,
+                                           std::string_view type, caf::message args,
+                                           std::chrono::nanoseconds timeout);
   void register_spawnable(std::string type, spawn_factory f);
   [[nodiscard]] result<void> try_tell(const actor_ref& to, caf::message msg);
   std::vector<peer_info> peers() const;
@@ -151,9 +155,10 @@ private:
   friend class fabric;
   struct counters {
     std::atomic<uint64_t> envelopes_sent{0}, envelopes_received{0}, frames_sent{0},
-        frames_received{0}, bulk_sent{0}, bulk_received{0}, bytes_sent{0}, bytes_received{0},
-        dropped_malformed{0}, dropped_unauthenticated{0}, dropped_unknown_type{0},
-        dropped_no_receiver{0}, dropped_overloaded{0}, auth_failures{0}, peers_lost{0};
+        frames_received{0}, bulk_sent{0}, bulk_received{0}, bytes_sent{0},
+        bytes_received{0}, dropped_malformed{0}, dropped_unauthenticated{0},
+        dropped_unknown_type{0}, dropped_no_receiver{0}, dropped_overloaded{0},
+        auth_failures{0}, peers_lost{0};
   };
 
   // progress thread
@@ -165,14 +170,15 @@ private:
   void on_endpoint_error(peer_state* p, ucs_status_t st);
   ucs_status_t on_am(unsigned id, const void* header, size_t header_len, void* data,
                      size_t len, const ucp_am_recv_param_t* param);
-  void on_handshake(const std::shared_ptr<peer_state>& p, std::span<const std::byte> frame);
+  void on_handshake(const std::shared_ptr<peer_state>& p,
+                    std::span<const std::byte> frame);
   void peer_up(const std::shared_ptr<peer_state>& p);
   void peer_down(const std::shared_ptr<peer_state>& p, const std::string& why);
   void send_handshake(const std::shared_ptr<peer_state>& p, const handshake_message& m);
   void send_credit(const std::shared_ptr<peer_state>& p, bool force = false);
   void drain(const std::shared_ptr<peer_state>& p);
-  void deliver_frame(const std::shared_ptr<peer_state>& p, std::span<const std::byte> frame,
-                     std::vector<char>* bulk);
+  void deliver_frame(const std::shared_ptr<peer_state>& p,
+                     std::span<const std::byte> frame, std::vector<char>* bulk);
   void deliver(const std::shared_ptr<peer_state>& p, const envelope_view& e,
                std::vector<char>* bulk);
   void serve_node_request(const std::shared_ptr<peer_state>& p, const envelope_view& e,
@@ -186,8 +192,8 @@ private:
                     const caf::message& content, std::string_view tenant,
                     std::string* failure = nullptr);
   /// Answers request `mid` of local `sender` with an error, locally.
-  void fail_locally(const caf::strong_actor_ptr& sender, caf::message_id mid, runtime::errc e,
-                    std::string message);
+  void fail_locally(const caf::strong_actor_ptr& sender, caf::message_id mid,
+                    runtime::errc e, std::string message);
   /// Sends an error response for a request that came from `p`.
   void reply_error(const std::shared_ptr<peer_state>& p, const envelope_view& e,
                    runtime::errc code, std::string message);
@@ -220,12 +226,13 @@ private:
   std::atomic<bool> sleeping_{false};
 
   mutable std::mutex mu_;
-  std::vector<std::function<void()>> tasks_;                          // guarded by mu_
-  std::vector<std::shared_ptr<peer_state>> ready_;                    // guarded by mu_
-  std::unordered_map<uint64_t, std::shared_ptr<peer_state>> by_id_;  // guarded by mu_ (up peers)
-  std::unordered_map<ucp_ep_h, std::shared_ptr<peer_state>> by_ep_;  // guarded by mu_
-  std::vector<peer_info> history_;                                    // guarded by mu_ (lost peers)
-  std::unordered_map<std::string, spawn_factory> spawnables_;        // guarded by mu_
+  std::vector<std::function<void()>> tasks_;       // guarded by mu_
+  std::vector<std::shared_ptr<peer_state>> ready_; // guarded by mu_
+  std::unordered_map<uint64_t, std::shared_ptr<peer_state>>
+      by_id_; // guarded by mu_ (up peers)
+  std::unordered_map<ucp_ep_h, std::shared_ptr<peer_state>> by_ep_; // guarded by mu_
+  std::vector<peer_info> history_; // guarded by mu_ (lost peers)
+  std::unordered_map<std::string, spawn_factory> spawnables_; // guarded by mu_
 
   struct ref_hash {
     size_t operator()(const wire_ref& r) const noexcept {
@@ -233,7 +240,8 @@ private:
     }
   };
   mutable std::mutex proxies_mu_;
-  std::unordered_map<wire_ref, caf::weak_actor_ptr, ref_hash> proxies_; // guarded by proxies_mu_
+  std::unordered_map<wire_ref, caf::weak_actor_ptr, ref_hash>
+      proxies_; // guarded by proxies_mu_
 };
 
 } // namespace troupe::transport

@@ -20,7 +20,8 @@ uint64_t type_id_of(std::string_view name) noexcept {
 message_types& message_types::add_codec(caf::rtti_pair key, element_codec c) {
   c.id = type_id_of(c.name);
   if (by_id_.count(c.id) != 0) {
-    std::fprintf(stderr, "troupe: message type \"%s\" registered twice (or its id collides)\n",
+    std::fprintf(stderr,
+                 "troupe: message type \"%s\" registered twice (or its id collides)\n",
                  c.name.c_str());
     std::abort();
   }
@@ -45,7 +46,8 @@ message_types& message_types::add_codec(caf::rtti_pair key, element_codec c) {
   return *this;
 }
 
-const element_codec* message_types::find(const caf::message& msg, size_t i) const noexcept {
+const element_codec* message_types::find(const caf::message& msg,
+                                         size_t i) const noexcept {
   auto key = msg.type(i);
   if (key.first != 0) return key.first < by_nr_.size() ? by_nr_[key.first] : nullptr;
   if (key.second == nullptr) return nullptr;
@@ -69,7 +71,8 @@ std::vector<std::string> message_types::names() const {
 
 namespace {
 
-template <class T> element_codec handle_codec(std::string name, element_codec::handle_kind k) {
+template <class T>
+element_codec handle_codec(std::string name, element_codec::handle_kind k) {
   element_codec c;
   c.name = std::move(name);
   c.handle = k;
@@ -152,7 +155,8 @@ message_types message_types::defaults() {
       // context to ask for.
       uint8_t code = e ? e.code() : 0;
       caf::atom_value cat = e ? e.category() : caf::atom("");
-      std::string ctx = !e || e.context().empty() ? std::string{} : caf::to_string(e.context());
+      std::string ctx =
+          !e || e.context().empty() ? std::string{} : caf::to_string(e.context());
       return sink(code, cat, ctx);
     };
     c.load = [](caf::deserializer& src, caf::message_builder& out) {

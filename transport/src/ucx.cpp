@@ -49,8 +49,8 @@ result<sockaddr_storage> parse_address(std::string_view address, socklen_t& len)
   hints.ai_flags = AI_NUMERICSERV;
   addrinfo* res = nullptr;
   if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0 || !res)
-    return error{runtime::errc::invalid_argument, "address \"" + std::string{address} +
-                                                      "\": " + gai_strerror(rc)};
+    return error{runtime::errc::invalid_argument,
+                 "address \"" + std::string{address} + "\": " + gai_strerror(rc)};
   sockaddr_storage out{};
   std::memcpy(&out, res->ai_addr, res->ai_addrlen);
   len = static_cast<socklen_t>(res->ai_addrlen);
@@ -78,7 +78,8 @@ result<std::unique_ptr<worker>> worker::create(const context_options& o) {
   // they go into the environment, without overriding what is set there.)
   // (Only when shared memory may be used: UCX warns on stdout about set
   // variables that no transport reads.)
-  bool may_use_shm = o.transports.empty() || o.transports.find("shm") != std::string::npos ||
+  bool may_use_shm = o.transports.empty() ||
+                     o.transports.find("shm") != std::string::npos ||
                      o.transports.find("sysv") != std::string::npos ||
                      o.transports.find("posix") != std::string::npos ||
                      o.transports.find("all") != std::string::npos;
@@ -155,7 +156,8 @@ std::vector<std::string> endpoint_transports(ucp_ep_h ep) {
   // Lines look like "#   lane[0]:  3:tcp/lo.0 md[1]  ...": take "tcp/lo"
   // (the part before the interface index), once per distinct transport.
   std::vector<std::string> out;
-  static const std::regex lane{R"(lane\[\d+\]:\s+\d+:([A-Za-z0-9_]+/[A-Za-z0-9_:.-]+?)(\.\d+)?\s)"};
+  static const std::regex lane{
+      R"(lane\[\d+\]:\s+\d+:([A-Za-z0-9_]+/[A-Za-z0-9_:.-]+?)(\.\d+)?\s)"};
   for (std::sregex_iterator it{text.begin(), text.end(), lane}, end; it != end; ++it) {
     std::string name = (*it)[1];
     if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);

@@ -35,7 +35,8 @@ inline constexpr size_t mac_bytes = 32;
 using mac_t = std::array<std::byte, mac_bytes>;
 
 /// HMAC-SHA256 of `data` under `key`.
-[[nodiscard]] mac_t hmac_sha256(std::span<const std::byte> key, std::span<const std::byte> data);
+[[nodiscard]] mac_t hmac_sha256(std::span<const std::byte> key,
+                                std::span<const std::byte> data);
 /// Constant-time equality (false when sizes differ).
 [[nodiscard]] bool constant_time_equal(std::span<const std::byte> a,
                                        std::span<const std::byte> b) noexcept;
@@ -72,7 +73,8 @@ class client_handshake {
 public:
   /// `nonce` must be nonce_bytes long (tests pass a fixed one; the fabric
   /// passes random_bytes(nonce_bytes)).
-  client_handshake(local_identity me, cluster_secrets secrets, std::vector<std::byte> nonce);
+  client_handshake(local_identity me, cluster_secrets secrets,
+                   std::vector<std::byte> nonce);
   /// The first message.
   [[nodiscard]] hello start() const;
   /// Checks the server's version choice and proof. Errors: protocol_mismatch
@@ -95,7 +97,8 @@ private:
 /// The accepting side.
 class server_handshake {
 public:
-  server_handshake(local_identity me, cluster_secrets secrets, std::vector<std::byte> nonce);
+  server_handshake(local_identity me, cluster_secrets secrets,
+                   std::vector<std::byte> nonce);
   /// Picks the highest common version and answers with our proof. Errors:
   /// protocol_mismatch (no common version; the message says both ranges),
   /// invalid_argument (bad nonce, node id that does not match the name, or

@@ -109,11 +109,11 @@ struct fabric_stats {
   uint64_t bulk_received = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
-  uint64_t dropped_malformed = 0;    ///< frames that failed to decode
+  uint64_t dropped_malformed = 0; ///< frames that failed to decode
   uint64_t dropped_unauthenticated = 0;
   uint64_t dropped_unknown_type = 0;
   uint64_t dropped_no_receiver = 0;
-  uint64_t dropped_overloaded = 0;   ///< sends refused: queue full
+  uint64_t dropped_overloaded = 0; ///< sends refused: queue full
   uint64_t auth_failures = 0;
   uint64_t peers_lost = 0;
 };
@@ -150,7 +150,8 @@ public:
 
   /// The actor registered under `name` on node `node_name` (a connected
   /// peer or this node). Errors: not_found, disconnected, timeout.
-  [[nodiscard]] result<actor_ref> lookup(std::string_view node_name, std::string_view name,
+  [[nodiscard]] result<actor_ref> lookup(std::string_view node_name,
+                                         std::string_view name,
                                          std::chrono::nanoseconds timeout);
 
   /// Makes `type` spawnable by peers through spawn_on.
@@ -158,8 +159,9 @@ public:
   /// Spawns an actor of registered `type` on node `node_name` with `args`.
   /// Errors: not_found (unknown type or node), disconnected, timeout, and
   /// whatever the factory returned.
-  [[nodiscard]] result<actor_ref> spawn_on(std::string_view node_name, std::string_view type,
-                                           caf::message args, std::chrono::nanoseconds timeout);
+  [[nodiscard]] result<actor_ref> spawn_on(std::string_view node_name,
+                                           std::string_view type, caf::message args,
+                                           std::chrono::nanoseconds timeout);
 
   /// Sends like a tell, but says `overloaded` when the peer's send queue is
   /// full instead of dropping (and `disconnected` when it is down).

@@ -24,10 +24,10 @@
 #include <caf/all.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <typeindex>
-#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -50,7 +50,12 @@ struct element_codec {
   std::function<std::pair<const char*, size_t>(const caf::message&, size_t)> bytes;
   std::function<void(std::vector<char>&&, caf::message_builder&)> append_bytes;
   /// Kind of handle for actor handle types (encoded by the fabric).
-  enum class handle_kind : uint8_t { none, actor, strong_ptr, addr } handle = handle_kind::none;
+  enum class handle_kind : uint8_t {
+    none,
+    actor,
+    strong_ptr,
+    addr
+  } handle = handle_kind::none;
 };
 
 class message_types {
@@ -80,7 +85,8 @@ public:
 
   /// The codec for element `i` of `msg`, or null when its type is not
   /// registered.
-  [[nodiscard]] const element_codec* find(const caf::message& msg, size_t i) const noexcept;
+  [[nodiscard]] const element_codec* find(const caf::message& msg,
+                                          size_t i) const noexcept;
   /// The codec with wire id `id`, or null.
   [[nodiscard]] const element_codec* find(uint64_t id) const noexcept;
   /// Registered names, sorted (for `troupe info` and errors).
@@ -96,7 +102,8 @@ public:
 
 private:
   // Builtin types are found by CAF's type number, others by type_info.
-  std::vector<const element_codec*> by_nr_ = std::vector<const element_codec*>(64, nullptr);
+  std::vector<const element_codec*> by_nr_ =
+      std::vector<const element_codec*>(64, nullptr);
   std::unordered_map<std::type_index, const element_codec*> by_rtti_;
   std::unordered_map<uint64_t, std::shared_ptr<const element_codec>> by_id_;
 };

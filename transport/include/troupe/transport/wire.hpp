@@ -106,19 +106,21 @@ struct envelope_view {
   size_t type_count = 0;
   std::string_view tenant;
   std::span<const std::byte> payload;
-  std::span<const uint64_t> types() const noexcept { return {type_ids.data(), type_count}; }
+  std::span<const uint64_t> types() const noexcept {
+    return {type_ids.data(), type_count};
+  }
 };
 
 /// Bounds applied to every decode of network input.
 struct decode_limits {
-  size_t max_frame_bytes = size_t{64} << 20;   ///< whole frame
-  size_t max_payload_bytes = size_t{64} << 20; ///< inline payload
-  uint64_t max_bulk_bytes = uint64_t{16} << 30; ///< announced rendezvous size
-  size_t max_segments = 16;                    ///< per Cap'n Proto message
+  size_t max_frame_bytes = size_t{64} << 20;           ///< whole frame
+  size_t max_payload_bytes = size_t{64} << 20;         ///< inline payload
+  uint64_t max_bulk_bytes = uint64_t{16} << 30;        ///< announced rendezvous size
+  size_t max_segments = 16;                            ///< per Cap'n Proto message
   uint64_t traversal_limit_words = uint64_t{16} << 20; ///< Cap'n Proto reader
-  int nesting_limit = 16;                      ///< Cap'n Proto reader
+  int nesting_limit = 16;                              ///< Cap'n Proto reader
   size_t max_tenant_bytes = 256;
-  size_t max_text_bytes = 1024;                ///< names, addresses, reasons
+  size_t max_text_bytes = 1024; ///< names, addresses, reasons
 };
 
 /// Appends envelopes to a growing frame buffer. Reuse one writer per

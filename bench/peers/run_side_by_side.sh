@@ -68,14 +68,14 @@ troupe_peer="$bin_dir/bench_transport_peer"
 sizes_bw=(65536 1048576 16777216)
 declare -A n
 if [ "$quick" = 1 ]; then
-  n[ucx_rtt]=20000; n[ucx_rate]=200000
+  n[ucx_rtt]=20000; n[ucx_rtt_sleep]=10000; n[ucx_rate]=200000
   n[ucx_bw_65536]=4096; n[ucx_bw_1048576]=256; n[ucx_bw_16777216]=16
   n[caf_rtt]=2000; n[caf_local]=10000; n[caf_rate]=50000
   n[caf_bw_65536]=2048; n[caf_bw_1048576]=128; n[caf_bw_16777216]=8
   n[troupe_rtt]=10000; n[troupe_rate]=200000
   n[troupe_bw_65536]=4096; n[troupe_bw_1048576]=256; n[troupe_bw_16777216]=16
 else
-  n[ucx_rtt]=100000; n[ucx_rate]=1000000
+  n[ucx_rtt]=100000; n[ucx_rtt_sleep]=30000; n[ucx_rate]=1000000
   n[ucx_bw_65536]=16384; n[ucx_bw_1048576]=1024; n[ucx_bw_16777216]=64
   n[caf_rtt]=10000; n[caf_local]=50000; n[caf_rate]=300000
   n[caf_bw_65536]=8192; n[caf_bw_1048576]=512; n[caf_bw_16777216]=32
@@ -201,9 +201,12 @@ ucx_env() { # ucx_env tcp|shm: the environment for both sides
   esac
 }
 
-# ucx_run TRANSPORT TEST SIZE ITERS: one server/client pair, one JSON line.
+# ucx_run TRANSPORT TEST SIZE ITERS [sleep]: one server/client pair, one JSON
+# line. "sleep": ucx_perftest -E sleep (wait for events instead of polling).
 ucx_run() {
-  local tr="$1" test="$2" size="$3" iters="$4" ptest warm port spid=""
+  local tr="$1" test="$2" size="$3" iters="$4" wait_mode="${5:-poll}" ptest warm port spid=""
+  local mode=err-handling extra=()
+  if [ "$wait_mode" = sleep ]; then mode="err-handling-sleep"; extra=(-E sleep); fi
   local env_vars csv lanes rc line
   case "$test" in
     rtt) ptest=ucp_am_lat ;;
@@ -228,7 +231,7 @@ ucx_run() {
   rc=0
   run_child "$work/ucx-client.log" "$work/ucx-client.log" \
     env "${env_vars[@]}" UCX_LOG_LEVEL=info ucx_perftest 127.0.0.1 \
-    -p "$port" -t "$ptest" -s "$size" -n "$iters" -w "$warm" -e -v -f || rc=$?
+    -p "$port" -t "$ptest" -s "$size" -n "$iters" -w "$warm" -e -v -f "${extra[@]}" || rc=$?
   reap "$spid" 10 || rc=$((rc == 0 ? 1 : rc))
   if [ "$rc" != 0 ]; then
     warn "ucx_perftest $ptest $tr $size failed (rc $rc):"
@@ -240,7 +243,7 @@ ucx_run() {
   lanes="$(sed -n 's/.*ep_cfg\[[0-9]*\]: *//p' "$work/ucx-client.log" | head -1)"
   local it p50 overall bw_overall mr_overall
   IFS=, read -r it p50 _ overall _ bw_overall _ mr_overall <<<"$csv"
-  line="{\"system\":\"ucx-perftest\",\"transport\":\"$tr\",\"mode\":\"err-handling\",\"test\":\"$test\",\"size\":$size,\"count\":$it,\"ucx_test\":\"$ptest\",\"lanes\":\"$lanes\""
+  line="{\"system\":\"ucx-perftest\",\"transport\":\"$tr\",\"mode\":\"$mode\",\"test\":\"$test\",\"size\":$size,\"count\":$it,\"ucx_test\":\"$ptest\",\"lanes\":\"$lanes\""
   case "$test" in
     rtt) line+="$(awk -v a="$p50" -v b="$overall" 'BEGIN{printf ",\"median_us\":%.3f,\"avg_us\":%.3f}", 2*a, 2*b}')" ;;
     *) line+="$(awk -v m="$mr_overall" -v b="$bw_overall" 'BEGIN{printf ",\"msgs_per_s\":%.1f,\"gib_per_s\":%.4f}", m, b/1024}')" ;;
@@ -257,6 +260,7 @@ run_ucx() {
   for tr in tcp shm; do
     echo "ucx_perftest: $tr" >&2
     ucx_run "$tr" rtt 64 "${n[ucx_rtt]}"
+    ucx_run "$tr" rtt 64 "${n[ucx_rtt_sleep]}" sleep
     ucx_run "$tr" rate 64 "${n[ucx_rate]}"
     for s in "${sizes_bw[@]}"; do ucx_run "$tr" bw "$s" "${n[ucx_bw_$s]}"; done
   done
@@ -401,6 +405,13 @@ v=(); for c in "${cols[@]}"; do v+=("$(fmt "$(med "${col[$c]}|rtt|64")" 1 1)"); 
 row rtt 64 "us p50" "${v[@]}"
 v=(); for c in "${cols[@]}"; do
   case "$c" in
+    ucx-*) v+=("$(fmt "$(med "ucx-perftest|${c#ucx-}|err-handling-sleep|rtt|64")" 1 1)") ;;
+    *) v+=("-") ;;
+  esac
+done
+row "rtt, ucx -E sleep" 64 "us p50" "${v[@]}"
+v=(); for c in "${cols[@]}"; do
+  case "$c" in
     caf) v+=("$(fmt "$(med "caf-local|local|default|local-rtt|64")" 1 2)") ;;
     caf-poll0) v+=("$(fmt "$(med "caf-local|local|poll0|local-rtt|64")" 1 2)") ;;
     *) v+=("-") ;;
@@ -423,6 +434,18 @@ v=(); for c in "${troupe_cols[@]}"; do
   else v+=("-"); fi
 done
 row "rtt/(ucx+local)" 64 "<= 1.25" "${blank[@]}" "${v[@]}"
+v=(); for c in "${troupe_cols[@]}"; do
+  case "$c" in
+    *-busy) v+=("") ;;
+    *)
+      t="$(med "${col[$c]}|rtt|64")"
+      u="$(med "ucx-perftest|${c#troupe-}|err-handling-sleep|rtt|64")"
+      if [ -n "$u" ] && [ -n "$local_rtt" ]; then
+        v+=("$(ratio "$t" "$(awk -v a="$u" -v b="$local_rtt" 'BEGIN{print a+b}')")")
+      else v+=("-"); fi ;;
+  esac
+done
+row "rtt/(ucx-sleep+local)" 64 "info" "${blank[@]}" "${v[@]}"
 v=(); for c in "${troupe_cols[@]}"; do v+=("$(ratio "$(med "${col[caf]}|rtt|64")" "$(med "${col[$c]}|rtt|64")")"); done
 row "caf/troupe rtt" 64 ">= 10" "${blank[@]}" "${v[@]}"
 v=(); for c in "${troupe_cols[@]}"; do v+=("$(ratio "$(med "${col[caf-poll0]}|rtt|64")" "$(med "${col[$c]}|rtt|64")")"); done
@@ -458,5 +481,6 @@ printf '%s\n' "${rows[@]}" | awk -F'|' '
   }'
 echo
 echo "ucx rtt = 2 x ucx_perftest's am_lat median (it prints half the round trip);"
+echo "'rtt, ucx -E sleep': ucx_perftest waiting for events instead of busy-polling;"
 echo "ratio rows: troupe columns only; 'ucx' = ucx_perftest on the same transport,"
 echo "'local' = CAF request round trip inside one process (default scheduler)."

@@ -12,11 +12,22 @@
 #
 # usage: bench/peers/run_side_by_side.sh [--quick] [--reps N] [--out FILE]
 #                                        [--bin-dir DIR] [--only ucx,caf,troupe]
-#   --quick    small counts, one repetition (under a minute)
+#   --quick    small counts, one repetition (about a minute)
 #   --reps N   repeat the whole suite N times, interleaved (default 3; quick 1)
 #   --out FILE raw JSON lines (default /tmp/troupe-peers.jsonl)
 #   --bin-dir  where bench_caf_basp_peer and bench_transport_peer are
 #              (default build/bench)
+#   --only     a subset of the systems
+#
+# Peer contract (bench_caf_basp_peer, bench_transport_peer):
+#   PEER --role server --port 0 [ARGS]   prints "ready <port>", serves until
+#                                        stdin closes
+#   PEER --role client --port P --test rtt|rate|bw --size B --count N [ARGS]
+#        [--warmup-bytes B (bw, --quick only)]
+#   prints one JSON line: "test", "size", and "median_us" (rtt), "msgs_per_s"
+#   (rate) or "gib_per_s" (bw). ARGS: --poll0 (CAF); --transport tcp|shm
+#   [--busy-poll] (troupe). Every child runs under `timeout`; all are ended
+#   on exit.
 #
 # ucx_perftest choices (see docs/PERFORMANCE.md, "Transport: peers"):
 #   - ucp_am_lat / ucp_am_bw: UCP active messages, the API troupe's transport
@@ -48,7 +59,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift ;;
     --bin-dir) bin_dir="$2"; shift ;;
     --only) only="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "run_side_by_side: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -67,13 +78,15 @@ troupe_peer="$bin_dir/bench_transport_peer"
 # whole run take a few minutes on 2 cores.
 sizes_bw=(65536 1048576 16777216)
 declare -A n
+bw_warmup=() # quick: less untimed bulk before bw (the peers default to 256 MiB)
 if [ "$quick" = 1 ]; then
-  n[ucx_rtt]=20000; n[ucx_rtt_sleep]=10000; n[ucx_rate]=200000
+  n[ucx_rtt]=20000; n[ucx_rtt_sleep]=5000; n[ucx_rate]=200000
   n[ucx_bw_65536]=4096; n[ucx_bw_1048576]=256; n[ucx_bw_16777216]=16
-  n[caf_rtt]=2000; n[caf_local]=10000; n[caf_rate]=50000
-  n[caf_bw_65536]=2048; n[caf_bw_1048576]=128; n[caf_bw_16777216]=8
-  n[troupe_rtt]=10000; n[troupe_rate]=200000
-  n[troupe_bw_65536]=4096; n[troupe_bw_1048576]=256; n[troupe_bw_16777216]=16
+  n[caf_rtt]=1000; n[caf_local]=10000; n[caf_rate]=30000
+  n[caf_bw_65536]=1024; n[caf_bw_1048576]=64; n[caf_bw_16777216]=4
+  n[troupe_rtt]=2000; n[troupe_rate]=100000
+  n[troupe_bw_65536]=2048; n[troupe_bw_1048576]=128; n[troupe_bw_16777216]=8
+  bw_warmup=(--warmup-bytes 33554432)
 else
   n[ucx_rtt]=100000; n[ucx_rtt_sleep]=30000; n[ucx_rate]=1000000
   n[ucx_bw_65536]=16384; n[ucx_bw_1048576]=1024; n[ucx_bw_16777216]=64
@@ -121,6 +134,7 @@ reap() {
 }
 
 warn() { echo "run_side_by_side: $*" >&2; }
+phase() { echo "[${SECONDS} s] $*" >&2; } # progress on stderr, seconds since start
 
 # run_child OUT ERR CMD...: runs CMD under `timeout` in the background and
 # waits for it, so that a signal to this script is handled at once (the trap
@@ -258,7 +272,7 @@ run_ucx() {
     return 0
   fi
   for tr in tcp shm; do
-    echo "ucx_perftest: $tr" >&2
+    phase "ucx_perftest: $tr"
     ucx_run "$tr" rtt 64 "${n[ucx_rtt]}"
     ucx_run "$tr" rtt 64 "${n[ucx_rtt_sleep]}" sleep
     ucx_run "$tr" rate 64 "${n[ucx_rate]}"
@@ -321,7 +335,8 @@ peer_suite() {
   peer_client "$label rtt" "$colkey" "${c[@]}" --test rtt --size 64 --count "${n[${prefix}_rtt]}"
   peer_client "$label rate" "$colkey" "${c[@]}" --test rate --size 64 --count "${n[${prefix}_rate]}"
   for s in "${sizes_bw[@]}"; do
-    peer_client "$label bw $s" "$colkey" "${c[@]}" --test bw --size "$s" --count "${n[${prefix}_bw_$s]}"
+    peer_client "$label bw $s" "$colkey" "${c[@]}" --test bw --size "$s" \
+      --count "${n[${prefix}_bw_$s]}" "${bw_warmup[@]}"
   done
   stop_server
 }
@@ -331,11 +346,11 @@ run_caf() {
     warn "caf: $caf_peer not built (cmake -DTROUPE_BUILD_BENCH=ON, target bench_caf_basp_peer)"
     return 0
   fi
-  echo "caf: default scheduler" >&2
+  phase "caf: default scheduler"
   peer_client "caf local-rtt" "caf-local|local|default" "$caf_peer" --role client --test local-rtt --size 64 \
     --count "${n[caf_local]}"
   peer_suite caf "caf-basp|tcp|default" caf "$caf_peer"
-  echo "caf: moderate-poll-attempts=0" >&2
+  phase "caf: moderate-poll-attempts=0"
   peer_client "caf local-rtt poll0" "caf-local|local|poll0" "$caf_peer" --role client --test local-rtt --size 64 \
     --count "${n[caf_local]}" --poll0
   peer_suite caf-poll0 "caf-basp|tcp|poll0" caf "$caf_peer" --poll0
@@ -348,9 +363,9 @@ run_troupe() {
     return 0
   fi
   for tr in tcp shm; do
-    echo "troupe: $tr, event-driven" >&2
+    phase "troupe: $tr, event-driven"
     peer_suite "troupe-$tr" "troupe|$tr|event" troupe "$troupe_peer" --transport "$tr"
-    echo "troupe: $tr, busy-poll" >&2
+    phase "troupe: $tr, busy-poll"
     peer_suite "troupe-$tr-busy" "troupe|$tr|busy-poll" troupe "$troupe_peer" \
       --transport "$tr" --busy-poll
   done
@@ -359,11 +374,13 @@ run_troupe() {
 # -- the run ----------------------------------------------------------------
 echo "run_side_by_side: $reps repetition(s), $([ "$quick" = 1 ] && echo quick || echo default) counts, raw JSON in $out" >&2
 for rep in $(seq "$reps"); do
-  echo "== repetition $rep of $reps" >&2
+  phase "== repetition $rep of $reps"
   if want ucx; then run_ucx; fi
   if want caf; then run_caf; fi
   if want troupe; then run_troupe; fi
 done
+
+phase "done"
 
 # -- the table --------------------------------------------------------------
 # median of the values stored under a key ("" when none)

@@ -26,8 +26,10 @@ std::string fmt_transports(const std::vector<std::string>& t) {
   return out.empty() ? "?" : out;
 }
 
-/// Largest batch of small envelopes sent as one active message.
-constexpr size_t batch_seal_bytes = 64 * 1024;
+/// Largest batch of small envelopes sent as one active message: below the
+/// shared-memory lanes' eager size (about 8 KiB in UCX 1.13), so batches go
+/// eager over shared memory instead of by rendezvous over TCP.
+constexpr size_t batch_seal_bytes = 7 * 1024;
 
 struct send_ctx {
   uint64_t header[1] = {0};
@@ -1173,6 +1175,7 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
         out_item it;
         it.frame = p->batch.take();
         p->queue.push_back(std::move(it));
+        p->batch.reserve(batch_seal_bytes + 1024);
       }
     } else {
       if (!p->batch.empty()) {

@@ -139,6 +139,8 @@ public:
     buf_.clear();
     count_ = 0;
   }
+  /// Makes room for `n` bytes (kept across clear(), not across take()).
+  void reserve(size_t n) { buf_.reserve(n); }
   /// Hands the bytes over and starts an empty frame.
   std::vector<std::byte> take() noexcept {
     count_ = 0;

@@ -88,16 +88,20 @@ int main(int argc, char** argv) {
   if (auto r = (*n)->register_name("sink", sink); !r) return 2;
   std::printf("ready %s\n", (*f)->listen_address().c_str());
   std::fflush(stdout);
+  auto print_stats = [&] {
+    auto s = (*f)->stats();
+    std::printf(
+        "stats auth_failures=%llu dropped_unauthenticated=%llu dropped_malformed=%llu\n",
+        static_cast<unsigned long long>(s.auth_failures),
+        static_cast<unsigned long long>(s.dropped_unauthenticated),
+        static_cast<unsigned long long>(s.dropped_malformed));
+    std::fflush(stdout);
+  };
+  // "stats" on stdin prints the counters now; end of input ends the peer.
   std::string line;
-  while (std::getline(std::cin, line)) {
-  }
-  auto s = (*f)->stats();
-  std::printf(
-      "stats auth_failures=%llu dropped_unauthenticated=%llu dropped_malformed=%llu\n",
-      static_cast<unsigned long long>(s.auth_failures),
-      static_cast<unsigned long long>(s.dropped_unauthenticated),
-      static_cast<unsigned long long>(s.dropped_malformed));
-  std::fflush(stdout);
+  while (std::getline(std::cin, line))
+    if (line == "stats") print_stats();
+  print_stats();
   f->reset();
   (*n)->stop();
   return 0;

@@ -23,6 +23,8 @@ config_schema<transport_settings> make_schema() {
       .boolean(
           "busy_poll", &tc::busy_poll, false,
           "Spin on the UCX worker instead of sleeping: lowest latency, one busy core.")
+      .boolean("direct_send", &tc::direct_send, true,
+               "Send from the sender's thread while the link is idle (lower latency).")
       .string("secret_file", &tc::secret_file, "",
               "File whose first line is the cluster secret (keep it mode 0600).")
       .string(

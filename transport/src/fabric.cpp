@@ -12,6 +12,7 @@
 #include <fstream>
 #include <future>
 #include <poll.h>
+#include <shared_mutex>
 
 namespace troupe::transport {
 
@@ -30,6 +31,10 @@ std::string fmt_transports(const std::vector<std::string>& t) {
 /// shared-memory lanes' eager size (about 8 KiB in UCX 1.13), so batches go
 /// eager over shared memory instead of by rendezvous over TCP.
 constexpr size_t batch_seal_bytes = 7 * 1024;
+
+/// A link counts as idle (and a send goes directly from the sender's
+/// thread) when no direct send went to the peer for this long.
+constexpr int64_t direct_quiet_ns = 50'000;
 
 struct send_ctx {
   uint64_t header[1] = {0};
@@ -149,6 +154,9 @@ result<void> fabric_core::start() {
   ucx::context_options o;
   o.transports = cfg_.transports;
   o.shared_memory = cfg_.shared_memory;
+  // Busy polling keeps the worker's lock taken: direct sends would spin on it.
+  if (cfg_.busy_poll) cfg_.direct_send = false;
+  o.multi_thread = cfg_.direct_send;
   auto w = ucx::worker::create(o);
   if (!w) return std::move(w).err();
   worker_ = std::move(*w);
@@ -312,13 +320,14 @@ void fabric_core::flush(const std::shared_ptr<peer_state>& p) {
       if (p->in_flight > 0 && p->in_flight + n > cfg_.window_bytes) break;
       p->in_flight += n;
       p->queued_bytes -= n;
+      p->queue.front().seq = p->send_seq++;
       items.push_back(std::move(p->queue.front()));
       p->queue.pop_front();
     }
   }
   for (auto& it : items) {
     auto ctx = std::make_unique<send_ctx>();
-    uint64_t seq = p->send_seq++;
+    uint64_t seq = it.seq;
     ucs_status_t st;
     size_t total = it.bytes();
     if (it.bulk == nullptr) {
@@ -336,12 +345,17 @@ void fabric_core::flush(const std::shared_ptr<peer_state>& p) {
       ctx->keep = std::move(it.keep);
       const void* hdr = ctx->header_bytes.data();
       size_t hlen = ctx->header_bytes.size();
-      st = send_am(p->ep, am_bulk, hdr, hlen, it.bulk, it.bulk_size, 0, std::move(ctx));
+      st = send_am(p->ep, am_bulk, hdr, hlen, it.bulk, it.bulk_size,
+                   UCP_AM_SEND_FLAG_RNDV, std::move(ctx));
       c_.bulk_sent.fetch_add(1, std::memory_order_relaxed);
     }
     c_.bytes_sent.fetch_add(total, std::memory_order_relaxed);
     if (UCS_STATUS_IS_ERR(st)) {
-      peer_down(p, std::string{"send failed: "} + ucs_status_string(st));
+      // flush also runs inside UCX callbacks, where an endpoint must not be
+      // closed: the progress loop does it.
+      post([this, p, st] {
+        peer_down(p, std::string{"send failed: "} + ucs_status_string(st));
+      });
       return;
     }
   }
@@ -498,7 +512,9 @@ void fabric_core::send_handshake(const std::shared_ptr<peer_state>& p,
   size_t len = ctx->frame.size();
   auto st = send_am(p->ep, am_handshake, nullptr, 0, data, len, 0, std::move(ctx));
   if (UCS_STATUS_IS_ERR(st))
-    peer_down(p, std::string{"handshake send: "} + ucs_status_string(st));
+    post([this, p, st] {
+      peer_down(p, std::string{"handshake send: "} + ucs_status_string(st));
+    });
 }
 
 void fabric_core::on_handshake(const std::shared_ptr<peer_state>& p,
@@ -514,7 +530,8 @@ void fabric_core::on_handshake(const std::shared_ptr<peer_state>& p,
       cb(e);
     }
     // Let the verdict go out before the endpoint closes.
-    post([this, p, msg = e.to_string()] { peer_down(p, msg); });
+    p->closing = true;
+    post([this, p, msg = e.to_string()] { peer_down(p, msg, true); });
     p->status = peer_status::down;
   };
   if (!m) {
@@ -524,6 +541,7 @@ void fabric_core::on_handshake(const std::shared_ptr<peer_state>& p,
   }
   if (p->server) {
     if (auto* h = std::get_if<hello>(&*m)) {
+      p->hello_seen = true;
       auto ack = p->server->on_hello(*h);
       if (!ack) return reject(ack.err(), true);
       send_handshake(p, *ack);
@@ -573,7 +591,10 @@ void fabric_core::peer_up(const std::shared_ptr<peer_state>& p) {
     p->on_ready = nullptr;
   }
   p->status = peer_status::up;
-  if (old) peer_down(old, "replaced by a new connection from the same node");
+  if (old)
+    post([this, old] {
+      peer_down(old, "replaced by a new connection from the same node");
+    });
   log_->info("transport: peer {} up ({} {}, via {})", p->id.node_name,
              p->outbound ? "connected to" : "accepted from", p->remote_sockaddr,
              fmt_transports(p->transports));
@@ -595,9 +616,19 @@ void fabric_core::on_endpoint_error(peer_state* raw, ucs_status_t st) {
   });
 }
 
-void fabric_core::peer_down(const std::shared_ptr<peer_state>& p,
-                            const std::string& why) {
-  bool was_up = p->status.exchange(peer_status::down) == peer_status::up;
+void fabric_core::peer_down(const std::shared_ptr<peer_state>& p, const std::string& why,
+                            bool graceful) {
+  auto before = p->status.exchange(peer_status::down);
+  bool was_up = before == peer_status::up;
+  if (before == peer_status::handshaking && p->server && p->hello_seen && !p->closing &&
+      running_.load()) {
+    // The client left after seeing our proof: most likely it rejected it
+    // (its verdict may not have made it through the close).
+    p->closing = true;
+    c_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+    log_->warn("transport: peer at {} left during the handshake ({})", p->remote_sockaddr,
+               why);
+  }
   std::function<void(result<void>)> ready;
   {
     std::lock_guard<std::mutex> g{mu_};
@@ -645,8 +676,13 @@ void fabric_core::peer_down(const std::shared_ptr<peer_state>& p,
     kill_proxies_of(p->id.node_id, to_caf_error(rerr::disconnected, msg));
   }
   if (p->ep != nullptr && worker_) {
-    ucp_ep_h ep = std::exchange(p->ep, nullptr);
-    worker_->close_endpoint(ep, true);
+    ucp_ep_h ep = nullptr;
+    {
+      std::unique_lock<std::shared_mutex> g{p->ep_mu}; // no direct send in flight
+      ep = std::exchange(p->ep, nullptr);
+    }
+    // Our own shutdown closes gracefully, so peers see us leave at once.
+    worker_->close_endpoint(ep, running_.load() && !graceful);
   }
   p->reorder.clear();
 }
@@ -698,7 +734,10 @@ ucs_status_t fabric_core::on_am(unsigned id, const void* header, size_t header_l
       send_credit(p, true);
       return discard();
     }
-    p->in_flight = std::max<int64_t>(0, p->in_flight - static_cast<int64_t>(n));
+    {
+      std::lock_guard<std::mutex> g{p->mu};
+      p->in_flight = std::max<int64_t>(0, p->in_flight - static_cast<int64_t>(n));
+    }
     p->credit_requested = false;
     flush(p);
     return discard();
@@ -1158,6 +1197,7 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
   auto pl = std::span<const std::byte>{reinterpret_cast<const std::byte*>(payload.data()),
                                        payload.size()};
   bool need_wake = false;
+  std::unique_ptr<send_ctx> direct;
   {
     std::lock_guard<std::mutex> g{p->mu};
     if (p->status.load(std::memory_order_relaxed) != peer_status::up)
@@ -1167,7 +1207,33 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
       c_.dropped_overloaded.fetch_add(1, std::memory_order_relaxed);
       return queue_result::overloaded;
     }
-    if (bulk == nullptr) {
+    // Direct only when the link has been quiet for a while: a burst sends
+    // its first message directly and batches the rest.
+    int64_t now_ns = 0;
+    if (bulk == nullptr && cfg_.direct_send && p->queue.empty() && !p->flush_pending &&
+        p->batch.empty() &&
+        (now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count()) -
+                p->last_direct_ns >
+            direct_quiet_ns) {
+      // The link is idle: send from this thread, no hand-over to the
+      // progress thread (the worker is thread-safe; the receiver orders
+      // frames by sequence number whichever thread sent them).
+      p->batch.append(h, {ids.data(), n}, tenant, pl);
+      auto bytes = static_cast<int64_t>(p->batch.size());
+      if (p->in_flight == 0 || p->in_flight + bytes <= cfg_.window_bytes) {
+        auto ctx = std::make_unique<send_ctx>();
+        ctx->frame = p->batch.take();
+        p->batch.reserve(batch_seal_bytes + 1024);
+        ctx->header[0] = p->send_seq++;
+        p->in_flight += bytes;
+        p->last_direct_ns = now_ns;
+        direct = std::move(ctx);
+      } else {
+        p->queued_bytes += bytes;
+      }
+    } else if (bulk == nullptr) {
       size_t before = p->batch.size();
       p->batch.append(h, {ids.data(), n}, tenant, pl);
       p->queued_bytes += static_cast<int64_t>(p->batch.size() - before);
@@ -1193,12 +1259,32 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
       p->queued_bytes += static_cast<int64_t>(it.bytes());
       p->queue.push_back(std::move(it));
     }
-    if (!p->flush_pending) {
+    if (!direct && !p->flush_pending) {
       p->flush_pending = true;
       need_wake = true;
     }
   }
   c_.envelopes_sent.fetch_add(1, std::memory_order_relaxed);
+  if (direct) {
+    std::shared_lock<std::shared_mutex> g{p->ep_mu};
+    if (p->ep == nullptr) return queue_result::disconnected;
+    size_t len = direct->frame.size();
+    const void* hdr = direct->header;
+    const void* data = direct->frame.data();
+    auto st =
+        send_am(p->ep, am_frame, hdr, sizeof(uint64_t), data, len, 0, std::move(direct));
+    c_.frames_sent.fetch_add(1, std::memory_order_relaxed);
+    c_.bytes_sent.fetch_add(len, std::memory_order_relaxed);
+    if (UCS_STATUS_IS_ERR(st)) {
+      post([this, p, st] {
+        peer_down(p, std::string{"send failed: "} + ucs_status_string(st));
+      });
+      return queue_result::disconnected;
+    }
+    // Not done yet (e.g. TCP): the progress thread must drive it.
+    if (st == UCS_INPROGRESS && sleeping_.load()) worker_->signal();
+    return queue_result::ok;
+  }
   if (need_wake) wake(p);
   return queue_result::ok;
 }
@@ -1314,7 +1400,17 @@ void fabric_core::reply_error(const std::shared_ptr<peer_state>& p,
 wire_ref fabric_core::ref_of(const caf::strong_actor_ptr& ptr) {
   if (!ptr) return {};
   if (auto* proxy = as_proxy(ptr)) return proxy->target();
-  system().registry().put(ptr->id(), ptr);
+  // Register the actor so messages addressed to it can be delivered. Actor
+  // ids are never reused and the registry keeps an entry until the actor
+  // ends, so a sender that just registered need not take the registry's
+  // lock again for its next message.
+  thread_local const caf::actor_system* last_sys = nullptr;
+  thread_local caf::actor_id last_aid = 0;
+  if (last_sys != &system() || last_aid != ptr->id()) {
+    system().registry().put(ptr->id(), ptr);
+    last_sys = &system();
+    last_aid = ptr->id();
+  }
   return wire_ref{node_id_, me_.incarnation, ptr->id()};
 }
 

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <spdlog/logger.h>
 #include <thread>
 #include <unordered_map>
@@ -40,6 +41,7 @@ enum am_id : unsigned {
 struct out_item {
   std::vector<std::byte> frame; ///< envelopes (am_frame) or one envelope (am_bulk)
   caf::message keep;            ///< keeps a bulk payload alive until sent
+  uint64_t seq = 0;             ///< assigned when taken off the queue
   const char* bulk = nullptr;
   size_t bulk_size = 0;
   size_t bytes() const noexcept { return frame.size() + bulk_size; }
@@ -66,26 +68,33 @@ struct peer_state {
   std::vector<std::string> transports;
   std::atomic<peer_status> status{peer_status::handshaking};
 
-  // -- progress thread only ------------------------------------------------
+  // -- endpoint: written by the progress thread only, under ep_mu held
+  // exclusively; other threads (direct sends) read it under ep_mu shared.
+  // Never taken exclusively inside a UCX callback.
+  std::shared_mutex ep_mu;
   ucp_ep_h ep = nullptr;
+
+  // -- progress thread only ------------------------------------------------
   std::unique_ptr<client_handshake> client;
   std::unique_ptr<server_handshake> server;
-  uint64_t send_seq = 0;
   uint64_t expect_seq = 0;
   std::map<uint64_t, in_item> reorder;
-  int64_t in_flight = 0;                ///< bytes sent and not yet credited
   int64_t uncredited = 0;               ///< bytes received and not yet credited back
   bool credit_requested = false;        ///< we asked the peer for credit
   bool credit_wanted = false;           ///< the peer asked us for credit
   std::unordered_set<uint64_t> watched; ///< local actors this peer monitors
-  bool closing = false;
+  bool closing = false;                 ///< rejected: the failure is already counted
+  bool hello_seen = false; ///< server: a hello came (the client got our proof)
 
   // -- outgoing queue (guarded by mu) ---------------------------------------
   std::mutex mu;
   frame_writer batch;         // guarded by mu
   std::deque<out_item> queue; // guarded by mu
   int64_t queued_bytes = 0;   // guarded by mu
+  uint64_t send_seq = 0;      // guarded by mu
+  int64_t in_flight = 0;      // guarded by mu: bytes sent, not yet credited
   bool flush_pending = false; // guarded by mu
+  int64_t last_direct_ns = 0; // guarded by mu: when this peer last got a direct send
 
   // -- requests sent to this peer and not yet answered (guarded by req_mu) ---
   struct pending_request {
@@ -173,7 +182,9 @@ private:
   void on_handshake(const std::shared_ptr<peer_state>& p,
                     std::span<const std::byte> frame);
   void peer_up(const std::shared_ptr<peer_state>& p);
-  void peer_down(const std::shared_ptr<peer_state>& p, const std::string& why);
+  /// `graceful` flushes what was sent before closing (a rejecting verdict).
+  void peer_down(const std::shared_ptr<peer_state>& p, const std::string& why,
+                 bool graceful = false);
   void send_handshake(const std::shared_ptr<peer_state>& p, const handshake_message& m);
   void send_credit(const std::shared_ptr<peer_state>& p, bool force = false);
   void drain(const std::shared_ptr<peer_state>& p);

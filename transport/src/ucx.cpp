@@ -112,7 +112,7 @@ result<std::unique_ptr<worker>> worker::create(const context_options& o) {
   if (st != UCS_OK) return to_error(st, "ucp_init");
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+  wp.thread_mode = o.multi_thread ? UCS_THREAD_MODE_MULTI : UCS_THREAD_MODE_SINGLE;
   if (st = ucp_worker_create(w->ctx_, &wp, &w->w_); st != UCS_OK)
     return to_error(st, "ucp_worker_create");
   if (st = ucp_worker_get_efd(w->w_, &w->efd_); st != UCS_OK)

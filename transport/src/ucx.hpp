@@ -1,7 +1,7 @@
 #pragma once
 /// Thin RAII over the UCX 1.13 objects the fabric uses, and the one place
 /// where `ucs_status_t` becomes a troupe error. Progress-thread only, except
-/// `signal()`.
+/// `signal()` and sends on a multi-threaded worker.
 
 #include "troupe/runtime/result.hpp"
 
@@ -27,9 +27,10 @@ namespace troupe::transport::ucx {
 struct context_options {
   std::string transports; ///< UCX_TLS, "" = UCX default
   bool shared_memory = true;
+  bool multi_thread = false; ///< other threads send on the worker too
 };
 
-/// A UCP context and one worker (single-threaded, with wake-up support).
+/// A UCP context and one worker (with wake-up support).
 class worker {
 public:
   [[nodiscard]] static result<std::unique_ptr<worker>> create(const context_options& o);

@@ -56,6 +56,10 @@ struct transport_config {
   bool shared_memory = true;
   /// Spin on the worker instead of sleeping on its event fd.
   bool busy_poll = false;
+  /// Send from the sender's own thread while the link to a peer is idle
+  /// (lower latency); otherwise messages go through the progress thread.
+  /// Off with busy_poll (the spinning progress thread holds the worker).
+  bool direct_send = true;
   /// File holding the cluster secret (first line), mode 0600; or the secret
   /// itself in `secret` (tests, env TROUPE_TRANSPORT_SECRET).
   std::string secret_file;

@@ -265,6 +265,7 @@ void fabric_core::wake(const std::shared_ptr<peer_state>& p) {
 }
 
 void fabric_core::run() {
+  progress_tid_ = std::this_thread::get_id();
   ucp_worker_h w = worker_->get();
   std::vector<std::function<void()>> tasks;
   std::vector<std::shared_ptr<peer_state>> ready;
@@ -1210,7 +1211,10 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
     // Direct only when the link has been quiet for a while: a burst sends
     // its first message directly and batches the rest.
     int64_t now_ns = 0;
+    // (Never on the progress thread itself: it may be inside a UCX callback
+    // holding the worker, and it flushes the batch at its next turn anyway.)
     if (bulk == nullptr && cfg_.direct_send && p->queue.empty() && !p->flush_pending &&
+        std::this_thread::get_id() != progress_tid_.load(std::memory_order_relaxed) &&
         p->batch.empty() &&
         (now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::steady_clock::now().time_since_epoch())

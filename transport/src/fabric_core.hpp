@@ -233,6 +233,7 @@ private:
   std::vector<std::unique_ptr<void, void (*)(void*)>> am_args_;
   std::vector<std::unique_ptr<void, void (*)(void*)>> err_args_;
   std::thread thread_;
+  std::atomic<std::thread::id> progress_tid_{}; ///< the progress thread's id
   std::atomic<bool> running_{false};
   std::atomic<bool> sleeping_{false};
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   tc.listen = "127.0.0.1:0";
   tc.secret = secret;
   tc.transports = transports;
+  tc.busy_poll = std::getenv("TROUPE_TEST_BUSY_POLL") != nullptr;
   auto f = troupe::transport::fabric::start(**n, tc);
   if (!f) {
     std::fprintf(stderr, "peer: %s\n", f.err().to_string().c_str());

@@ -25,6 +25,9 @@ config_schema<transport_settings> make_schema() {
           "Spin on the UCX worker instead of sleeping: lowest latency, one busy core.")
       .boolean("direct_send", &tc::direct_send, true,
                "Send from the sender's thread while the link is idle (lower latency).")
+      .boolean("keep_large_buffers", &tc::keep_large_buffers, true,
+               "Raise glibc's mmap threshold (process-wide) so large message buffers are "
+               "reused instead of freshly mapped for every message.")
       .string("secret_file", &tc::secret_file, "",
               "File whose first line is the cluster secret (keep it mode 0600).")
       .string(

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <malloc.h>
 #include <poll.h>
 #include <shared_mutex>
 
@@ -151,6 +152,12 @@ std::string fabric_core::listen_address() const {
 }
 
 result<void> fabric_core::start() {
+  if (cfg_.keep_large_buffers) {
+    // A fresh mapping per large message costs a page fault per 4 KiB (and
+    // a zero fill) on every receive; buffers from the heap are reused.
+    ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  }
   ucx::context_options o;
   o.transports = cfg_.transports;
   o.shared_memory = cfg_.shared_memory;

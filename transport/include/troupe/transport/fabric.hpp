@@ -66,6 +66,11 @@ struct transport_config {
   std::string secret;
   /// A second accepted secret during a rotation.
   std::string next_secret;
+  /// Keep large message buffers in the heap for reuse (glibc's mmap
+  /// threshold raised to 32 MiB, trim threshold to 256 MiB) instead of
+  /// mapping and faulting in fresh pages for every large message; this is
+  /// process-wide. Doubles bandwidth at 1-16 MiB here (docs/PERFORMANCE.md).
+  bool keep_large_buffers = true;
   /// Bytes queued for one peer before sends fail with `overloaded`.
   int64_t send_queue_bytes = int64_t{256} << 20;
   /// Bytes a peer may have in flight before it waits for credit.

@@ -907,10 +907,22 @@ namespace {
 /// Decodes an envelope's payload into a CAF message.
 result<caf::message> decode_payload(fabric_core& core, const envelope_view& e,
                                     std::vector<char>* bulk) {
-  caf::message_builder mb;
   caf::binary_deserializer src{
       core.system(), reinterpret_cast<const char*>(e.payload.data()), e.payload.size()};
   auto types = e.types();
+  if (bulk == nullptr) {
+    // Common shapes: one tuple, one make_message.
+    if (auto fast = core.types().find_signature(types)) {
+      caf::message out;
+      if (auto err = fast(src, out))
+        return error{rerr::invalid_argument, "payload: " + caf::to_string(err)};
+      if (src.remaining() != 0)
+        return error{rerr::invalid_argument, std::to_string(src.remaining()) +
+                                                 " trailing bytes after the payload"};
+      return out;
+    }
+  }
+  caf::message_builder mb;
   for (size_t i = 0; i < types.size(); ++i) {
     const element_codec* c = core.types().find(types[i]);
     if (c == nullptr)

@@ -55,6 +55,21 @@ const element_codec* message_types::find(const caf::message& msg,
   return it == by_rtti_.end() ? nullptr : it->second;
 }
 
+uint64_t message_types::require_id(caf::rtti_pair key) const {
+  const element_codec* c = nullptr;
+  if (key.first != 0)
+    c = key.first < by_nr_.size() ? by_nr_[key.first] : nullptr;
+  else if (key.second != nullptr) {
+    auto it = by_rtti_.find(std::type_index{*key.second});
+    if (it != by_rtti_.end()) c = it->second;
+  }
+  if (c == nullptr || !c->plain) {
+    std::fprintf(stderr, "troupe: add_signature with an unregistered or handle type\n");
+    std::abort();
+  }
+  return c->id;
+}
+
 const element_codec* message_types::find(uint64_t id) const noexcept {
   auto it = by_id_.find(id);
   return it == by_id_.end() ? nullptr : it->second.get();
@@ -105,6 +120,7 @@ message_types message_types::defaults() {
     // Strings and byte buffers: large ones travel by rendezvous.
     element_codec c;
     c.name = "str";
+    c.plain = true;
     c.save = [](caf::serializer& sink, const caf::message& msg, size_t i) {
       return sink(const_cast<std::string&>(msg.get_as<std::string>(i)));
     };
@@ -126,6 +142,7 @@ message_types message_types::defaults() {
   {
     element_codec c;
     c.name = "charbuf";
+    c.plain = true;
     c.save = [](caf::serializer& sink, const caf::message& msg, size_t i) {
       return sink(const_cast<std::vector<char>&>(msg.get_as<std::vector<char>>(i)));
     };
@@ -174,6 +191,18 @@ message_types message_types::defaults() {
     };
     t.add_codec(key_of<caf::error>(), std::move(c));
   }
+  // The shapes the runtime itself and typical actors send most.
+  t.add_signature<caf::atom_value>()
+      .add_signature<caf::atom_value, int32_t>()
+      .add_signature<caf::atom_value, int64_t>()
+      .add_signature<caf::atom_value, uint64_t>()
+      .add_signature<caf::atom_value, std::string>()
+      .add_signature<caf::atom_value, int64_t, int64_t>()
+      .add_signature<int32_t>()
+      .add_signature<int64_t>()
+      .add_signature<uint64_t>()
+      .add_signature<int64_t, int64_t>()
+      .add_signature<std::string>();
   using hk = element_codec::handle_kind;
   t.add_codec(key_of<caf::actor>(), handle_codec<caf::actor>("actor", hk::actor));
   t.add_codec(key_of<caf::strong_actor_ptr>(),

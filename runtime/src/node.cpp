@@ -1,8 +1,7 @@
 #include "troupe/runtime/node.hpp"
 
-#include "troupe/runtime/caf_error.hpp"
-
 #include "node_system_config.hpp"
+#include "troupe/runtime/caf_error.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/metrics_server.hpp"
@@ -173,13 +172,14 @@ result<void> node::init() {
   cc->services = services_.get();
   cc->add_message_type<span_context>("troupe::span_context");
   cc->add_message_type<std::vector<std::string>>("std::vector<std::string>");
-  cc->add_error_category(caf_error_category, [](uint8_t code, caf::atom_value,
-                                                const caf::message& ctx) {
-    error e{static_cast<runtime::errc>(code),
-            ctx.size() == 1 && ctx.match_element<std::string>(0) ? ctx.get_as<std::string>(0)
-                                                                  : caf::to_string(ctx)};
-    return e.to_string();
-  });
+  cc->add_error_category(caf_error_category,
+                         [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+                           error e{static_cast<runtime::errc>(code),
+                                   ctx.size() == 1 && ctx.match_element<std::string>(0)
+                                       ? ctx.get_as<std::string>(0)
+                                       : caf::to_string(ctx)};
+                           return e.to_string();
+                         });
   cc->set("scheduler.policy",
           caf::atom_from_string(std::string{to_string(config_.scheduler.policy)}));
   if (config_.scheduler.threads > 0)

@@ -312,16 +312,34 @@ void fabric_core::run() {
   }
 }
 
+void fabric_core::seal_batch(peer_state& p) {
+  if (p.batch.empty()) return;
+  out_item it;
+  it.frame = p.batch.take();
+  p.queue.push_back(std::move(it));
+  p.batch.reserve(batch_seal_bytes + 1024);
+}
+
+peer_info fabric_core::info_of(const peer_state& p) {
+  peer_info info;
+  info.node_name = p.id.node_name;
+  info.node_id = p.id.node_id;
+  info.incarnation = p.id.incarnation;
+  info.address = p.id.listen_address;
+  info.remote_sockaddr = p.remote_sockaddr;
+  info.outbound = p.outbound;
+  info.up = p.status.load() == peer_status::up;
+  info.transports = p.transports;
+  info.protocol = p.id.version;
+  return info;
+}
+
 void fabric_core::flush(const std::shared_ptr<peer_state>& p) {
   if (p->status.load() != peer_status::up || p->ep == nullptr) return;
   std::vector<out_item> items;
   {
     std::lock_guard<std::mutex> g{p->mu};
-    if (!p->batch.empty()) {
-      out_item it;
-      it.frame = p->batch.take();
-      p->queue.push_back(std::move(it));
-    }
+    seal_batch(*p);
     p->flush_pending = false;
     while (!p->queue.empty()) {
       auto n = static_cast<int64_t>(p->queue.front().bytes());
@@ -386,6 +404,28 @@ void fabric_core::flush(const std::shared_ptr<peer_state>& p) {
 
 // -- handshake ---------------------------------------------------------------------
 
+ucs_status_t fabric_core::create_endpoint(ucp_ep_params_t& ep, peer_state& p) {
+  // Every endpoint reports errors of its peer to on_endpoint_error; the
+  // callback's argument lives as long as the worker.
+  struct err_arg {
+    fabric_core* core;
+    peer_state* peer;
+  };
+  auto arg = std::make_unique<err_arg>(err_arg{this, &p});
+  ep.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep.err_handler.cb = [](void* a, ucp_ep_h, ucs_status_t st) {
+    auto* ea = static_cast<err_arg*>(a);
+    ea->core->on_endpoint_error(ea->peer, st);
+  };
+  ep.err_handler.arg = arg.get();
+  auto st = ucp_ep_create(worker_->get(), &ep, &p.ep);
+  if (st == UCS_OK)
+    err_args_.emplace_back(arg.release(),
+                           [](void* x) { delete static_cast<err_arg*>(x); });
+  return st;
+}
+
 void fabric_core::on_connection_request(ucp_conn_request_h req) {
   auto p = std::make_shared<peer_state>();
   p->outbound = false;
@@ -394,26 +434,13 @@ void fabric_core::on_connection_request(ucp_conn_request_h req) {
   if (ucp_conn_request_query(req, &ra) == UCS_OK)
     p->remote_sockaddr = ucx::format_address(ra.client_address);
   ucp_ep_params_t ep{};
-  ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLER |
-                  UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  ep.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST;
   ep.conn_request = req;
-  ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-  struct err_arg {
-    fabric_core* core;
-    peer_state* peer;
-  };
-  auto arg = std::make_unique<err_arg>(err_arg{this, p.get()});
-  ep.err_handler.cb = [](void* a, ucp_ep_h, ucs_status_t st) {
-    auto* ea = static_cast<err_arg*>(a);
-    ea->core->on_endpoint_error(ea->peer, st);
-  };
-  ep.err_handler.arg = arg.get();
-  if (auto st = ucp_ep_create(worker_->get(), &ep, &p->ep); st != UCS_OK) {
+  if (auto st = create_endpoint(ep, *p); st != UCS_OK) {
     log_->warn("transport: cannot accept connection from {}: {}", p->remote_sockaddr,
                ucs_status_string(st));
     return;
   }
-  err_args_.emplace_back(arg.release(), [](void* x) { delete static_cast<err_arg*>(x); });
   p->server =
       std::make_unique<server_handshake>(me_, secrets_, random_bytes(nonce_bytes));
   std::lock_guard<std::mutex> g{mu_};
@@ -428,17 +455,7 @@ result<peer_info> fabric_core::connect(std::string_view address) {
     std::lock_guard<std::mutex> g{mu_};
     for (auto& [id, p] : by_id_)
       if (p->id.listen_address == address && p->status.load() == peer_status::up) {
-        peer_info info;
-        info.node_name = p->id.node_name;
-        info.node_id = p->id.node_id;
-        info.incarnation = p->id.incarnation;
-        info.address = p->id.listen_address;
-        info.remote_sockaddr = p->remote_sockaddr;
-        info.outbound = p->outbound;
-        info.up = true;
-        info.transports = p->transports;
-        info.protocol = p->id.version;
-        return info;
+        return info_of(*p);
       }
   }
   auto done = std::make_shared<std::promise<result<void>>>();
@@ -449,32 +466,18 @@ result<peer_info> fabric_core::connect(std::string_view address) {
   std::string addr{address};
   sockaddr_storage ss = *sa;
   post([this, p, done, ss, len, addr] {
-    struct err_arg {
-      fabric_core* core;
-      peer_state* peer;
-    };
-    auto arg = std::make_unique<err_arg>(err_arg{this, p.get()});
     ucp_ep_params_t ep{};
-    ep.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR |
-                    UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    ep.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR;
     ep.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
     ep.sockaddr.addr = reinterpret_cast<const sockaddr*>(&ss);
     ep.sockaddr.addrlen = len;
-    ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-    ep.err_handler.cb = [](void* a, ucp_ep_h, ucs_status_t st) {
-      auto* ea = static_cast<err_arg*>(a);
-      ea->core->on_endpoint_error(ea->peer, st);
-    };
-    ep.err_handler.arg = arg.get();
-    if (auto st = ucp_ep_create(worker_->get(), &ep, &p->ep); st != UCS_OK) {
+    if (auto st = create_endpoint(ep, *p); st != UCS_OK) {
       p->ep = nullptr;
       p->status = peer_status::down;
       done->set_value(error{rerr::disconnected, "connect to " + addr + ": " +
                                                     std::string{ucs_status_string(st)}});
       return;
     }
-    err_args_.emplace_back(arg.release(),
-                           [](void* x) { delete static_cast<err_arg*>(x); });
     p->client =
         std::make_unique<client_handshake>(me_, secrets_, random_bytes(nonce_bytes));
     {
@@ -498,17 +501,7 @@ result<peer_info> fabric_core::connect(std::string_view address) {
   }
   auto r = fut.get();
   if (!r) return std::move(r).err();
-  peer_info info;
-  info.node_name = p->id.node_name;
-  info.node_id = p->id.node_id;
-  info.incarnation = p->id.incarnation;
-  info.address = p->id.listen_address;
-  info.remote_sockaddr = p->remote_sockaddr;
-  info.outbound = true;
-  info.up = p->status.load() == peer_status::up;
-  info.transports = p->transports;
-  info.protocol = p->id.version;
-  return info;
+  return info_of(*p);
 }
 
 void fabric_core::send_handshake(const std::shared_ptr<peer_state>& p,
@@ -646,16 +639,7 @@ void fabric_core::peer_down(const std::shared_ptr<peer_state>& p, const std::str
     ready = std::move(p->on_ready);
     p->on_ready = nullptr;
     if (was_up) {
-      peer_info info;
-      info.node_name = p->id.node_name;
-      info.node_id = p->id.node_id;
-      info.incarnation = p->id.incarnation;
-      info.address = p->id.listen_address;
-      info.remote_sockaddr = p->remote_sockaddr;
-      info.outbound = p->outbound;
-      info.transports = p->transports;
-      info.protocol = p->id.version;
-      history_.push_back(std::move(info));
+      history_.push_back(info_of(*p));
     }
   }
   if (ready) ready(error{rerr::disconnected, why});
@@ -1260,18 +1244,9 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
       size_t before = p->batch.size();
       p->batch.append(h, {ids.data(), n}, tenant, pl);
       p->queued_bytes += static_cast<int64_t>(p->batch.size() - before);
-      if (p->batch.size() >= batch_seal_bytes) {
-        out_item it;
-        it.frame = p->batch.take();
-        p->queue.push_back(std::move(it));
-        p->batch.reserve(batch_seal_bytes + 1024);
-      }
+      if (p->batch.size() >= batch_seal_bytes) seal_batch(*p);
     } else {
-      if (!p->batch.empty()) {
-        out_item it;
-        it.frame = p->batch.take();
-        p->queue.push_back(std::move(it));
-      }
+      seal_batch(*p);
       frame_writer one;
       one.append(h, {ids.data(), n}, tenant, pl);
       out_item it;
@@ -1626,17 +1601,7 @@ std::vector<peer_info> fabric_core::peers() const {
   std::vector<peer_info> out;
   std::lock_guard<std::mutex> g{mu_};
   for (auto& [id, p] : by_id_) {
-    peer_info info;
-    info.node_name = p->id.node_name;
-    info.node_id = p->id.node_id;
-    info.incarnation = p->id.incarnation;
-    info.address = p->id.listen_address;
-    info.remote_sockaddr = p->remote_sockaddr;
-    info.outbound = p->outbound;
-    info.up = p->status.load() == peer_status::up;
-    info.transports = p->transports;
-    info.protocol = p->id.version;
-    out.push_back(std::move(info));
+    out.push_back(info_of(*p));
   }
   out.insert(out.end(), history_.begin(), history_.end());
   return out;

@@ -175,6 +175,12 @@ private:
   void post(std::function<void()> task);
   void wake(const std::shared_ptr<peer_state>& p);
   void flush(const std::shared_ptr<peer_state>& p);
+  /// Moves the current batch (if any) to the end of the queue; p.mu held.
+  static void seal_batch(peer_state& p);
+  /// What peers() reports about `p`.
+  static peer_info info_of(const peer_state& p);
+  /// ucp_ep_create with peer error handling reported to on_endpoint_error.
+  ucs_status_t create_endpoint(ucp_ep_params_t& ep, peer_state& p);
   void on_connection_request(ucp_conn_request_h req);
   void on_endpoint_error(peer_state* p, ucs_status_t st);
   ucs_status_t on_am(unsigned id, const void* header, size_t header_len, void* data,

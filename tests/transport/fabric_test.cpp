@@ -54,34 +54,6 @@ transport_config make_config(std::string secret = "correct horse battery staple"
   return c;
 }
 
-/// Two nodes, b connected to a.
-struct pair_fixture {
-  std::unique_ptr<troupe::node> a = make_node(unique_name("a"));
-  std::unique_ptr<troupe::node> b = make_node(unique_name("b"));
-  std::unique_ptr<fabric> fa;
-  std::unique_ptr<fabric> fb;
-
-  pair_fixture() {
-    auto x = fabric::start(*a, make_config());
-    REQUIRE_MESSAGE(x.ok(), x.err().to_string());
-    fa = std::move(*x);
-    auto y = fabric::start(*b, make_config());
-    REQUIRE_MESSAGE(y.ok(), y.err().to_string());
-    fb = std::move(*y);
-    auto peer = fb->connect(fa->listen_address());
-    REQUIRE_MESSAGE(peer.ok(), peer.err().to_string());
-    CHECK(peer->node_name == a->config().node.name);
-    CHECK(peer->up);
-    CHECK_FALSE(peer->transports.empty());
-  }
-  ~pair_fixture() {
-    fb.reset();
-    fa.reset();
-    b->stop();
-    a->stop();
-  }
-};
-
 /// Echoes strings, counts ints (checking their order), answers get.
 troupe::behavior echo_actor(troupe::actor& self,
                             std::shared_ptr<std::atomic<int>> disorder) {
@@ -105,14 +77,47 @@ troupe::behavior echo_actor(troupe::actor& self,
   };
 }
 
+/// Two nodes, b connected to a.
+struct pair_fixture {
+  std::unique_ptr<troupe::node> a = make_node(unique_name("a"));
+  std::unique_ptr<troupe::node> b = make_node(unique_name("b"));
+  std::unique_ptr<fabric> fa;
+  std::unique_ptr<fabric> fb;
+
+  pair_fixture() {
+    auto x = fabric::start(*a, make_config());
+    REQUIRE_MESSAGE(x.ok(), x.err().to_string());
+    fa = std::move(*x);
+    auto y = fabric::start(*b, make_config());
+    REQUIRE_MESSAGE(y.ok(), y.err().to_string());
+    fb = std::move(*y);
+    auto peer = fb->connect(fa->listen_address());
+    REQUIRE_MESSAGE(peer.ok(), peer.err().to_string());
+    CHECK(peer->node_name == a->config().node.name);
+    CHECK(peer->up);
+    CHECK_FALSE(peer->transports.empty());
+  }
+  /// Spawns an echo actor on a, registered as "echo".
+  actor_ref spawn_echo(std::shared_ptr<std::atomic<int>> disorder) {
+    auto echo = a->spawn(
+        "echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
+    REQUIRE(a->register_name("echo", echo).ok());
+    return echo;
+  }
+  ~pair_fixture() {
+    fb.reset();
+    fa.reset();
+    b->stop();
+    a->stop();
+  }
+};
+
 } // namespace
 
 TEST_CASE("remote request, tell order, lookup and transports") {
   pair_fixture f;
   auto disorder = std::make_shared<std::atomic<int>>(0);
-  auto echo = f.a->spawn(
-      "echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
-  REQUIRE(f.a->register_name("echo", echo).ok());
+  auto echo = f.spawn_echo(disorder);
 
   auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
   REQUIRE_MESSAGE(ref.ok(), ref.err().to_string());
@@ -155,9 +160,7 @@ TEST_CASE("remote request, tell order, lookup and transports") {
 TEST_CASE("large payloads travel by rendezvous, small ones stay in order around them") {
   pair_fixture f;
   auto disorder = std::make_shared<std::atomic<int>>(0);
-  auto echo = f.a->spawn(
-      "echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
-  REQUIRE(f.a->register_name("echo", echo).ok());
+  auto echo = f.spawn_echo(disorder);
   auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
   REQUIRE(ref.ok());
   std::vector<char> big(8 << 20);
@@ -296,13 +299,8 @@ TEST_CASE("a peer with the wrong secret is rejected and counted") {
 
 TEST_CASE("unregistered message types get a clear error") {
   pair_fixture f;
-  struct not_registered {
-    int x = 0;
-  };
   auto disorder = std::make_shared<std::atomic<int>>(0);
-  auto echo = f.a->spawn(
-      "echo", [disorder](troupe::actor& self) { return echo_actor(self, disorder); });
-  REQUIRE(f.a->register_name("echo", echo).ok());
+  auto echo = f.spawn_echo(disorder);
   auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
   REQUIRE(ref.ok());
   auto r = f.b->request_message(*ref, 5s, caf::make_message(std::vector<int>{1, 2, 3}));

@@ -3,6 +3,7 @@
 // transport.multiprocess_shm (UCX's choice, which must be shared memory).
 // Each case asserts the transport actually chosen.
 
+#include "checksum.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"
 
@@ -34,19 +35,6 @@ std::string transports() {
   ::setenv("UCX_NET_DEVICES", "lo", 0);
   const char* t = std::getenv("TROUPE_TEST_UCX_TLS");
   return t != nullptr ? t : "";
-}
-
-uint64_t checksum(const std::vector<char>& v) {
-  uint64_t h = 0x9E3779B97F4A7C15ull;
-  size_t i = 0;
-  for (; i + 8 <= v.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, v.data() + i, 8);
-    h = (h ^ w) * 0x100000001B3ull;
-  }
-  for (; i < v.size(); ++i)
-    h = (h ^ static_cast<uint8_t>(v[i])) * 0x100000001B3ull;
-  return h ^ v.size();
 }
 
 /// The peer process: spawned with pipes to its stdin and stdout, killed
@@ -226,7 +214,7 @@ TEST_CASE("1,000,000 messages: none lost, none reordered; 1 GiB payload checksum
   for (size_t i = 0; i < big.size(); i += 4096)
     big[i] = static_cast<char>(i / 4096 * 131 + 7);
   big.back() = 42;
-  uint64_t expect = checksum(big);
+  uint64_t expect = troupe::test::checksum(big);
   auto t2 = std::chrono::steady_clock::now();
   auto sum = c.node->request<uint64_t>(*sink, 120s, std::move(big));
   MESSAGE("1 GiB: fill and checksum "

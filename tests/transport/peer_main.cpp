@@ -4,6 +4,7 @@
 //
 //   transport_test_peer --secret S [--transports tcp] [--name N]
 
+#include "checksum.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"
 
@@ -20,20 +21,6 @@ namespace {
 
 using add_atom = caf::atom_constant<caf::atom("add")>;
 using get_atom = caf::atom_constant<caf::atom("get")>;
-
-/// Checksum of a byte buffer (the test computes the same).
-uint64_t checksum(const std::vector<char>& v) {
-  uint64_t h = 0x9E3779B97F4A7C15ull;
-  size_t i = 0;
-  for (; i + 8 <= v.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, v.data() + i, 8);
-    h = (h ^ w) * 0x100000001B3ull;
-  }
-  for (; i < v.size(); ++i)
-    h = (h ^ static_cast<uint8_t>(v[i])) * 0x100000001B3ull;
-  return h ^ v.size();
-}
 
 } // namespace
 
@@ -84,7 +71,7 @@ int main(int argc, char** argv) {
           ++st->count;
         },
         [st](get_atom) { return std::make_tuple(st->count, st->disorder); },
-        [](const std::vector<char>& v) { return checksum(v); },
+        [](const std::vector<char>& v) { return troupe::test::checksum(v); },
     };
   });
   if (auto r = (*n)->register_name("sink", sink); !r) return 2;

@@ -99,6 +99,7 @@ struct options {
   std::string transport = "shm";
   bool busy_poll = false;
   bool poll0 = false;
+  bool inline_all = false;
 };
 
 // Raised once by whichever comes first: stdin closed, "quit" on stdin, or a
@@ -145,6 +146,8 @@ std::unique_ptr<fabric> make_fabric(troupe::node& n, const options& opt,
   c.secret = bench_secret;
   c.transports = opt.transport == "tcp" ? "tcp" : "";
   c.busy_poll = opt.busy_poll;
+  c.inline_delivery = opt.inline_all ? troupe::transport::inline_mode::all
+                                      : troupe::transport::inline_mode::marked;
   c.connect_timeout = connect_timeout;
   auto f = fabric::start(n, c);
   if (!f) {
@@ -422,10 +425,11 @@ std::string json_head(const options& opt, const std::string& lanes) {
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "{\"system\":\"troupe\",\"transport\":\"%s\",\"mode\":\"%s\","
-                "\"busy_poll\":%s,\"test\":\"%s\",\"size\":%llu,\"count\":%llu,"
-                "\"lanes\":\"%s\"",
+                "\"busy_poll\":%s,\"inline\":%s,\"test\":\"%s\",\"size\":%llu,"
+                "\"count\":%llu,\"lanes\":\"%s\"",
                 opt.transport.c_str(), opt.busy_poll ? "busy-poll" : "event",
-                opt.busy_poll ? "true" : "false", opt.test.c_str(),
+                opt.busy_poll ? "true" : "false", opt.inline_all ? "true" : "false",
+                opt.test.c_str(),
                 static_cast<unsigned long long>(opt.size),
                 static_cast<unsigned long long>(opt.count), lanes.c_str());
   return buf;
@@ -572,6 +576,8 @@ int main(int argc, char** argv) {
   app.add_flag("--busy-poll", opt.busy_poll, "the fabric's progress thread spins");
   app.add_flag("--poll0", opt.poll0,
                "scheduler.busy_poll (CAF work-stealing.moderate-poll-attempts=0)");
+  app.add_flag("--inline", opt.inline_all,
+               "transport.inline_delivery = all: actors run on the progress thread");
   CLI11_PARSE(app, argc, argv);
   if (opt.role == "client" && opt.port == 0) {
     std::cerr << "bench_transport_peer: a client needs --port\n";

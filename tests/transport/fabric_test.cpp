@@ -84,11 +84,12 @@ struct pair_fixture {
   std::unique_ptr<fabric> fa;
   std::unique_ptr<fabric> fb;
 
-  pair_fixture() {
-    auto x = fabric::start(*a, make_config());
+  explicit pair_fixture(transport_config ca = make_config(),
+                        transport_config cb = make_config()) {
+    auto x = fabric::start(*a, std::move(ca));
     REQUIRE_MESSAGE(x.ok(), x.err().to_string());
     fa = std::move(*x);
-    auto y = fabric::start(*b, make_config());
+    auto y = fabric::start(*b, std::move(cb));
     REQUIRE_MESSAGE(y.ok(), y.err().to_string());
     fb = std::move(*y);
     auto peer = fb->connect(fa->listen_address());
@@ -307,4 +308,142 @@ TEST_CASE("unregistered message types get a clear error") {
   REQUIRE_FALSE(r.ok());
   CHECK_MESSAGE(r.err().is(troupe::runtime::errc::invalid_argument), r.err().to_string());
   CHECK(r.err().message().find("not a registered message type") != std::string::npos);
+}
+
+TEST_CASE("inline delivery: marked actors run on the progress thread, slow ones go "
+          "back to the scheduler, blocking fabric calls fail fast there") {
+  using slow_atom = caf::atom_constant<caf::atom("slow")>;
+  using dial_atom = caf::atom_constant<caf::atom("dial")>;
+  auto ca = make_config();
+  ca.inline_budget = 20ms;
+  pair_fixture f{ca};
+  auto disorder = std::make_shared<std::atomic<int>>(0);
+  auto echo = f.spawn_echo(disorder);
+  fabric* fa = f.fa.get();
+  std::string b_name = f.b->config().node.name;
+  auto worker = f.a->spawn("worker", [fa, b_name](troupe::actor&) -> troupe::behavior {
+    return {
+        [](slow_atom) {
+          std::this_thread::sleep_for(60ms); // well over the 20 ms budget
+          return 1;
+        },
+        [fa, b_name](dial_atom) -> std::string {
+          auto c = fa->connect("127.0.0.1:1");
+          auto l = fa->lookup(b_name, "anything", 5s);
+          return (c.ok() ? std::string{"connected"} : c.err().message()) + " | " +
+                 (l.ok() ? std::string{"found"} : l.err().message());
+        },
+    };
+  });
+  REQUIRE(f.a->register_name("worker", worker).ok());
+  auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
+  REQUIRE_MESSAGE(ref.ok(), ref.err().to_string());
+  auto wref = f.fb->lookup(f.a->config().node.name, "worker", 5s);
+  REQUIRE_MESSAGE(wref.ok(), wref.err().to_string());
+
+  // Not marked: the scheduler runs it.
+  REQUIRE(f.b->request<std::string>(*ref, 5s, std::string{"x"}).ok());
+  CHECK(f.fa->stats().inline_runs == 0);
+
+  // Hostile calls.
+  auto remote = f.fb->deliver_inline(*ref);
+  REQUIRE_FALSE(remote.ok());
+  CHECK(remote.err().is(troupe::runtime::errc::invalid_argument));
+  auto empty = f.fa->deliver_inline(actor_ref{});
+  REQUIRE_FALSE(empty.ok());
+  CHECK(empty.err().is(troupe::runtime::errc::invalid_argument));
+
+  // Marked: runs inline, order kept across 20,000 tells.
+  REQUIRE(f.fa->deliver_inline(echo).ok());
+  REQUIRE(f.fa->deliver_inline(worker).ok());
+  for (int i = 0; i < 20000; ++i)
+    f.b->tell(*ref, add_atom::value, i);
+  auto count = f.b->request<int>(*ref, 10s, get_atom::value);
+  REQUIRE_MESSAGE(count.ok(), count.err().to_string());
+  CHECK(*count == 20000);
+  CHECK(disorder->load() == 0);
+  auto runs = f.fa->stats().inline_runs;
+  CHECK(runs > 0);
+
+  // A blocking fabric call from an inline actor fails at once instead of
+  // waiting for the thread it blocks.
+  auto t0 = std::chrono::steady_clock::now();
+  auto dial = f.b->request<std::string>(*wref, 8s, dial_atom::value);
+  REQUIRE_MESSAGE(dial.ok(), dial.err().to_string());
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  MESSAGE("dial: " << *dial);
+  CHECK(dial->find("progress thread") != std::string::npos);
+  CHECK(dial->find("connected") == std::string::npos);
+  CHECK(dial->find("found") == std::string::npos);
+
+  // Over budget three times in a row: moved back to the scheduler for
+  // good, still served.
+  for (int i = 0; i < 3; ++i) {
+    CHECK(f.fa->stats().inline_demoted == 0);
+    auto slow = f.b->request<int>(*wref, 5s, slow_atom::value);
+    REQUIRE_MESSAGE(slow.ok(), slow.err().to_string());
+  }
+  CHECK(f.fa->stats().inline_demoted == 1);
+  runs = f.fa->stats().inline_runs;
+  for (int i = 0; i < 3; ++i) {
+    auto again = f.b->request<int>(*wref, 5s, slow_atom::value);
+    REQUIRE_MESSAGE(again.ok(), again.err().to_string());
+  }
+  CHECK(f.fa->stats().inline_runs == runs);
+  CHECK(f.fa->stats().inline_demoted == 1);
+  // Marking it again does not bring it back.
+  REQUIRE(f.fa->deliver_inline(worker).ok());
+  REQUIRE(f.b->request<int>(*wref, 5s, slow_atom::value).ok());
+  CHECK(f.fa->stats().inline_runs == runs);
+}
+
+TEST_CASE("inline delivery for every actor (mode all), both ways") {
+  auto ca = make_config();
+  ca.inline_delivery = troupe::transport::inline_mode::all;
+  auto cb = make_config();
+  cb.inline_delivery = troupe::transport::inline_mode::all;
+  pair_fixture f{ca, cb};
+  auto disorder = std::make_shared<std::atomic<int>>(0);
+  f.spawn_echo(disorder);
+  auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
+  REQUIRE_MESSAGE(ref.ok(), ref.err().to_string());
+  // An actor on b that sends a's echo one request after the other (each
+  // answer arrives while it waits, so each is delivered inline there too).
+  struct chain {
+    troupe::actor* self = nullptr;
+    actor_ref echo;
+    caf::response_promise rp;
+    int left = 0;
+    int sent = 0;
+    void next() {
+      if (left == 0) {
+        rp.deliver(0);
+        return;
+      }
+      --left;
+      auto expect = std::to_string(sent++);
+      self->request(echo, 5s, expect).then([this, expect](const std::string& s) {
+        if (s != expect) {
+          rp.deliver(-1);
+          return;
+        }
+        next();
+      });
+    }
+  };
+  auto c = std::make_shared<chain>();
+  c->echo = *ref;
+  auto relay = f.b->spawn("relay", [c](troupe::actor& self) -> troupe::behavior {
+    c->self = &self;
+    return {[c, &self](get_atom, int n) {
+      c->rp = self.make_response_promise();
+      c->left = n;
+      c->next();
+    }};
+  });
+  auto r = f.b->request<int>(relay, 20s, get_atom::value, 300);
+  REQUIRE_MESSAGE(r.ok(), r.err().to_string());
+  CHECK(*r == 0);
+  CHECK(f.fa->stats().inline_runs > 0);
+  CHECK(f.fb->stats().inline_runs > 0);
 }

@@ -25,6 +25,19 @@ config_schema<transport_settings> make_schema() {
           "Spin on the UCX worker instead of sleeping: lowest latency, one busy core.")
       .boolean("direct_send", &tc::direct_send, true,
                "Send from the sender's thread while the link is idle (lower latency).")
+      .one_of("inline_delivery", &tc::inline_delivery, inline_mode::marked,
+              {{"off", inline_mode::off},
+               {"marked", inline_mode::marked},
+               {"all", inline_mode::all}},
+              "Run receiving actors on the progress thread (one thread wake-up less per "
+              "message): \"marked\" = actors passed to fabric::deliver_inline, \"all\" "
+              "= every event-based actor, \"off\". Such handlers must be short and "
+              "never block.")
+      .duration("inline_budget", &tc::inline_budget, 500us,
+                "Three inline runs in a row longer than this move the actor back to the "
+                "scheduler for good.")
+      .integer("inline_throughput", &tc::inline_throughput, 64, {1, 1 << 20},
+               "Messages an actor handles per inline run before others get a turn.")
       .boolean("keep_large_buffers", &tc::keep_large_buffers, true,
                "Raise glibc's mmap threshold (process-wide) so large message buffers are "
                "reused instead of freshly mapped for every message.")

@@ -221,6 +221,7 @@ result<void> fabric_core::start() {
     listen_address_ = ucx::format_address(la.sockaddr);
     me_.listen_address = listen_address_;
   }
+  unit_ = std::make_unique<inline_unit>(system(), *this);
   running_ = true;
   thread_ = std::thread{[this] { run(); }};
   log_->info(
@@ -271,6 +272,107 @@ void fabric_core::wake(const std::shared_ptr<peer_state>& p) {
   if (sleeping_.load()) worker_->signal();
 }
 
+// -- inline delivery -------------------------------------------------------------
+
+void inline_unit::exec_later(caf::resumable* job) {
+  core_.exec_later(job);
+}
+
+void fabric_core::exec_later(caf::resumable* job) {
+  // Only the progress thread schedules on its own unit; anything else (or
+  // anything after the loop ended) goes to CAF's scheduler, which takes
+  // over the reference the caller added.
+  bool here = std::this_thread::get_id() == progress_tid_.load(std::memory_order_relaxed);
+  if (here && running_.load(std::memory_order_relaxed) &&
+      cfg_.inline_delivery != inline_mode::off &&
+      job->subtype() == caf::resumable::scheduled_actor) {
+    auto id = static_cast<caf::scheduled_actor*>(job)->id();
+    bool pick = cfg_.inline_delivery == inline_mode::all ? !demoted_.contains(id)
+                                                         : marked_.contains(id);
+    if (pick) {
+      runnable_.push_back(job);
+      return;
+    }
+  }
+  system().scheduler().enqueue(job);
+}
+
+bool fabric_core::run_inline() {
+  if (runnable_.empty()) return false;
+  // A bounded number of runs per turn, so the network is served between
+  // them; actors with more work stay queued for the next turn.
+  auto throughput = static_cast<size_t>(cfg_.inline_throughput);
+  for (size_t runs = 0; runs < 256 && !runnable_.empty(); ++runs) {
+    caf::resumable* job = runnable_.front();
+    runnable_.pop_front();
+    auto t0 = std::chrono::steady_clock::now();
+    auto res = job->resume(unit_.get(), throughput);
+    auto took = std::chrono::steady_clock::now() - t0;
+    c_.inline_runs.fetch_add(1, std::memory_order_relaxed);
+    // Over budget three runs in a row (one slow run may just be this
+    // thread losing its core): back to the scheduler.
+    bool over = took > cfg_.inline_budget;
+    if (!over && !strikes_.empty())
+      strikes_.erase(static_cast<caf::scheduled_actor*>(job)->id());
+    if (over && ++strikes_[static_cast<caf::scheduled_actor*>(job)->id()] >= 3) {
+      auto id = static_cast<caf::scheduled_actor*>(job)->id();
+      strikes_.erase(id);
+      if (demoted_.insert(id).second) {
+        marked_.erase(id);
+        c_.inline_demoted.fetch_add(1, std::memory_order_relaxed);
+        log_->warn("transport: actor {} ran {} us on the progress thread (budget {} us); "
+                   "its messages go through the scheduler from now on",
+                   id, std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
+                   std::chrono::duration_cast<std::chrono::microseconds>(cfg_.inline_budget)
+                       .count());
+      }
+      if (res == caf::resumable::resume_later) {
+        system().scheduler().enqueue(job);
+        continue;
+      }
+    }
+    switch (res) {
+    case caf::resumable::resume_later:
+      runnable_.push_back(job); // keeps its reference
+      break;
+    case caf::resumable::awaiting_message:
+    case caf::resumable::done:
+    case caf::resumable::shutdown_execution_unit:
+      intrusive_ptr_release(job);
+      break;
+    }
+  }
+  return true;
+}
+
+result<void> fabric_core::not_on_progress_thread(std::string_view what) const {
+  if (std::this_thread::get_id() != progress_tid_.load(std::memory_order_relaxed))
+    return ok();
+  return error{rerr::unavailable,
+               std::string{what} +
+                   " blocks, and was called from an actor running on the fabric's "
+                   "progress thread (inline delivery): call it from an actor that is "
+                   "not delivered inline, or from outside actors"};
+}
+
+result<void> fabric_core::deliver_inline(const actor_ref& a, bool on) {
+  if (!a) return error{rerr::invalid_argument, "deliver_inline: empty actor ref"};
+  auto ptr = caf::actor_cast<caf::strong_actor_ptr>(a.handle());
+  if (as_proxy(ptr) != nullptr)
+    return error{rerr::invalid_argument,
+                 "deliver_inline: actor " + std::to_string(ptr->id()) +
+                     " lives on another node"};
+  caf::actor_id id = ptr->id();
+  post([this, id, on] {
+    if (!on) {
+      marked_.erase(id);
+    } else if (!demoted_.contains(id)) {
+      marked_.insert(id);
+    }
+  });
+  return ok();
+}
+
 void fabric_core::run() {
   progress_tid_ = std::this_thread::get_id();
   ucp_worker_h w = worker_->get();
@@ -292,7 +394,8 @@ void fabric_core::run() {
       t();
     for (auto& p : ready)
       flush(p);
-    bool worked = progressed > 0 || !tasks.empty() || !ready.empty();
+    bool ran = run_inline();
+    bool worked = progressed > 0 || !tasks.empty() || !ready.empty() || ran;
     tasks.clear();
     ready.clear();
     if (worked || cfg_.busy_poll) continue;
@@ -310,6 +413,10 @@ void fabric_core::run() {
     (void)::poll(&pfd, 1, 100);
     sleeping_.store(false);
   }
+  // Actors still waiting for an inline run go to the scheduler.
+  for (auto* job : runnable_)
+    system().scheduler().enqueue(job);
+  runnable_.clear();
 }
 
 void fabric_core::seal_batch(peer_state& p) {
@@ -448,6 +555,8 @@ void fabric_core::on_connection_request(ucp_conn_request_h req) {
 }
 
 result<peer_info> fabric_core::connect(std::string_view address) {
+  if (auto here = not_on_progress_thread("fabric::connect"); !here)
+    return std::move(here).err();
   socklen_t len = 0;
   auto sa = ucx::parse_address(address, len);
   if (!sa) return std::move(sa).err();
@@ -1007,7 +1116,9 @@ void fabric_core::deliver(const std::shared_ptr<peer_state>& p, const envelope_v
                        std::string{e.tenant}};
       msg = caf::make_message(std::move(ctx), std::move(msg));
     }
-    dst->enqueue(std::move(sender), mid, std::move(msg), nullptr);
+    // Through the progress thread's execution unit: the actor runs right
+    // here when inline delivery picks it, on CAF's scheduler otherwise.
+    dst->enqueue(std::move(sender), mid, std::move(msg), unit_.get());
     return;
   }
   case envelope_kind::down: {
@@ -1512,6 +1623,8 @@ std::shared_ptr<peer_state> fabric_core::peer_by_name(std::string_view name) con
 result<caf::message> fabric_core::node_request(std::string_view node_name,
                                                caf::message msg,
                                                std::chrono::nanoseconds timeout) {
+  if (auto here = not_on_progress_thread("a request to a node's service"); !here)
+    return std::move(here).err();
   auto p = peer_by_name(node_name);
   if (!p)
     return error{rerr::not_found,
@@ -1624,6 +1737,8 @@ fabric_stats fabric_core::stats() const {
   s.dropped_overloaded = c_.dropped_overloaded.load();
   s.auth_failures = c_.auth_failures.load();
   s.peers_lost = c_.peers_lost.load();
+  s.inline_runs = c_.inline_runs.load();
+  s.inline_demoted = c_.inline_demoted.load();
   return s;
 }
 
@@ -1689,6 +1804,10 @@ result<actor_ref> fabric::spawn_on(std::string_view node_name, std::string_view 
                                    caf::message args, std::chrono::nanoseconds timeout) {
   return core_->spawn_on(node_name, type, std::move(args), timeout);
 }
+result<void> fabric::deliver_inline(const actor_ref& a, bool on) {
+  return core_->deliver_inline(a, on);
+}
+
 result<void> fabric::try_tell(const actor_ref& to, caf::message msg) {
   return core_->try_tell(to, std::move(msg));
 }

@@ -112,6 +112,20 @@ struct peer_state {
 /// Outcome of queueing an envelope for a peer.
 enum class queue_result { ok, overloaded, disconnected };
 
+/// The progress thread as a CAF execution unit: actors that CAF schedules
+/// "on" it (a message delivered from the network, or sent by an actor
+/// running inline) are run by the progress thread itself when the fabric's
+/// inline policy picks them, and by CAF's scheduler otherwise.
+class inline_unit final : public caf::execution_unit {
+public:
+  inline_unit(caf::actor_system& sys, fabric_core& core)
+      : caf::execution_unit(&sys), core_(core) {}
+  void exec_later(caf::resumable* job) override;
+
+private:
+  fabric_core& core_;
+};
+
 class fabric_core : public std::enable_shared_from_this<fabric_core> {
 public:
   fabric_core(node& n, transport_config cfg, message_types types,
@@ -141,6 +155,7 @@ public:
                                            std::chrono::nanoseconds timeout);
   void register_spawnable(std::string type, spawn_factory f);
   [[nodiscard]] result<void> try_tell(const actor_ref& to, caf::message msg);
+  [[nodiscard]] result<void> deliver_inline(const actor_ref& a, bool on);
   std::vector<peer_info> peers() const;
   fabric_stats stats() const;
   std::string node_of(const actor_ref& ref) const;
@@ -160,6 +175,10 @@ public:
   wire_ref ref_of(const caf::strong_actor_ptr& p);
   const message_types& types() const noexcept { return types_; }
 
+  /// Called by inline_unit: run `job` on the progress thread or hand it
+  /// to CAF's scheduler.
+  void exec_later(caf::resumable* job);
+
 private:
   friend class fabric;
   struct counters {
@@ -167,11 +186,17 @@ private:
         frames_received{0}, bulk_sent{0}, bulk_received{0}, bytes_sent{0},
         bytes_received{0}, dropped_malformed{0}, dropped_unauthenticated{0},
         dropped_unknown_type{0}, dropped_no_receiver{0}, dropped_overloaded{0},
-        auth_failures{0}, peers_lost{0};
+        auth_failures{0}, peers_lost{0}, inline_runs{0}, inline_demoted{0};
   };
 
   // progress thread
   void run();
+  /// Runs the actors queued for the progress thread (a bounded number of
+  /// runs per turn); true when it ran any.
+  bool run_inline();
+  /// An error when called on the progress thread, where a blocking call
+  /// would wait for the very thread it blocks.
+  [[nodiscard]] result<void> not_on_progress_thread(std::string_view what) const;
   void post(std::function<void()> task);
   void wake(const std::shared_ptr<peer_state>& p);
   void flush(const std::shared_ptr<peer_state>& p);
@@ -242,6 +267,12 @@ private:
   std::atomic<std::thread::id> progress_tid_{}; ///< the progress thread's id
   std::atomic<bool> running_{false};
   std::atomic<bool> sleeping_{false};
+  // Inline delivery (progress thread only, after start).
+  std::unique_ptr<inline_unit> unit_;
+  std::deque<caf::resumable*> runnable_;       ///< each holds one reference
+  std::unordered_set<caf::actor_id> marked_;   ///< deliver_inline'd actors
+  std::unordered_set<caf::actor_id> demoted_;  ///< too slow: scheduler only
+  std::unordered_map<caf::actor_id, int> strikes_; ///< runs over budget in a row
 
   mutable std::mutex mu_;
   std::vector<std::function<void()>> tasks_;       // guarded by mu_

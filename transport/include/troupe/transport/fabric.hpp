@@ -44,6 +44,14 @@ class node;
 namespace troupe::transport {
 
 /// The `[transport]` section of a node's config.
+/// Which local actors receive messages from the network on the fabric's
+/// progress thread itself (see `transport_config::inline_delivery`).
+enum class inline_mode : uint8_t {
+  off,    ///< every message goes through CAF's scheduler
+  marked, ///< actors passed to fabric::deliver_inline
+  all,    ///< every local event-based actor (each still moved back when slow)
+};
+
 struct transport_config {
   /// Address to listen on, "host:port"; port 0 picks a free one.
   std::string listen = "127.0.0.1:0";
@@ -60,6 +68,18 @@ struct transport_config {
   /// (lower latency); otherwise messages go through the progress thread.
   /// Off with busy_poll (the spinning progress thread holds the worker).
   bool direct_send = true;
+  /// Run the receiving actor on the progress thread when a message for it
+  /// arrives (no hand-off to a scheduler thread: one thread wake-up less
+  /// per hop, and its replies leave at the progress thread's next turn).
+  /// The contract for such actors: handlers are short and never block (no
+  /// blocking receive, no blocking fabric call such as connect or lookup:
+  /// those fail at once with `unavailable` rather than deadlock). An actor
+  /// whose inline runs exceed `inline_budget` three times in a row goes
+  /// back to the scheduler for good (counted, logged once).
+  inline_mode inline_delivery = inline_mode::marked;
+  std::chrono::nanoseconds inline_budget = std::chrono::microseconds{500};
+  /// Messages an actor handles per inline run before others get a turn.
+  int64_t inline_throughput = 64;
   /// File holding the cluster secret (first line), mode 0600; or the secret
   /// itself in `secret` (tests, env TROUPE_TRANSPORT_SECRET).
   std::string secret_file;
@@ -125,6 +145,8 @@ struct fabric_stats {
   uint64_t dropped_overloaded = 0; ///< sends refused: queue full
   uint64_t auth_failures = 0;
   uint64_t peers_lost = 0;
+  uint64_t inline_runs = 0;     ///< actor runs on the progress thread
+  uint64_t inline_demoted = 0;  ///< actors moved back to the scheduler (too slow)
 };
 
 /// Builds the actor a `spawn_on` request asks for, from its arguments.
@@ -171,6 +193,12 @@ public:
   [[nodiscard]] result<actor_ref> spawn_on(std::string_view node_name,
                                            std::string_view type, caf::message args,
                                            std::chrono::nanoseconds timeout);
+
+  /// Delivers messages from the network to local actor `a` on the progress
+  /// thread (`transport_config::inline_delivery`, mode `marked`): for
+  /// latency-critical endpoints whose handlers are short and never block.
+  /// Errors: invalid_argument (empty or remote ref).
+  [[nodiscard]] result<void> deliver_inline(const actor_ref& a, bool on = true);
 
   /// Sends like a tell, but says `overloaded` when the peer's send queue is
   /// full instead of dropping (and `disconnected` when it is down).

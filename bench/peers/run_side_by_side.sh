@@ -12,12 +12,15 @@
 #
 # usage: bench/peers/run_side_by_side.sh [--quick] [--reps N] [--out FILE]
 #                                        [--bin-dir DIR] [--only ucx,caf,troupe]
+#                                        [--inline]
 #   --quick    small counts, one repetition (about a minute)
 #   --reps N   repeat the whole suite N times, interleaved (default 3; quick 1)
 #   --out FILE raw JSON lines (default /tmp/troupe-peers.jsonl)
 #   --bin-dir  where bench_caf_basp_peer and bench_transport_peer are
 #              (default build/bench)
 #   --only     a subset of the systems
+#   --inline   troupe peers with transport.inline_delivery = all (actors run
+#              on the fabric's progress thread: one thread hand-off less)
 #
 # Peer contract (bench_caf_basp_peer, bench_transport_peer):
 #   PEER --role server --port 0 [ARGS]   prints "ready <port>", serves until
@@ -52,6 +55,7 @@ reps=""
 out=/tmp/troupe-peers.jsonl
 bin_dir="$repo/build/bench"
 only="ucx,caf,troupe"
+troupe_extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -59,6 +63,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift ;;
     --bin-dir) bin_dir="$2"; shift ;;
     --only) only="$2"; shift ;;
+    --inline) troupe_extra+=(--inline) ;;
     -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "run_side_by_side: unknown option $1" >&2; exit 2 ;;
   esac
@@ -364,10 +369,11 @@ run_troupe() {
   fi
   for tr in tcp shm; do
     phase "troupe: $tr, event-driven"
-    peer_suite "troupe-$tr" "troupe|$tr|event" troupe "$troupe_peer" --transport "$tr"
+    peer_suite "troupe-$tr" "troupe|$tr|event" troupe "$troupe_peer" --transport "$tr" \
+      "${troupe_extra[@]}"
     phase "troupe: $tr, busy-poll"
     peer_suite "troupe-$tr-busy" "troupe|$tr|busy-poll" troupe "$troupe_peer" \
-      --transport "$tr" --busy-poll
+      --transport "$tr" --busy-poll "${troupe_extra[@]}"
   done
 }
 
@@ -480,7 +486,7 @@ for s in "${sizes_bw[@]}"; do
 done
 
 echo
-echo "Transport side by side, loopback, medians of $reps repetition(s) (raw: $out)"
+echo "Transport side by side, loopback, medians of $reps repetition(s) (raw: $out)$([ ${#troupe_extra[@]} -gt 0 ] && echo "; troupe with inline delivery")"
 # aligned: first three columns left, the rest right; a rule under the header
 printf '%s\n' "${rows[@]}" | awk -F'|' '
   { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }

@@ -147,7 +147,7 @@ std::unique_ptr<fabric> make_fabric(troupe::node& n, const options& opt,
   c.transports = opt.transport == "tcp" ? "tcp" : "";
   c.busy_poll = opt.busy_poll;
   c.inline_delivery = opt.inline_all ? troupe::transport::inline_mode::all
-                                      : troupe::transport::inline_mode::marked;
+                                     : troupe::transport::inline_mode::marked;
   c.connect_timeout = connect_timeout;
   auto f = fabric::start(n, c);
   if (!f) {
@@ -429,8 +429,7 @@ std::string json_head(const options& opt, const std::string& lanes) {
                 "\"count\":%llu,\"lanes\":\"%s\"",
                 opt.transport.c_str(), opt.busy_poll ? "busy-poll" : "event",
                 opt.busy_poll ? "true" : "false", opt.inline_all ? "true" : "false",
-                opt.test.c_str(),
-                static_cast<unsigned long long>(opt.size),
+                opt.test.c_str(), static_cast<unsigned long long>(opt.size),
                 static_cast<unsigned long long>(opt.count), lanes.c_str());
   return buf;
 }

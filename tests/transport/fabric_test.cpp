@@ -447,3 +447,70 @@ TEST_CASE("inline delivery for every actor (mode all), both ways") {
   CHECK(f.fa->stats().inline_runs > 0);
   CHECK(f.fb->stats().inline_runs > 0);
 }
+
+TEST_CASE("device buffers cross nodes: staged through pinned host memory, small inline, "
+          "large by rendezvous, in order") {
+  using troupe::transport::device_buffer;
+  using troupe::transport::memory_kind;
+  pair_fixture f;
+  // Simulated GPU memory everywhere; CUDA memory too where a GPU is present.
+  std::vector<memory_kind> kinds{memory_kind::simulated};
+  if (troupe::transport::cuda_device_count() > 0) kinds.push_back(memory_kind::cuda);
+  auto sum = [](const device_buffer& b) {
+    std::vector<std::byte> host(b.size());
+    REQUIRE(b.copy_to_host(host).ok());
+    uint64_t h = 1469598103934665603ull;
+    for (auto x : host)
+      h = (h ^ static_cast<uint8_t>(x)) * 1099511628211ull;
+    return h;
+  };
+  // Answers with the checksum of what arrived and a buffer twice as long on
+  // its own device (the reply travels the other way).
+  auto gpu = f.a->spawn("gpu", [sum](troupe::actor&) -> troupe::behavior {
+    return {[sum](const device_buffer& b) -> caf::message {
+      auto doubled = device_buffer::allocate(b.kind(), b.device(), b.size() * 2);
+      if (!doubled) return caf::make_message(doubled.err().to_string());
+      std::vector<std::byte> host(b.size());
+      if (!b.copy_to_host(host).ok()) return caf::make_message(std::string{"copy"});
+      (void)doubled->copy_from_host(host, 0);
+      (void)doubled->copy_from_host(host, b.size());
+      return caf::make_message(sum(b), static_cast<uint8_t>(b.kind()), *doubled);
+    }};
+  });
+  REQUIRE(f.a->register_name("gpu", gpu).ok());
+  auto ref = f.fb->lookup(f.a->config().node.name, "gpu", 5s);
+  REQUIRE_MESSAGE(ref.ok(), ref.err().to_string());
+  auto bulk_before = f.fb->stats().bulk_sent;
+  for (auto kind : kinds) {
+    CAPTURE(troupe::transport::to_string(kind));
+    for (size_t size : {size_t{1000}, size_t{1} << 20, size_t{3} << 20}) {
+      CAPTURE(size);
+      auto b = device_buffer::allocate(kind, 0, size);
+      REQUIRE(b.ok());
+      std::vector<std::byte> host(size);
+      for (size_t i = 0; i < size; ++i)
+        host[i] = static_cast<std::byte>((i * 7 + size) & 0xff);
+      REQUIRE(b->copy_from_host(host).ok());
+      caf::scoped_actor self{f.b->system()};
+      bool answered = false;
+      self->request(ref->handle(), 10s, *b)
+          .receive(
+              [&](uint64_t got, uint8_t got_kind, const device_buffer& back) {
+                answered = true;
+                CHECK(got == sum(*b));
+                CHECK(got_kind == static_cast<uint8_t>(kind));
+                CHECK(back.kind() == kind);
+                CHECK(back.size() == 2 * size);
+                std::vector<std::byte> twice(2 * size);
+                REQUIRE(back.copy_to_host(twice).ok());
+                CHECK(std::equal(host.begin(), host.end(), twice.begin()));
+                CHECK(std::equal(host.begin(), host.end(), twice.begin() + size));
+              },
+              [&](caf::error& e) { FAIL(caf::to_string(e)); });
+      CHECK(answered);
+    }
+  }
+  // The two large sizes went by rendezvous (staged), the small one inline.
+  CHECK(f.fb->stats().bulk_sent - bulk_before == 2 * kinds.size());
+  CHECK(troupe::transport::staging_pool_stats().acquired >= 2 * kinds.size());
+}

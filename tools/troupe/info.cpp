@@ -8,6 +8,7 @@
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/auth.hpp"
+#include "troupe/transport/device_buffer.hpp"
 #include "troupe/transport/fabric.hpp"
 
 #include <iostream>
@@ -108,6 +109,9 @@ int run_info(const info_options& o) {
     nlohmann::json j;
     j["ucx_version"] = transport::fabric::ucx_version();
     j["gpu_direct"] = gpu;
+    j["cuda_built"] = transport::cuda_built();
+    j["cuda_devices"] = transport::cuda_device_count();
+    j["gpu_memory_path"] = gpu ? "direct" : "staged";
     j["listen"] = (*f)->listen_address();
     j["peers"] = nlohmann::json::array();
     for (const auto& p : peers)
@@ -121,6 +125,10 @@ int run_info(const info_options& o) {
     std::cout << "UCX " << transport::fabric::ucx_version() << '\n'
               << "GPU direct (UCX CUDA memory support): "
               << (gpu ? "yes" : "no (this UCX build cannot access GPU memory)") << '\n'
+              << "GPU memory in messages: "
+              << (gpu ? "direct" : "staged through pinned host memory") << "; CUDA "
+              << (transport::cuda_built() ? "built" : "not built") << ", "
+              << transport::cuda_device_count() << " device(s)\n"
               << "listening at " << (*f)->listen_address() << '\n';
     for (const auto& p : peers) {
       std::cout << "peer " << p.node_name << " (" << p.address << ", protocol "

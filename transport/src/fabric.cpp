@@ -42,6 +42,7 @@ struct send_ctx {
   std::vector<std::byte> header_bytes;
   std::vector<std::byte> frame;
   caf::message keep;
+  std::shared_ptr<const void> staging; ///< a staged device buffer's host copy
 };
 
 void on_send_done(void* request, ucs_status_t, void* user_data) {
@@ -52,10 +53,16 @@ void on_send_done(void* request, ucs_status_t, void* user_data) {
 /// Sends one active message; `ctx` owns header and data until UCX is done.
 ucs_status_t send_am(ucp_ep_h ep, unsigned id, const void* header, size_t header_len,
                      const void* data, size_t len, uint32_t flags,
-                     std::unique_ptr<send_ctx> ctx) {
+                     std::unique_ptr<send_ctx> ctx,
+                     ucs_memory_type_t mem = UCS_MEMORY_TYPE_HOST) {
   ucp_request_param_t p{};
   p.op_attr_mask =
       UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  if (mem != UCS_MEMORY_TYPE_HOST) {
+    // GPU direct: UCX moves device memory itself.
+    p.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+    p.memory_type = mem;
+  }
   p.flags = flags | UCP_AM_SEND_FLAG_REPLY;
   p.cb.send = on_send_done;
   p.user_data = ctx.get();
@@ -320,11 +327,12 @@ bool fabric_core::run_inline() {
       if (demoted_.insert(id).second) {
         marked_.erase(id);
         c_.inline_demoted.fetch_add(1, std::memory_order_relaxed);
-        log_->warn("transport: actor {} ran {} us on the progress thread (budget {} us); "
-                   "its messages go through the scheduler from now on",
-                   id, std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
-                   std::chrono::duration_cast<std::chrono::microseconds>(cfg_.inline_budget)
-                       .count());
+        log_->warn(
+            "transport: actor {} ran {} us on the progress thread (budget {} us); "
+            "its messages go through the scheduler from now on",
+            id, std::chrono::duration_cast<std::chrono::microseconds>(took).count(),
+            std::chrono::duration_cast<std::chrono::microseconds>(cfg_.inline_budget)
+                .count());
       }
       if (res == caf::resumable::resume_later) {
         system().scheduler().enqueue(job);
@@ -359,9 +367,9 @@ result<void> fabric_core::deliver_inline(const actor_ref& a, bool on) {
   if (!a) return error{rerr::invalid_argument, "deliver_inline: empty actor ref"};
   auto ptr = caf::actor_cast<caf::strong_actor_ptr>(a.handle());
   if (as_proxy(ptr) != nullptr)
-    return error{rerr::invalid_argument,
-                 "deliver_inline: actor " + std::to_string(ptr->id()) +
-                     " lives on another node"};
+    return error{rerr::invalid_argument, "deliver_inline: actor " +
+                                             std::to_string(ptr->id()) +
+                                             " lives on another node"};
   caf::actor_id id = ptr->id();
   post([this, id, on] {
     if (!on) {
@@ -476,10 +484,12 @@ void fabric_core::flush(const std::shared_ptr<peer_state>& p) {
       std::memcpy(ctx->header_bytes.data(), &seq, 8);
       std::memcpy(ctx->header_bytes.data() + 8, it.frame.data(), it.frame.size());
       ctx->keep = std::move(it.keep);
+      ctx->staging = std::move(it.staging);
       const void* hdr = ctx->header_bytes.data();
       size_t hlen = ctx->header_bytes.size();
       st = send_am(p->ep, am_bulk, hdr, hlen, it.bulk, it.bulk_size,
-                   UCP_AM_SEND_FLAG_RNDV, std::move(ctx));
+                   UCP_AM_SEND_FLAG_RNDV, std::move(ctx),
+                   it.bulk_on_device ? UCS_MEMORY_TYPE_CUDA : UCS_MEMORY_TYPE_HOST);
       c_.bulk_sent.fetch_add(1, std::memory_order_relaxed);
     }
     c_.bytes_sent.fetch_add(total, std::memory_order_relaxed);
@@ -1042,7 +1052,8 @@ result<caf::message> decode_payload(fabric_core& core, const envelope_view& e,
     if (bulk != nullptr && i + 1 == types.size()) {
       if (!c->append_bytes)
         return error{rerr::invalid_argument, "bulk payload for type " + c->name};
-      c->append_bytes(std::move(*bulk), mb);
+      if (auto err = c->append_bytes(src, std::move(*bulk), mb))
+        return error{rerr::invalid_argument, c->name + ": " + caf::to_string(err)};
       continue;
     }
     if (auto err = c->load(src, mb))
@@ -1268,6 +1279,8 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
   }
   const char* bulk = nullptr;
   size_t bulk_size = 0;
+  std::shared_ptr<const void> staging; // a staged device buffer's host copy
+  bool bulk_on_device = false;
   {
     caf::binary_serializer sink{system(), payload};
     for (size_t i = 0; i < n; ++i) {
@@ -1293,11 +1306,29 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
         (void)sink(r.node, r.incarnation, r.actor);
         continue;
       }
-      if (i + 1 == n && c->bytes) {
-        auto [data, size] = c->bytes(content, i);
+      if (i + 1 == n && (c->bytes || c->stage)) {
+        size_t size = c->bytes ? c->bytes(content, i).second : c->device_size(content, i);
         if (size >= static_cast<size_t>(cfg_.bulk_threshold) &&
             payload.size() + 4096 < worker_->max_am_header()) {
-          bulk = data;
+          if (c->bytes) {
+            bulk = c->bytes(content, i).first;
+          } else {
+            // Device memory: staged through pinned host memory, or handed
+            // to UCX as device memory when it supports CUDA.
+            auto staged = c->stage(content, i, gpu_direct());
+            if (!staged) {
+              if (failure) *failure = c->name + ": " + staged.err().message();
+              return queue_result::disconnected;
+            }
+            bulk = staged->data;
+            staging = std::move(staged->owner);
+            bulk_on_device = staged->device;
+          }
+          if (c->save_bulk_header)
+            if (auto err = c->save_bulk_header(sink, content, i)) {
+              if (failure) *failure = c->name + ": " + caf::to_string(err);
+              return queue_result::disconnected;
+            }
           bulk_size = size;
           continue;
         }
@@ -1363,6 +1394,8 @@ queue_result fabric_core::send(const std::shared_ptr<peer_state>& p, envelope_he
       out_item it;
       it.frame = one.take();
       it.keep = content;
+      it.staging = std::move(staging);
+      it.bulk_on_device = bulk_on_device;
       it.bulk = bulk;
       it.bulk_size = bulk_size;
       p->queued_bytes += static_cast<int64_t>(it.bytes());

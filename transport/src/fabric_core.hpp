@@ -39,9 +39,11 @@ enum am_id : unsigned {
 
 /// One item of a peer's outgoing queue, in send order.
 struct out_item {
-  std::vector<std::byte> frame; ///< envelopes (am_frame) or one envelope (am_bulk)
-  caf::message keep;            ///< keeps a bulk payload alive until sent
-  uint64_t seq = 0;             ///< assigned when taken off the queue
+  std::vector<std::byte> frame;        ///< envelopes (am_frame) or one envelope (am_bulk)
+  caf::message keep;                   ///< keeps a bulk payload alive until sent
+  std::shared_ptr<const void> staging; ///< a staged device buffer's host copy
+  bool bulk_on_device = false;         ///< `bulk` is device memory (GPU direct)
+  uint64_t seq = 0;                    ///< assigned when taken off the queue
   const char* bulk = nullptr;
   size_t bulk_size = 0;
   size_t bytes() const noexcept { return frame.size() + bulk_size; }
@@ -269,9 +271,9 @@ private:
   std::atomic<bool> sleeping_{false};
   // Inline delivery (progress thread only, after start).
   std::unique_ptr<inline_unit> unit_;
-  std::deque<caf::resumable*> runnable_;       ///< each holds one reference
-  std::unordered_set<caf::actor_id> marked_;   ///< deliver_inline'd actors
-  std::unordered_set<caf::actor_id> demoted_;  ///< too slow: scheduler only
+  std::deque<caf::resumable*> runnable_;           ///< each holds one reference
+  std::unordered_set<caf::actor_id> marked_;       ///< deliver_inline'd actors
+  std::unordered_set<caf::actor_id> demoted_;      ///< too slow: scheduler only
   std::unordered_map<caf::actor_id, int> strikes_; ///< runs over budget in a row
 
   mutable std::mutex mu_;

@@ -96,6 +96,9 @@ element_codec handle_codec(std::string name, element_codec::handle_kind k) {
 
 } // namespace
 
+// device_buffer.cpp
+void add_device_buffer_codec(message_types& t);
+
 message_types message_types::defaults() {
   message_types t;
   t.add<bool>("bool")
@@ -134,8 +137,10 @@ message_types message_types::defaults() {
       const auto& s = msg.get_as<std::string>(i);
       return std::pair<const char*, size_t>{s.data(), s.size()};
     };
-    c.append_bytes = [](std::vector<char>&& buf, caf::message_builder& out) {
+    c.append_bytes = [](caf::deserializer&, std::vector<char>&& buf,
+                        caf::message_builder& out) {
       out.append(std::string{buf.begin(), buf.end()});
+      return caf::error{};
     };
     t.add_codec(key_of<std::string>(), std::move(c));
   }
@@ -156,8 +161,10 @@ message_types message_types::defaults() {
       const auto& v = msg.get_as<std::vector<char>>(i);
       return std::pair<const char*, size_t>{v.data(), v.size()};
     };
-    c.append_bytes = [](std::vector<char>&& buf, caf::message_builder& out) {
+    c.append_bytes = [](caf::deserializer&, std::vector<char>&& buf,
+                        caf::message_builder& out) {
       out.append(std::move(buf));
+      return caf::error{};
     };
     t.add_codec(key_of<std::vector<char>>(), std::move(c));
   }
@@ -208,6 +215,7 @@ message_types message_types::defaults() {
   t.add_codec(key_of<caf::strong_actor_ptr>(),
               handle_codec<caf::strong_actor_ptr>("strong_actor_ptr", hk::strong_ptr));
   t.add_codec(key_of<caf::actor_addr>(), handle_codec<caf::actor_addr>("addr", hk::addr));
+  add_device_buffer_codec(t);
   return t;
 }
 

@@ -145,8 +145,8 @@ struct fabric_stats {
   uint64_t dropped_overloaded = 0; ///< sends refused: queue full
   uint64_t auth_failures = 0;
   uint64_t peers_lost = 0;
-  uint64_t inline_runs = 0;     ///< actor runs on the progress thread
-  uint64_t inline_demoted = 0;  ///< actors moved back to the scheduler (too slow)
+  uint64_t inline_runs = 0;    ///< actor runs on the progress thread
+  uint64_t inline_demoted = 0; ///< actors moved back to the scheduler (too slow)
 };
 
 /// Builds the actor a `spawn_on` request asks for, from its arguments.

@@ -20,6 +20,7 @@
 /// is read-only and shared by the fabric's threads without locks.
 
 #include "troupe/runtime/result.hpp"
+#include "troupe/transport/device_buffer.hpp"
 
 #include <caf/all.hpp>
 #include <cstdint>
@@ -50,7 +51,18 @@ struct element_codec {
   /// bytes, so a large one can travel by rendezvous without a copy; and how
   /// to append a received buffer. Empty for other types.
   std::function<std::pair<const char*, size_t>(const caf::message&, size_t)> bytes;
-  std::function<void(std::vector<char>&&, caf::message_builder&)> append_bytes;
+  /// Builds the element from bytes that travelled by rendezvous, after
+  /// reading what `save_bulk_header` wrote (nothing for byte buffers).
+  std::function<caf::error(caf::deserializer&, std::vector<char>&&,
+                           caf::message_builder&)>
+      append_bytes;
+  /// For device memory types (device_buffer.hpp): the element's size, and a
+  /// host (staged) or, with `direct`, device view of its bytes for a
+  /// rendezvous send; plus what the receiver needs besides the bytes.
+  std::function<size_t(const caf::message&, size_t)> device_size;
+  std::function<result<staged_bytes>(const caf::message&, size_t, bool direct)> stage;
+  std::function<caf::error(caf::serializer&, const caf::message&, size_t)>
+      save_bulk_header;
   /// Kind of handle for actor handle types (encoded by the fabric).
   enum class handle_kind : uint8_t {
     none,
@@ -67,7 +79,7 @@ class message_types {
 public:
   /// Every CAF builtin value type that makes sense on the wire (integers,
   /// floats, bool, std::string, atoms, std::vector<char>, errors, actor
-  /// handles, down_msg, exit_msg) and troupe's span_context. The set of
+  /// handles, down_msg, exit_msg), troupe's span_context and device_buffer. The set of
   /// `defaults()` is the same on every node.
   [[nodiscard]] static message_types defaults();
 

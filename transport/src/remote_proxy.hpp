@@ -36,7 +36,10 @@ private:
 
 /// The proxy behind a handle, or null for local actors.
 inline remote_proxy* as_proxy(const caf::strong_actor_ptr& p) noexcept {
-  return p ? dynamic_cast<remote_proxy*>(p->get()) : nullptr;
+  // Local actors carry their system's node id: no dynamic_cast (whose
+  // type_info compare costs a strcmp) on the send path of local senders.
+  if (!p || p->node() == p->home_system->node()) return nullptr;
+  return dynamic_cast<remote_proxy*>(p->get());
 }
 
 } // namespace troupe::transport

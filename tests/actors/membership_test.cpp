@@ -362,6 +362,25 @@ TEST_SUITE("membership") {
     }
   }
 
+  TEST_CASE("a table that was itself stalled downs nobody on its first tick back") {
+    // The owning actor did not run for 30 s: its first tick finds everybody
+    // silent, but the suspect timeout starts at that tick, so the heartbeats
+    // queued meanwhile arrive in time.
+    cluster cl = four_nodes();
+    const auto resume = cl.now + 30s;
+    auto out = cl.table.tick(at(resume));
+    CHECK(out.events.size() == 4);
+    for (const auto& e : out.events)
+      CHECK(e.kind == event_kind::suspect);
+    CHECK(out.probes.empty()); // nobody up to probe through
+    for (const char* n : {"a", "b", "c", "d"}) {
+      auto hb = cl.table.heartbeat(id_of(n), 1, at(resume + 10ms));
+      REQUIRE(hb.ok());
+      CHECK(kinds(*hb) == std::vector{event_kind::recovered});
+    }
+    CHECK(cl.table.count(member_state::up) == 4);
+  }
+
   TEST_CASE(
       "a late heartbeat clears the suspicion, and so does a prober that reached it") {
     cluster cl = four_nodes();
@@ -783,6 +802,20 @@ first_heartbeat_estimate = "300ms"
         schema.load_string("", "node.toml", {{"TROUPE_MEMBERSHIP_PHI_THRESHOLD", "12"}});
     REQUIRE(env.ok());
     CHECK(env->membership.phi_threshold == 12.0);
+
+    // Next to the node's own schema, from one file.
+    troupe::node_config node = troupe::default_config();
+    membership_settings mine = schema.defaults();
+    const auto node_schema = troupe::node_config_schema();
+    troupe::config_binder binder;
+    binder.bind(node_schema, node).bind(schema, mine);
+    auto both =
+        binder.load_string("[node]\nname = \"w1\"\n[membership]\nsuspect_timeout = "
+                           "\"3s\"\n",
+                           "node.toml", {});
+    REQUIRE(both.ok());
+    CHECK(node.node.name == "w1");
+    CHECK(mine.membership.suspect_timeout == 3s);
 
     struct bad {
       const char* toml;

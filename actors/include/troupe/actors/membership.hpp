@@ -60,18 +60,21 @@ namespace troupe::actors {
 /// and threshold 8: with regular heartbeats (mean 0.5 s, deviation at the
 /// 100 ms floor) phi reaches 8 after 0.5 + 1 + 0.1 * 5.226 = 2.02 s of
 /// silence. A SIGKILLed node's connection fails at once (transport error),
-/// which is the second signal, so it is down when it turns suspect: about
-/// 2.0 s after its last heartbeat, 1.8 s after the kill on average, under the
-/// 3 s goal with room for the actor's tick period. A healthy node on busy
-/// cores is late by milliseconds to tens of milliseconds; it would need a
-/// silence of 2 s to become suspect and then, being alive, would answer the
-/// indirect probes (recovered) or heartbeat within the 5 s suspect timeout,
-/// so a false down needs a 7 s stall of a live process. A SIGSTOPped or
-/// partitioned node whose connection stays open is down once the probes fail
-/// (about 2 s + probe_timeout = 3 s) or, with nobody to probe through, after
-/// the suspect timeout (about 7 s); `detection_bound` gives the guaranteed
-/// worst case over any heartbeat history and tick timing (12.4 s with the
-/// defaults).
+/// which is the second signal, so it is down on the tick that finds it
+/// suspect: about 2.0 s after its last heartbeat, 1.8 s after the kill on
+/// average, under the 3 s goal with room for the tick period (tick every
+/// 100 ms or so; at least every heartbeat_interval). A healthy process on
+/// busy cores is late by milliseconds to tens of milliseconds; to become
+/// suspect it has to be silent for 2 s, and to be downed it must then also
+/// miss every indirect probe for probe_timeout (1 s), so a false down needs
+/// a live process stalled about 3 s, or 7 s where there is nobody to probe
+/// through (suspect_timeout 5 s): far beyond scheduling noise, while a
+/// 1.5 s interval (a pause just under the acceptable one) is still only
+/// jitter. A SIGSTOPped or partitioned node whose connection stays open is
+/// down once the probes fail (about 3 s) or, with nobody to probe through,
+/// after the suspect timeout (about 7 s); `detection_bound` gives the
+/// guaranteed worst case over any heartbeat history and tick timing (12.4 s
+/// with the defaults).
 struct membership_config {
   /// How often each node sends a heartbeat (the actor's timer).
   duration heartbeat_interval = std::chrono::milliseconds{500};

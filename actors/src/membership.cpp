@@ -297,10 +297,10 @@ result<membership_events> membership_table::join(std::string_view name,
     return error{errc::invalid_argument,
                  "join of " + quote(name) + ": incarnation 0 (incarnations start at 1)"};
   const auto id = transport::node_id_of(name);
-  now = advance(now);
   membership_events out;
   auto it = members_.find(id);
   if (it == members_.end()) {
+    now = advance(now);
     entry e{member{}, phi_accrual_detector{detector_config_}, false, {}, {}, {}};
     e.info.name = std::string{name};
     e.info.id = id;
@@ -337,6 +337,7 @@ result<membership_events> membership_table::join(std::string_view name,
     return out; // a retried join
   }
   // A new generation of a known node.
+  now = advance(now);
   if (live(m.state)) go_down(e, down_reason::superseded, now, out);
   m.address = std::string{address};
   m.incarnation = incarnation;

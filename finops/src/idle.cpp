@@ -223,6 +223,21 @@ void idle_detector::advance(time_point now, std::vector<idle_action>& out) {
     if (it == states_.end()) continue; // untracked meanwhile
     auto& st = it->second;
     if (st.ph != phase::notified || st.generation != node.mapped().generation) continue;
+    const auto& cp = policy_.of(st.alloc.cls);
+    if (st.last_sample && node.key() - *st.last_sample > cp.window) {
+      // No evidence of idleness for longer than the window: a gap.
+      out.push_back(make_action(
+          st, node.key(), idle_action_kind::cancel_reclaim, 0.0,
+          std::string{policy_.dry_run ? "dry run: " : ""} + "no samples for " +
+              duration_text(node.key() - *st.last_sample) +
+              " before the reclaim (longer than the " + duration_text(cp.window) +
+              " window; missing telemetry never counts as idle): the pending reclaim is "
+              "off"));
+      ++st.generation;
+      st.ph = phase::active;
+      st.idle_since.reset();
+      continue;
+    }
     fire(node.key(), st, out);
   }
 }

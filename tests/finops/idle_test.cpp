@@ -2,6 +2,7 @@
 #include "troupe/finops/idle.hpp"
 #include "troupe/finops/ledger.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <doctest/doctest.h>
@@ -193,6 +194,34 @@ TEST_SUITE("finops.idle") {
     CHECK(out[1].reason.find("no samples") != std::string::npos);
     d.advance(at_min(200), out);
     CHECK(out.size() == 2);
+  }
+
+  TEST_CASE("a reclaim needs samples within the window of its deadline") {
+    auto p = test_policy();
+    p.of(workload_class::training).grace = 60min; // notice at 40, deadline at 100
+    idle_detector d{p};
+    REQUIRE(d.track(alloc(1)).ok());
+    REQUIRE(d.track(alloc(2)).ok());
+    // Allocation 1 goes silent at 45: 55 minutes of silence at the deadline.
+    auto silent = run(d, 1, 0, 45, idle);
+    // Allocation 2 reports until 75: 25 minutes of silence, within the window.
+    auto quiet = run(d, 2, 0, 75, idle);
+    REQUIRE(silent.size() == 1);
+    REQUIRE(quiet.size() == 1);
+    std::vector<idle_action> out;
+    d.advance(at_min(100), out);
+    REQUIRE(out.size() == 2);
+    std::sort(out.begin(), out.end(), [](const idle_action& a, const idle_action& b) {
+      return a.allocation < b.allocation;
+    });
+    CHECK(out[0].kind == idle_action_kind::cancel_reclaim);
+    CHECK(out[0].reason.find("no samples for 55m") != std::string::npos);
+    CHECK(out[1].kind == idle_action_kind::checkpoint_and_evict);
+    // Allocation 1 starts over when samples come back.
+    auto back = run(d, 1, 101, 140, idle);
+    REQUIRE(back.size() == 1);
+    CHECK(back[0].kind == idle_action_kind::notify_owner);
+    CHECK(back[0].at == at_min(131));
   }
 
   TEST_CASE("each workload class gets its own reclaim") {

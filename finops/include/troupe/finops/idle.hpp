@@ -21,7 +21,9 @@
 ///   within `grace`, reclaim when the grace ends. A busy sample after the
 ///   notice cancels the pending reclaim (recovery), as does a gap; the rule
 ///   starts over. A reclaim due at the time of a sample fires before that
-///   sample is looked at.
+///   sample is looked at. When the grace ends more than `window` after the
+///   last sample, that silence is a gap too: the reclaim is cancelled, not
+///   fired.
 /// - Allocations carrying an exempt label (key=value, exact match) are never
 ///   acted on.
 ///

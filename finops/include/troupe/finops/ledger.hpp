@@ -200,7 +200,7 @@ public:
 
   /// Applies `e` once: duplicate (and no change) when (allocation,
   /// sequence) was applied before. invalid_argument (and no change) when the
-  /// entry is malformed: negative or inconsistent GPU-ms, used > allocated,
+  /// entry is malformed: negative GPU-ms, used > allocated,
   /// negative price, end before start, or a span crossing a period.
   [[nodiscard]] result<apply_outcome> apply(const usage_entry& e);
 

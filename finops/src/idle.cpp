@@ -201,13 +201,17 @@ void idle_detector::count_saving(state& st, time_point from, time_point to) {
 void idle_detector::fire(time_point due, state& st, std::vector<idle_action>& out) {
   const auto& cp = policy_.of(st.alloc.cls);
   const auto kind = reclaim_action(st.alloc.cls);
-  std::string reason = std::string{policy_.dry_run ? "dry run: would " : ""} +
-                       to_string(kind) + ": " + to_string(st.alloc.cls) +
-                       " allocation idle since " +
-                       std::to_string(floor_ms(*st.idle_since)) + " ms (" +
-                       duration_text(due - *st.idle_since) + ", every GPU under " +
-                       percent_text(cp.utilisation_threshold) + ") and the " +
-                       duration_text(cp.grace) + " grace period after the notice ended";
+  std::string reason =
+      std::string{policy_.dry_run ? "dry run: would " : ""} + to_string(kind) + ": " +
+      to_string(st.alloc.cls) + " allocation idle since " +
+      std::to_string(floor_ms(*st.idle_since)) + " ms (" +
+      duration_text(due - *st.idle_since) + ", every GPU under " +
+      percent_text(cp.utilisation_threshold) + ") and the " + duration_text(cp.grace) +
+      " grace period after the notice ended; frees " + std::to_string(st.alloc.gpus) +
+      " GPUs (" +
+      format_usd(micro_usd{st.alloc.price_per_gpu_hour.value() *
+                           static_cast<int64_t>(st.alloc.gpus)}) +
+      " USD per hour)";
   out.push_back(make_action(st, due, kind, 0.0, std::move(reason)));
   st.ph = phase::reclaimed;
   if (policy_.dry_run) {

@@ -191,9 +191,9 @@ result<apply_outcome> ledger_state::apply(const usage_entry& e) {
   } else {
     acct.applied_above.insert(e.sequence);
   }
-  ledger_key k{floor_ms(p), e.tenant, label_or_empty(e.cost_labels, "team"),
-               label_or_empty(e.cost_labels, "project"),
-               label_or_empty(e.cost_labels, "env")};
+  ledger_key k{floor_ms(p), e.tenant, label_or_empty(e.cost_labels, ledger_label_keys[0]),
+               label_or_empty(e.cost_labels, ledger_label_keys[1]),
+               label_or_empty(e.cost_labels, ledger_label_keys[2])};
   rows_[std::move(k)].add(t);
   return apply_outcome::applied;
 }

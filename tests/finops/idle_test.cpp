@@ -302,6 +302,8 @@ TEST_SUITE("finops.idle") {
     CHECK(actions[1].kind == idle_action_kind::checkpoint_and_evict);
     CHECK(actions[1].at == at_min(70));
     CHECK(actions[1].reason.find("would") != std::string::npos);
+    CHECK(actions[1].reason.find("frees 4 GPUs (8.000000 USD per hour)") !=
+          std::string::npos);
     // Idle from the would-be reclaim at 70m to the last idle sample at 130m:
     // 60 minutes x 4 GPUs = 4 GPU-hours at $2 = $8.
     CHECK(d.savings().reclaims == 1);

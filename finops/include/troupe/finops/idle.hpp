@@ -210,8 +210,9 @@ public:
   /// clamped to [0, 1] (NaN reads as busy: never reclaim on garbage).
   void observe(const utilisation_sample& s, std::vector<idle_action>& out);
 
-  /// Fires every reclaim whose grace ends at or before `now`, appending the
-  /// actions in deadline order.
+  /// Fires every reclaim whose grace ends at or before `now` (or cancels it
+  /// when the allocation has been silent for longer than the window),
+  /// appending the actions in deadline order.
   void advance(time_point now, std::vector<idle_action>& out);
 
   /// One tick: advance to each sample's time as it is observed, then to

@@ -119,6 +119,7 @@ gpus_from_nvml(const std::vector<nvml_device_info>& devices,
 std::vector<gpu_info> configured_gpus(const resources_section& cfg, gpu_source source,
                                       uint32_t count, std::string_view node_name,
                                       const host_layout& host) {
+  TROUPE_ASSERT(count <= max_configured_gpus, "more configured GPUs than a node may have");
   const bool simulated = source == gpu_source::simulated;
   const uint32_t island = std::max<uint32_t>(cfg.nvlink_domain_size, 1);
   const mig_mode mig = cfg.gpu_mig ? mig_mode::enabled

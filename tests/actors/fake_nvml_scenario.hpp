@@ -11,6 +11,12 @@
 
 namespace troupe::test {
 
+/// The error of `r` as text, or "" when it holds a value (doctest builds
+/// messages even for passing checks when asked to show successes).
+template <class Result> std::string why(const Result& r) {
+  return r.ok() ? std::string{} : r.err().to_string();
+}
+
 /// The fake NVML library's path (set by tests/CMakeLists.txt).
 inline const std::string fake_nvml_library = TROUPE_FAKE_NVML_LIBRARY;
 

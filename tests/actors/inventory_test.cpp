@@ -53,7 +53,7 @@ TEST_SUITE("actors.inventory") {
     fake_nvml_scenario scenario{four_gpu_scenario()};
     auto inv = discover_inventory(with_nvml(gpu_discovery::nvml, fake_nvml_library),
                                   "node-a", env_map{});
-    REQUIRE_MESSAGE(inv.ok(), inv.err().to_string());
+    REQUIRE_MESSAGE(inv.ok(), troupe::test::why(inv));
     CHECK(inv->node_name == "node-a");
     CHECK(inv->hostname == local_hostname());
     CHECK(inv->source == gpu_source::nvml);
@@ -89,7 +89,7 @@ TEST_SUITE("actors.inventory") {
     topo.racks.push_back({"rack-0", 0, 1.0});
     topo.nodes.push_back(node);
     auto valid = topo.validate();
-    CHECK_MESSAGE(valid.ok(), valid.err().to_string());
+    CHECK_MESSAGE(valid.ok(), troupe::test::why(valid));
   }
 
   TEST_CASE("NVLink islands through an NVSwitch join every GPU that reaches it") {
@@ -121,10 +121,10 @@ gpu_memory_mib = 81920
 nvlink_domain_size = 8
 nvml_library = "/nonexistent/libnvidia-ml.so.1"
 )");
-    REQUIRE_MESSAGE(cfg.ok(), cfg.err().to_string());
+    REQUIRE_MESSAGE(cfg.ok(), troupe::test::why(cfg));
     CHECK(cfg->resources.discovery == gpu_discovery::automatic);
     auto inv = discover_inventory(cfg->resources, "sim-0", env_map{});
-    REQUIRE_MESSAGE(inv.ok(), inv.err().to_string());
+    REQUIRE_MESSAGE(inv.ok(), troupe::test::why(inv));
     CHECK(inv->source == gpu_source::simulated);
     REQUIRE(inv->gpus.size() == 8);
     REQUIRE_FALSE(inv->notes.empty());
@@ -188,7 +188,7 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
       r.gpu_memory_mib = 40960;
       r.nvlink_domain_size = 2;
       auto inv = discover_inventory(r, "d", env_map{});
-      REQUIRE_MESSAGE(inv.ok(), inv.err().to_string());
+      REQUIRE_MESSAGE(inv.ok(), troupe::test::why(inv));
       CHECK(inv->source == gpu_source::declared);
       REQUIRE(inv->gpus.size() == 2);
       CHECK_FALSE(inv->gpus[0].simulated);
@@ -280,7 +280,7 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
 
   TEST_CASE("hwloc describes this machine's CPUs, NUMA nodes and memory") {
     auto topo = host_topology::load();
-    REQUIRE_MESSAGE(topo.ok(), topo.err().to_string());
+    REQUIRE_MESSAGE(topo.ok(), troupe::test::why(topo));
     const auto& h = topo->layout();
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     MESSAGE("hwloc: " << h.physical_cores << " cores, " << h.logical_cpus << " CPUs ("
@@ -331,7 +331,7 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
     for (const auto* inv : {&*nvml, &*sim, &*none}) {
       auto text = encode_inventory(*inv);
       auto back = decode_inventory(text);
-      REQUIRE_MESSAGE(back.ok(), back.err().to_string());
+      REQUIRE_MESSAGE(back.ok(), troupe::test::why(back));
       CHECK(*back == *inv);
     }
   }
@@ -464,7 +464,7 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
       j["future_field"] = {{"x", 1}};
       j["gpus"][0]["temperature"] = 60;
       auto got = decode_inventory(j.dump());
-      REQUIRE_MESSAGE(got.ok(), got.err().to_string());
+      REQUIRE_MESSAGE(got.ok(), troupe::test::why(got));
       CHECK(*got == *good);
     }
   }

@@ -197,7 +197,8 @@ gpus_from_nvml(const std::vector<nvml_device_info>& devices,
 /// `count` declared or simulated GPUs as `cfg` describes them (model,
 /// memory, NVLink islands of `nvlink_domain_size`, MIG). Simulated GPUs get
 /// synthetic PCI addresses (domain fffe) and are spread evenly over the
-/// host's NUMA nodes, as on a DGX; declared ones have neither.
+/// host's NUMA nodes, as on a DGX; declared ones have neither. `count` is
+/// at most max_configured_gpus (the schema's limit); more is a bug.
 [[nodiscard]] std::vector<gpu_info> configured_gpus(const resources_section& cfg,
                                                     gpu_source source, uint32_t count,
                                                     std::string_view node_name,

@@ -8,6 +8,9 @@
 #include "troupe/actors/inventory.hpp"
 
 #include <doctest/doctest.h>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -314,6 +317,32 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
     auto fallback = sysconf_host_layout();
     CHECK(fallback.logical_cpus == h.logical_cpus);
     CHECK(fallback.numa_nodes.size() == 1);
+  }
+
+  TEST_CASE(
+      "hwloc places this machine's PCI devices on NUMA nodes the kernel agrees with") {
+    auto topo = host_topology::load();
+    REQUIRE(topo.ok());
+    std::set<uint32_t> nodes;
+    for (const auto& n : topo->layout().numa_nodes)
+      nodes.insert(n.os_index);
+    std::error_code ec;
+    size_t devices = 0;
+    size_t placed = 0;
+    for (const auto& entry :
+         std::filesystem::directory_iterator("/sys/bus/pci/devices", ec)) {
+      ++devices;
+      auto bus = entry.path().filename().string();
+      auto node = topo->numa_node_of(bus);
+      if (!node) continue; // hwloc filtered it out (not a GPU, NIC or disk)
+      ++placed;
+      CAPTURE(bus);
+      CHECK(nodes.count(*node) == 1);
+      int kernel = -1;
+      std::ifstream(entry.path() / "numa_node") >> kernel;
+      if (kernel >= 0) CHECK(*node == static_cast<uint32_t>(kernel));
+    }
+    MESSAGE(devices << " PCI devices in sysfs, " << placed << " placed by hwloc");
   }
 
   TEST_CASE("inventories round-trip through JSON") {

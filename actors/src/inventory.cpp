@@ -119,7 +119,8 @@ gpus_from_nvml(const std::vector<nvml_device_info>& devices,
 std::vector<gpu_info> configured_gpus(const resources_section& cfg, gpu_source source,
                                       uint32_t count, std::string_view node_name,
                                       const host_layout& host) {
-  TROUPE_ASSERT(count <= max_configured_gpus, "more configured GPUs than a node may have");
+  TROUPE_ASSERT(count <= max_configured_gpus,
+                "more configured GPUs than a node may have");
   const bool simulated = source == gpu_source::simulated;
   const uint32_t island = std::max<uint32_t>(cfg.nvlink_domain_size, 1);
   const mig_mode mig = cfg.gpu_mig ? mig_mode::enabled
@@ -226,6 +227,12 @@ result<node_inventory> discover_inventory(const resources_section& cfg,
   auto read_nvml = [&](const nvml_library& lib) -> result<bool> {
     auto devices = lib.devices();
     if (!devices) return std::move(devices).err();
+    if (devices->size() > placement::max_gpus_per_node)
+      return error{errc::unavailable, "NVML (" + lib.path() + ") reports " +
+                                          std::to_string(devices->size()) +
+                                          " GPUs, more than a node may have (" +
+                                          std::to_string(placement::max_gpus_per_node) +
+                                          ")"};
     if (devices->empty() && cfg.discovery == gpu_discovery::automatic) {
       inv.notes.push_back("NVML (" + lib.path() + ") sees no GPUs");
       return false;
@@ -288,7 +295,10 @@ result<node_inventory> discover_inventory(const resources_section& cfg,
 placement::node_spec to_node_spec(const node_inventory& inv) {
   placement::node_spec n;
   n.name = inv.node_name.empty() ? inv.hostname : inv.node_name;
-  n.cpu_milli = uint64_t{inv.host.logical_cpus} * 1000;
+  // The CPUs this agent (and so the processes it starts) may run on.
+  uint32_t cpus =
+      inv.host.allowed_cpus != 0 ? inv.host.allowed_cpus : inv.host.logical_cpus;
+  n.cpu_milli = uint64_t{cpus} * 1000;
   n.memory_mib = inv.host.memory_bytes >> 20;
   n.gpus.reserve(inv.gpus.size());
   for (const auto& g : inv.gpus) {

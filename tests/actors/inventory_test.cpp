@@ -79,7 +79,7 @@ TEST_SUITE("actors.inventory") {
 
     auto node = to_node_spec(*inv);
     CHECK(node.name == "node-a");
-    CHECK(node.cpu_milli == uint64_t{inv->host.logical_cpus} * 1000);
+    CHECK(node.cpu_milli == uint64_t{inv->host.allowed_cpus} * 1000);
     CHECK(node.memory_mib == inv->host.memory_bytes >> 20);
     REQUIRE(node.gpus.size() == 4);
     CHECK(node.gpus[0].model == "H100-80GB");

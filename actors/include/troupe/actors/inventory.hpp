@@ -167,9 +167,8 @@ public:
   /// hwloc knows the device and it hangs off exactly one NUMA node.
   [[nodiscard]] std::optional<uint32_t> numa_node_of(std::string_view pci_bus_id) const;
 
-  struct impl; ///< the hwloc topology (inventory_hwloc.cpp)
-
 private:
+  struct impl; ///< the hwloc topology (inventory_hwloc.cpp)
   explicit host_topology(std::unique_ptr<impl> p) noexcept;
   std::unique_ptr<impl> impl_;
 };
@@ -237,7 +236,8 @@ inline constexpr size_t max_inventory_json_bytes = 1u << 20;
 // -- placement ----------------------------------------------------------------
 
 /// The placement module's description of this node: name (node_name, else
-/// hostname), CPU capacity (logical CPUs * 1000 milli), memory, and per GPU
+/// hostname), CPU capacity (allowed CPUs * 1000 milli: those this agent and
+/// the processes it starts may run on), memory, and per GPU
 /// its model, memory, NVLink domain and NUMA node (0 when unknown); a GPU in
 /// MIG mode is shared as MIG when placement knows the model's MIG profiles,
 /// whole otherwise. Rack, labels, capacity type, price, PCIe switch and NIC

@@ -127,9 +127,8 @@ public:
   /// `sample` of every GPU, in index order.
   [[nodiscard]] result<std::vector<gpu_sample>> sample_all() const;
 
-  struct impl; ///< the resolved function table (nvml.cpp)
-
 private:
+  struct impl; ///< the resolved function table (nvml.cpp)
   explicit nvml_library(std::unique_ptr<impl> p) noexcept;
   std::unique_ptr<impl> impl_;
 };

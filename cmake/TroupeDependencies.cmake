@@ -39,3 +39,7 @@ endif()
 find_package(CapnProto REQUIRED)
 find_package(ucx REQUIRED)
 find_package(OpenSSL REQUIRED)
+
+# hwloc: CPU, NUMA and PCI layout for the node agent's resource inventory.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc)

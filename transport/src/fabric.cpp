@@ -719,7 +719,23 @@ void fabric_core::peer_up(const std::shared_ptr<peer_state>& p) {
              p->outbound ? "connected to" : "accepted from", p->remote_sockaddr,
              fmt_transports(p->transports));
   if (ready) ready(ok());
+  notify_peer_event(info_of(*p), "");
   flush(p);
+}
+
+void fabric_core::notify_peer_event(const peer_info& info, const std::string& why) {
+  std::vector<peer_listener> listeners;
+  {
+    std::lock_guard<std::mutex> g{mu_};
+    listeners = listeners_;
+  }
+  for (auto& l : listeners)
+    l(info, why);
+}
+
+void fabric_core::watch_peers(peer_listener listener) {
+  std::lock_guard<std::mutex> g{mu_};
+  listeners_.push_back(std::move(listener));
 }
 
 void fabric_core::on_endpoint_error(peer_state* raw, ucs_status_t st) {
@@ -785,6 +801,9 @@ void fabric_core::peer_down(const std::shared_ptr<peer_state>& p, const std::str
     else
       log_->warn("transport: peer {} down: {}", p->id.node_name, why);
     kill_proxies_of(p->id.node_id, to_caf_error(rerr::disconnected, msg));
+    auto info = info_of(*p);
+    info.up = false;
+    notify_peer_event(info, why);
   }
   if (p->ep != nullptr && worker_) {
     ucp_ep_h ep = nullptr;
@@ -1837,6 +1856,10 @@ result<actor_ref> fabric::spawn_on(std::string_view node_name, std::string_view 
                                    caf::message args, std::chrono::nanoseconds timeout) {
   return core_->spawn_on(node_name, type, std::move(args), timeout);
 }
+void fabric::watch_peers(peer_listener listener) {
+  core_->watch_peers(std::move(listener));
+}
+
 result<void> fabric::deliver_inline(const actor_ref& a, bool on) {
   return core_->deliver_inline(a, on);
 }

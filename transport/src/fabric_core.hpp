@@ -158,6 +158,7 @@ public:
   void register_spawnable(std::string type, spawn_factory f);
   [[nodiscard]] result<void> try_tell(const actor_ref& to, caf::message msg);
   [[nodiscard]] result<void> deliver_inline(const actor_ref& a, bool on);
+  void watch_peers(peer_listener listener);
   std::vector<peer_info> peers() const;
   fabric_stats stats() const;
   std::string node_of(const actor_ref& ref) const;
@@ -215,6 +216,8 @@ private:
   void on_handshake(const std::shared_ptr<peer_state>& p,
                     std::span<const std::byte> frame);
   void peer_up(const std::shared_ptr<peer_state>& p);
+  /// Tells the peer listeners (progress thread; `why` empty when up).
+  void notify_peer_event(const peer_info& info, const std::string& why);
   /// `graceful` flushes what was sent before closing (a rejecting verdict).
   void peer_down(const std::shared_ptr<peer_state>& p, const std::string& why,
                  bool graceful = false);
@@ -284,6 +287,7 @@ private:
   std::unordered_map<ucp_ep_h, std::shared_ptr<peer_state>> by_ep_; // guarded by mu_
   std::vector<peer_info> history_; // guarded by mu_ (lost peers)
   std::unordered_map<std::string, spawn_factory> spawnables_; // guarded by mu_
+  std::vector<peer_listener> listeners_;                      // guarded by mu_
 
   struct ref_hash {
     size_t operator()(const wire_ref& r) const noexcept {

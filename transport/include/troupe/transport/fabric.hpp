@@ -149,6 +149,11 @@ struct fabric_stats {
   uint64_t inline_demoted = 0; ///< actors moved back to the scheduler (too slow)
 };
 
+/// Told when a peer comes up (`why` empty) or goes down (`why` says why),
+/// on the fabric's progress thread: it must be quick and must not block
+/// (send a message, set a flag).
+using peer_listener = std::function<void(const peer_info& peer, const std::string& why)>;
+
 /// Builds the actor a `spawn_on` request asks for, from its arguments.
 using spawn_factory = std::function<result<actor_ref>(node&, const caf::message& args)>;
 
@@ -193,6 +198,9 @@ public:
   [[nodiscard]] result<actor_ref> spawn_on(std::string_view node_name,
                                            std::string_view type, caf::message args,
                                            std::chrono::nanoseconds timeout);
+
+  /// Adds a listener for peers coming up and going down (see peer_listener).
+  void watch_peers(peer_listener listener);
 
   /// Delivers messages from the network to local actor `a` on the progress
   /// thread (`transport_config::inline_delivery`, mode `marked`): for

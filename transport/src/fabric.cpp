@@ -138,6 +138,8 @@ fabric_core::fabric_core(node& n, transport_config cfg, message_types types,
                          cluster_secrets secrets)
     : node_(n), cfg_(std::move(cfg)), types_(std::move(types)),
       secrets_(std::move(secrets)) {
+  static std::atomic<uint64_t> serials{0};
+  serial_ = ++serials;
   me_.node_name = n.config().node.name;
   node_id_ = node_id_of(me_.node_name);
   auto inc = random_bytes(8);
@@ -1565,11 +1567,15 @@ wire_ref fabric_core::ref_of(const caf::strong_actor_ptr& ptr) {
   // ids are never reused and the registry keeps an entry until the actor
   // ends, so a sender that just registered need not take the registry's
   // lock again for its next message.
-  thread_local const caf::actor_system* last_sys = nullptr;
+  // The cache is keyed by this fabric's serial number, never by the
+  // actor system's address: a later system (a later test, a restarted
+  // node in one process) may be allocated at the same address and hand out
+  // the same actor ids, and would then never register its actors.
+  thread_local uint64_t last_fabric = 0;
   thread_local caf::actor_id last_aid = 0;
-  if (last_sys != &system() || last_aid != ptr->id()) {
+  if (last_fabric != serial_ || last_aid != ptr->id()) {
     system().registry().put(ptr->id(), ptr);
-    last_sys = &system();
+    last_fabric = serial_;
     last_aid = ptr->id();
   }
   return wire_ref{node_id_, me_.incarnation, ptr->id()};

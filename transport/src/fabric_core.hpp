@@ -258,6 +258,7 @@ private:
   cluster_secrets secrets_;
   local_identity me_;
   uint64_t node_id_ = 0;
+  uint64_t serial_ = 0; ///< unique per fabric in this process (never 0)
   decode_limits limits_;
   std::shared_ptr<spdlog::logger> log_;
   counters c_;

@@ -441,13 +441,21 @@ membership_table::leave(std::uint64_t node, std::uint64_t incarnation, time_poin
   return out;
 }
 
+result<membership_table::entry*>
+membership_table::live_flag_entry(std::uint64_t node, std::string_view what) {
+  auto found = known_entry(node, what);
+  if (!found) return found;
+  const member& m = (*found)->info;
+  if (!live(m.state))
+    return error{errc::conflict, std::string{what} + ": " + member_text(m) + " is " +
+                                     std::string{to_string(m.state)}};
+  return found;
+}
+
 result<membership_events> membership_table::cordon(std::uint64_t node, time_point now) {
-  auto found = known_entry(node, "cordon");
+  auto found = live_flag_entry(node, "cordon");
   if (!found) return std::move(found).err();
   entry& e = **found;
-  if (!live(e.info.state))
-    return error{errc::conflict, "cordon: " + member_text(e.info) + " is " +
-                                     std::string{to_string(e.info.state)}};
   now = advance(now);
   membership_events out;
   if (!e.info.cordoned) {
@@ -458,12 +466,9 @@ result<membership_events> membership_table::cordon(std::uint64_t node, time_poin
 }
 
 result<membership_events> membership_table::uncordon(std::uint64_t node, time_point now) {
-  auto found = known_entry(node, "uncordon");
+  auto found = live_flag_entry(node, "uncordon");
   if (!found) return std::move(found).err();
   entry& e = **found;
-  if (!live(e.info.state))
-    return error{errc::conflict, "uncordon: " + member_text(e.info) + " is " +
-                                     std::string{to_string(e.info.state)}};
   now = advance(now);
   membership_events out;
   if (e.info.cordoned || e.info.draining) {
@@ -475,12 +480,9 @@ result<membership_events> membership_table::uncordon(std::uint64_t node, time_po
 }
 
 result<membership_events> membership_table::drain(std::uint64_t node, time_point now) {
-  auto found = known_entry(node, "drain");
+  auto found = live_flag_entry(node, "drain");
   if (!found) return std::move(found).err();
   entry& e = **found;
-  if (!live(e.info.state))
-    return error{errc::conflict, "drain: " + member_text(e.info) + " is " +
-                                     std::string{to_string(e.info.state)}};
   now = advance(now);
   membership_events out;
   if (!e.info.cordoned) {

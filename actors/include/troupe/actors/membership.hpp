@@ -308,6 +308,8 @@ private:
   [[nodiscard]] result<entry*> live_entry(std::uint64_t node, std::uint64_t incarnation,
                                           std::string_view what);
   [[nodiscard]] result<entry*> known_entry(std::uint64_t node, std::string_view what);
+  /// A known member in a live state (cordon, uncordon, drain).
+  [[nodiscard]] result<entry*> live_flag_entry(std::uint64_t node, std::string_view what);
   membership_event make_event(const entry& e, event_kind kind, time_point at) const;
   void go_down(entry& e, down_reason why, time_point at, membership_events& out);
   void go_up(entry& e, event_kind kind, time_point at, membership_events& out);

@@ -1,8 +1,10 @@
 #include "troupe/actors/membership_actor.hpp"
 
+#include "troupe/actors/inventory.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"
+#include "troupe/transport/wire.hpp"
 
 #include <caf/all.hpp>
 #include <chrono>
@@ -19,9 +21,6 @@ using rerr = runtime::errc;
 using tick_atom = caf::atom_constant<caf::atom("mb_tick")>;
 using peer_atom = caf::atom_constant<caf::atom("mb_peer")>;
 using rejoin_atom = caf::atom_constant<caf::atom("mb_rejoin")>;
-
-using joined_atom = caf::atom_constant<caf::atom("mb_joined")>;
-using refused_atom = caf::atom_constant<caf::atom("mb_refused")>;
 
 caf::error to_caf(const error& e) {
   return caf::make_error(caf::sec::invalid_argument, e.to_string());
@@ -64,6 +63,8 @@ public:
         caf::anon_send(self, peer_atom::value, p.node_id, p.node_name, why);
     });
     if (cfg_.head) {
+      if (!cfg_.inventory_json.empty())
+        inventories_[fabric_->node_id()] = cfg_.inventory_json;
       auto r = table_.join(fabric_->node_name(), fabric_->listen_address(), incarnation_,
                            clock().now());
       if (r)
@@ -72,6 +73,9 @@ public:
         log_->error("membership: the head cannot join its own table: {}",
                     r.err().to_string());
     }
+    set_down_handler([this](caf::down_msg& d) {
+      std::erase_if(subscribers_, [&](const caf::actor& a) { return a == d.source; });
+    });
     start_ticker(weak, cfg_.head ? cfg_.membership.heartbeat_interval / 2
                                  : cfg_.membership.heartbeat_interval);
     send(this, tick_atom::value);
@@ -80,7 +84,7 @@ public:
         [this](peer_atom, uint64_t node, const std::string& name,
                const std::string& why) { on_peer_down(node, name, why); },
         [this](join_atom, const std::string& name, const std::string& address,
-               uint64_t incarnation) {
+               uint64_t incarnation, const std::string& inventory) {
           // One way, answered with joined or refused (a request would
           // leave a timeout holding the worker's actor in CAF's clock).
           auto to = caf::actor_cast<caf::actor>(current_sender());
@@ -88,13 +92,23 @@ public:
             if (to) send(to, refused_atom::value, caf::to_string(not_head("join")));
             return;
           }
+          if (!inventory.empty()) {
+            auto inv = decode_inventory(inventory);
+            if (!inv) {
+              log_->warn("membership: join of {} refused: {}", name,
+                         inv.err().to_string());
+              if (to) send(to, refused_atom::value, inv.err().message());
+              return;
+            }
+          }
           auto r = table_.join(name, address, incarnation, clock().now());
           if (!r) {
             if (to) send(to, refused_atom::value, r.err().message());
             return;
           }
+          if (!inventory.empty()) inventories_[transport::node_id_of(name)] = inventory;
           publish(*r);
-          if (to) send(to, joined_atom::value, to_json(table_.members()));
+          if (to) send(to, joined_atom::value, members_json());
         },
         [this](joined_atom, const std::string& members) {
           if (cfg_.head || !joining_) return;
@@ -145,10 +159,10 @@ public:
         [this](subscribe_atom, const caf::actor& who) -> std::string {
           monitor(who);
           subscribers_.push_back(who);
-          return cfg_.head ? to_json(table_.members()) : last_members_;
+          return cfg_.head ? members_json() : last_members_;
         },
         [this](members_atom) -> std::string {
-          return cfg_.head ? to_json(table_.members()) : last_members_;
+          return cfg_.head ? members_json() : last_members_;
         },
         [this](cordon_atom, const std::string& name) -> caf::result<bool> {
           return flag(name, &membership_table::cordon);
@@ -161,9 +175,6 @@ public:
         },
         [this](pause_atom, int64_t ms) {
           paused_until_ = clock().now() + std::chrono::milliseconds{ms};
-        },
-        [this](const caf::down_msg& d) {
-          std::erase_if(subscribers_, [&](const caf::actor& a) { return a == d.source; });
         },
     };
   }
@@ -189,6 +200,8 @@ private:
     publish(*r);
     return true;
   }
+
+  std::string members_json() const { return to_json(table_.members(), inventories_); }
 
   void on_tick() {
     auto now = clock().now();
@@ -227,7 +240,7 @@ private:
     joining_since_ = clock().now();
     head_ = head->handle();
     send(head_, join_atom::value, fabric_->node_name(), fabric_->listen_address(),
-         incarnation_);
+         incarnation_, cfg_.inventory_json);
   }
 
   void on_peer_down(uint64_t node, const std::string& name, const std::string& why) {
@@ -264,6 +277,7 @@ private:
   uint64_t incarnation_;
   std::shared_ptr<spdlog::logger> log_;
   std::vector<caf::actor> subscribers_;
+  std::map<uint64_t, std::string> inventories_; ///< head: reported resources by node id
   // worker
   caf::actor head_;
   bool joined_ = false;
@@ -287,6 +301,11 @@ std::string to_json(const membership_event& e) {
 }
 
 std::string to_json(const std::vector<member>& members) {
+  return to_json(members, {});
+}
+
+std::string to_json(const std::vector<member>& members,
+                    const std::map<std::uint64_t, std::string>& inventories) {
   auto out = nlohmann::json::array();
   for (const auto& m : members) {
     nlohmann::json j{{"node", m.name},
@@ -297,6 +316,8 @@ std::string to_json(const std::vector<member>& members) {
                      {"cordoned", m.cordoned},
                      {"draining", m.draining}};
     if (m.state == member_state::down) j["reason"] = to_string(m.reason);
+    if (auto it = inventories.find(m.id); it != inventories.end())
+      j["inventory"] = nlohmann::json::parse(it->second, nullptr, false);
     out.push_back(std::move(j));
   }
   return out.dump();

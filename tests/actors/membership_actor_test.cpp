@@ -4,6 +4,7 @@
 // then down by the suspect timeout, and comes back as a new incarnation;
 // a worker whose transport goes away is down by the transport error.
 
+#include "troupe/actors/inventory.hpp"
 #include "troupe/actors/membership_actor.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"
@@ -145,7 +146,16 @@ TEST_CASE("membership over the fabric: join, cordon, silent worker, lost worker"
   wc.head_address = head.fab->listen_address();
   auto w1_name = unique_name("w1");
   auto w2_name = unique_name("w2");
-  member_node w1{w1_name, wc};
+  // w1 reports a simulated 8-GPU node; w2 reports nothing.
+  resources_section sim;
+  sim.discovery = gpu_discovery::simulated;
+  sim.simulated_gpus = 8;
+  sim.gpu_model = "H100-80GB";
+  auto inv = discover_inventory(sim, w1_name, troupe::env_map{});
+  REQUIRE_MESSAGE(inv.ok(), inv.err().to_string());
+  auto wc1 = wc;
+  wc1.inventory_json = encode_inventory(*inv);
+  member_node w1{w1_name, wc1};
   member_node w2{w2_name, wc};
 
   REQUIRE(log->wait("up", w1_name, 10s));
@@ -155,8 +165,34 @@ TEST_CASE("membership over the fabric: join, cordon, silent worker, lost worker"
   REQUIRE(members.ok());
   auto list = nlohmann::json::parse(*members);
   CHECK(list.size() == 3);
-  for (const auto& m : list)
+  for (const auto& m : list) {
     CHECK(m["state"] == "up");
+    // The head learnt w1's resources from its join.
+    if (m["node"] == w1_name) {
+      REQUIRE(m.contains("inventory"));
+      CHECK(m["inventory"]["gpus"].size() == 8);
+    } else {
+      CHECK_FALSE(m.contains("inventory"));
+    }
+  }
+
+  // A join with a hostile inventory is refused with the decoder's reason.
+  {
+    caf::scoped_actor self{head.node->system()};
+    self->send(head.membership.handle(), join_atom::value, std::string{"intruder"},
+               std::string{"127.0.0.1:1"}, uint64_t{7},
+               std::string{R"({"node":"intruder","gpus":[{"index":-1}]})"});
+    bool refused = false;
+    self->receive(
+        [&](refused_atom, const std::string& why) {
+          refused = true;
+          MESSAGE("refused: " << why);
+          CHECK(why.find("inventory") != std::string::npos);
+        },
+        [&](joined_atom, const std::string&) { FAIL("a bad inventory was accepted"); },
+        caf::after(std::chrono::seconds{5}) >> [&] { FAIL("no answer"); });
+    CHECK(refused);
+  }
 
   // Bad input gets clear errors.
   auto wrong = head.node->request<bool>(head.membership, 5s, cordon_atom::value,

@@ -21,7 +21,10 @@
 ///
 /// Protocol (atoms below; JSON strings for structured payloads, so the
 /// same messages cross the network and the HTTP API unchanged):
-///   (join_atom, name, address, uint64 incarnation) -> std::string members JSON
+///   (join_atom, name, address, uint64 incarnation, std::string inventory JSON)
+///       one way; answered (joined_atom, members JSON) or (refused_atom, why).
+///       The inventory (inventory.hpp's encode_inventory, "" for none) is
+///       outside input: decoded with its bounds, a bad one refuses the join.
 ///   (heartbeat_atom, uint64 node, uint64 incarnation)          one way
 ///   (leave_atom, uint64 node, uint64 incarnation) -> bool
 ///   (subscribe_atom, caf::actor) -> std::string members JSON; the subscriber
@@ -29,11 +32,15 @@
 ///   (members_atom) -> std::string members JSON
 ///   (cordon_atom | uncordon_atom | drain_atom, std::string name) -> bool
 ///   (pause_atom, int64 ms)   test hook on a worker: no heartbeats for that long
-/// A worker answers members_atom with what the head last told it.
+/// A worker answers members_atom with what the head last told it. The
+/// members JSON carries each node's inventory (under "inventory") when it
+/// reported one: that is how the head learns every node's resources.
 #include "troupe/actors/membership.hpp"
 #include "troupe/runtime/actor.hpp"
 
 #include <caf/fwd.hpp>
+#include <cstdint>
+#include <map>
 #include <string>
 
 namespace troupe {
@@ -46,6 +53,8 @@ class fabric;
 namespace troupe::actors {
 
 using join_atom = caf::atom_constant<caf::atom("mb_join")>;
+using joined_atom = caf::atom_constant<caf::atom("mb_joined")>;
+using refused_atom = caf::atom_constant<caf::atom("mb_refused")>;
 using heartbeat_atom = caf::atom_constant<caf::atom("mb_beat")>;
 using leave_atom = caf::atom_constant<caf::atom("mb_leave")>;
 using subscribe_atom = caf::atom_constant<caf::atom("mb_sub")>;
@@ -65,11 +74,18 @@ struct membership_actor_config {
   /// Workers: the head's node name and fabric listen address.
   std::string head_name;
   std::string head_address;
+  /// This node's resources as encode_inventory wrote them ("" for none):
+  /// sent with the join (workers) or listed with the members (head).
+  std::string inventory_json;
 };
 
 /// JSON of one event / of the member list (what subscribers receive).
 [[nodiscard]] std::string to_json(const membership_event& e);
 [[nodiscard]] std::string to_json(const std::vector<member>& members);
+/// The same with each member's inventory JSON (by node id) where known.
+[[nodiscard]] std::string
+to_json(const std::vector<member>& members,
+        const std::map<std::uint64_t, std::string>& inventories);
 
 /// Spawns this node's membership actor (detached, adopted by `n`, named
 /// `membership_actor_name`). `f` must outlive it (stop the node first).

@@ -269,6 +269,7 @@ void fabric_core::post(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> g{mu_};
     tasks_.push_back(std::move(task));
+    work_posted_.store(true, std::memory_order_release);
   }
   if (sleeping_.load()) worker_->signal();
 }
@@ -277,6 +278,7 @@ void fabric_core::wake(const std::shared_ptr<peer_state>& p) {
   {
     std::lock_guard<std::mutex> g{mu_};
     ready_.push_back(p);
+    work_posted_.store(true, std::memory_order_release);
   }
   if (sleeping_.load()) worker_->signal();
 }
@@ -395,7 +397,9 @@ void fabric_core::run() {
       progressed += n;
       if (n == 0) break;
     }
-    {
+    // The lock only when something was posted: a busy-polling loop would
+    // otherwise take it on every turn.
+    if (work_posted_.exchange(false, std::memory_order_acquire)) {
       std::lock_guard<std::mutex> g{mu_};
       tasks.swap(tasks_);
       ready.swap(ready_);

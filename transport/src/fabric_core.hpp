@@ -273,6 +273,7 @@ private:
   std::atomic<std::thread::id> progress_tid_{}; ///< the progress thread's id
   std::atomic<bool> running_{false};
   std::atomic<bool> sleeping_{false};
+  std::atomic<bool> work_posted_{false}; ///< tasks_ or ready_ may hold something
   // Inline delivery (progress thread only, after start).
   std::unique_ptr<inline_unit> unit_;
   std::deque<caf::resumable*> runnable_;           ///< each holds one reference

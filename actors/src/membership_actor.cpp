@@ -21,6 +21,10 @@ using rerr = runtime::errc;
 using tick_atom = caf::atom_constant<caf::atom("mb_tick")>;
 using peer_atom = caf::atom_constant<caf::atom("mb_peer")>;
 using rejoin_atom = caf::atom_constant<caf::atom("mb_rejoin")>;
+using probe_atom = caf::atom_constant<caf::atom("mb_probe")>;
+using probe_result_atom = caf::atom_constant<caf::atom("mb_presult")>;
+using ping_atom = caf::atom_constant<caf::atom("mb_ping")>;
+using pong_atom = caf::atom_constant<caf::atom("mb_pong")>;
 
 caf::error to_caf(const error& e) {
   return caf::make_error(caf::sec::invalid_argument, e.to_string());
@@ -106,7 +110,9 @@ public:
             if (to) send(to, refused_atom::value, r.err().message());
             return;
           }
-          if (!inventory.empty()) inventories_[transport::node_id_of(name)] = inventory;
+          auto id = transport::node_id_of(name);
+          if (!inventory.empty()) inventories_[id] = inventory;
+          if (to) member_refs_[id] = to; // probes and events go to it
           publish(*r);
           if (to) send(to, joined_atom::value, members_json());
         },
@@ -115,6 +121,7 @@ public:
           joining_ = false;
           joined_ = true;
           last_members_ = members;
+          learn_members(members);
           if (head_) send(head_, heartbeat_atom::value, fabric_->node_id(), incarnation_);
           log_->info("membership: {} joined the cluster of head {} (incarnation {})",
                      fabric_->node_name(), cfg_.head_name, incarnation_);
@@ -173,6 +180,32 @@ public:
         [this](drain_atom, const std::string& name) -> caf::result<bool> {
           return flag(name, &membership_table::drain);
         },
+        [this](event_atom, const std::string& text) {
+          // A worker hears the head's events: they keep its mesh current.
+          if (!cfg_.head) on_member_event(text);
+        },
+        [this](probe_atom, uint64_t target, uint64_t incarnation) {
+          if (!cfg_.head) start_probe(target, incarnation);
+        },
+        [this](probe_result_atom, uint64_t prober, uint64_t target, uint64_t incarnation,
+               bool reached) {
+          if (!cfg_.head) return;
+          auto r =
+              table_.probe_result(prober, target, incarnation, reached, clock().now());
+          if (r) publish(*r);
+        },
+        [this](ping_atom, uint64_t seq) {
+          // A paused node (the test hook) answers nothing, like a stopped one.
+          if (clock().now() < paused_until_) return;
+          if (auto to = caf::actor_cast<caf::actor>(current_sender()))
+            send(to, pong_atom::value, seq);
+        },
+        [this](pong_atom, uint64_t seq) {
+          auto it = probes_.find(seq);
+          if (it == probes_.end()) return;
+          report_probe(it->second, true);
+          probes_.erase(it);
+        },
         [this](pause_atom, int64_t ms) {
           paused_until_ = clock().now() + std::chrono::milliseconds{ms};
         },
@@ -208,15 +241,130 @@ private:
     if (cfg_.head) {
       auto out = table_.tick(now);
       publish(out.events);
+      for (const auto& pr : out.probes)
+        for (auto prober : pr.probers) {
+          auto it = member_refs_.find(prober);
+          if (it != member_refs_.end()) {
+            send(it->second, probe_atom::value, pr.target, pr.incarnation);
+          } else {
+            auto r = table_.probe_result(prober, pr.target, pr.incarnation, false, now);
+            if (r) publish(*r);
+          }
+        }
       return;
     }
     if (joining_ && now - joining_since_ > 10 * cfg_.membership.heartbeat_interval)
       joining_ = false; // no answer: try again
     if (!joined_) {
       try_join();
-    } else if (now >= paused_until_ && head_) {
-      send(head_, heartbeat_atom::value, fabric_->node_id(), incarnation_);
+      return;
     }
+    if (now < paused_until_) return;
+    if (head_) send(head_, heartbeat_atom::value, fabric_->node_id(), incarnation_);
+    for (auto it = probes_.begin(); it != probes_.end();) {
+      if (now >= it->second.deadline) {
+        report_probe(it->second, false);
+        it = probes_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    mesh_step();
+  }
+
+  // -- worker: the mesh of members, for probes ----------------------------------
+
+  struct mesh_member {
+    std::string name;
+    std::string address;
+    caf::actor membership; ///< its membership actor, once found
+  };
+  struct pending_probe {
+    uint64_t target = 0;
+    uint64_t incarnation = 0;
+    time_point deadline{};
+  };
+
+  void learn_members(const std::string& text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_array()) return;
+    for (const auto& m : j) {
+      if (!m.is_object() || !m.contains("id") || !m.contains("node") ||
+          !m.contains("address") || !m.contains("state"))
+        continue;
+      auto state = m["state"].get<std::string>();
+      add_mesh(m["id"].get<uint64_t>(), m["node"].get<std::string>(),
+               m["address"].get<std::string>(), state == "up" || state == "joining");
+    }
+  }
+
+  void on_member_event(const std::string& text) {
+    auto e = nlohmann::json::parse(text, nullptr, false);
+    if (!e.is_object() || !e.contains("kind") || !e.contains("id")) return;
+    auto kind = e["kind"].get<std::string>();
+    auto id = e["id"].get<uint64_t>();
+    if (kind == "down" || kind == "left") {
+      mesh_.erase(id);
+    } else if (kind == "joined" || kind == "rejoined" || kind == "up") {
+      add_mesh(id, e.value("node", std::string{}), e.value("address", std::string{}),
+               true);
+    }
+  }
+
+  void add_mesh(uint64_t id, const std::string& name, const std::string& address,
+                bool live) {
+    if (id == fabric_->node_id() || name == cfg_.head_name || name.empty()) return;
+    if (!live) {
+      mesh_.erase(id);
+      return;
+    }
+    auto& m = mesh_[id];
+    m.name = name;
+    m.address = address;
+  }
+
+  /// One step per tick: connect to (smaller id dials larger, so two nodes
+  /// never dial each other at once) or find the membership actor of one
+  /// member. Blocks at most two short timeouts, after the heartbeat left.
+  void mesh_step() {
+    using namespace std::chrono_literals;
+    for (auto& [id, m] : mesh_) {
+      if (m.membership) continue;
+      bool connected = false;
+      for (const auto& p : fabric_->peers())
+        connected = connected || (p.up && p.node_name == m.name);
+      if (!connected) {
+        if (fabric_->node_id() > id) continue; // it dials us
+        auto r = fabric_->connect(m.address, cfg_.membership.probe_timeout);
+        if (!r) {
+          log_->debug("membership: mesh connect to {} failed: {}", m.name,
+                      r.err().to_string());
+          return;
+        }
+      }
+      auto ref =
+          fabric_->lookup(m.name, membership_actor_name, cfg_.membership.probe_timeout);
+      if (ref) m.membership = ref->handle();
+      return;
+    }
+  }
+
+  void start_probe(uint64_t target, uint64_t incarnation) {
+    pending_probe p{target, incarnation, clock().now() + cfg_.membership.probe_timeout};
+    auto it = mesh_.find(target);
+    if (it == mesh_.end() || !it->second.membership) {
+      report_probe(p, false); // no way to reach it from here
+      return;
+    }
+    auto seq = ++probe_seq_;
+    probes_[seq] = p;
+    send(it->second.membership, ping_atom::value, seq);
+  }
+
+  void report_probe(const pending_probe& p, bool reached) {
+    if (head_)
+      send(head_, probe_result_atom::value, fabric_->node_id(), p.target, p.incarnation,
+           reached);
   }
 
   /// Worker: connect to the head, find its membership actor, join. Blocks
@@ -268,6 +416,11 @@ private:
       auto text = to_json(e);
       for (const auto& s : subscribers_)
         send(s, event_atom::value, text);
+      // Workers keep their mesh current from the same events.
+      for (const auto& [id, ref] : member_refs_)
+        if (id != e.node) send(ref, event_atom::value, text);
+      if (e.kind == event_kind::down || e.kind == event_kind::left)
+        member_refs_.erase(e.node);
     }
   }
 
@@ -278,6 +431,11 @@ private:
   std::shared_ptr<spdlog::logger> log_;
   std::vector<caf::actor> subscribers_;
   std::map<uint64_t, std::string> inventories_; ///< head: reported resources by node id
+  std::map<uint64_t, caf::actor> member_refs_;  ///< head: workers' membership actors
+  // worker: mesh and probes
+  std::map<uint64_t, mesh_member> mesh_;
+  std::map<uint64_t, pending_probe> probes_;
+  uint64_t probe_seq_ = 0;
   // worker
   caf::actor head_;
   bool joined_ = false;

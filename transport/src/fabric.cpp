@@ -570,7 +570,8 @@ void fabric_core::on_connection_request(ucp_conn_request_h req) {
   by_ep_[p->ep] = p;
 }
 
-result<peer_info> fabric_core::connect(std::string_view address) {
+result<peer_info> fabric_core::connect(std::string_view address,
+                                      std::chrono::nanoseconds timeout) {
   if (auto here = not_on_progress_thread("fabric::connect"); !here)
     return std::move(here).err();
   socklen_t len = 0;
@@ -612,7 +613,7 @@ result<peer_info> fabric_core::connect(std::string_view address) {
     }
     send_handshake(p, p->client->start());
   });
-  if (fut.wait_for(cfg_.connect_timeout) != std::future_status::ready) {
+  if (fut.wait_for(timeout) != std::future_status::ready) {
     post([this, p, addr] {
       if (p->status.load() != peer_status::down)
         peer_down(p, "handshake with " + addr + " timed out");
@@ -620,7 +621,7 @@ result<peer_info> fabric_core::connect(std::string_view address) {
     return error{rerr::disconnected,
                  "connect to " + std::string{address} + ": no answer within " +
                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        cfg_.connect_timeout)
+                                        timeout)
                                         .count()) +
                      " ms"};
   }
@@ -1853,7 +1854,12 @@ uint64_t fabric::incarnation() const noexcept {
   return core_->incarnation();
 }
 result<peer_info> fabric::connect(std::string_view address) {
-  return core_->connect(address);
+  return core_->connect(address, core_->config().connect_timeout);
+}
+
+result<peer_info> fabric::connect(std::string_view address,
+                                  std::chrono::nanoseconds timeout) {
+  return core_->connect(address, timeout);
 }
 result<actor_ref> fabric::lookup(std::string_view node_name, std::string_view name,
                                  std::chrono::nanoseconds timeout) {

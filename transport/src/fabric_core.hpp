@@ -148,7 +148,8 @@ public:
   bool gpu_direct() const noexcept { return worker_ && worker_->cuda_memory(); }
 
   // -- API (any thread) -------------------------------------------------------------
-  [[nodiscard]] result<peer_info> connect(std::string_view address);
+  [[nodiscard]] result<peer_info> connect(std::string_view address,
+                                          std::chrono::nanoseconds timeout);
   [[nodiscard]] result<actor_ref> lookup(std::string_view node_name,
                                          std::string_view name,
                                          std::chrono::nanoseconds timeout);

@@ -14,10 +14,13 @@
 /// scheduler thread is busy (the issue's "no false downs while the cores
 /// are busy").
 ///
-/// Second signals: transport errors and the suspect timeout. Indirect
-/// probes (the table asks for them) are not sent yet, so a silent node
-/// whose connection stays up is down after the suspect timeout; the bound
-/// is `detection_bound(config)`.
+/// Second signals: indirect probes, transport errors and the suspect
+/// timeout. Workers connect to each other (the node with the smaller id
+/// dials, one step per tick) and find each other's membership actors; for
+/// each probe the head's table asks for, the head tells the chosen workers
+/// to ping the suspect's membership actor, and they report whether it
+/// answered within `probe_timeout`. Workers learn of members from the
+/// head's events, which the head sends to every joined worker.
 ///
 /// Protocol (atoms below; JSON strings for structured payloads, so the
 /// same messages cross the network and the HTTP API unchanged):
@@ -31,7 +34,9 @@
 ///       then gets (event_atom, std::string event JSON) for every event
 ///   (members_atom) -> std::string members JSON
 ///   (cordon_atom | uncordon_atom | drain_atom, std::string name) -> bool
-///   (pause_atom, int64 ms)   test hook on a worker: no heartbeats for that long
+///   (pause_atom, int64 ms)   test hook on a worker: no heartbeats and no ping
+///       answers for that long (as if the process were stopped)
+/// Internal (between membership actors): probe requests and results, pings.
 /// A worker answers members_atom with what the head last told it. The
 /// members JSON carries each node's inventory (under "inventory") when it
 /// reported one: that is how the head learns every node's resources.

@@ -183,6 +183,9 @@ public:
   /// connected). Errors: disconnected (unreachable, refused, timed out),
   /// transport.auth_failed, transport.protocol_mismatch.
   [[nodiscard]] result<peer_info> connect(std::string_view address);
+  /// The same with its own handshake timeout instead of `connect_timeout`.
+  [[nodiscard]] result<peer_info> connect(std::string_view address,
+                                          std::chrono::nanoseconds timeout);
 
   /// The actor registered under `name` on node `node_name` (a connected
   /// peer or this node). Errors: not_found, disconnected, timeout.

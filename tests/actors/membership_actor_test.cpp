@@ -8,6 +8,8 @@
 
 #include "troupe/actors/inventory.hpp"
 #include "troupe/actors/membership_actor.hpp"
+#include "troupe/actors/registry_actor.hpp"
+#include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"
 
@@ -17,8 +19,10 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <doctest/doctest.h>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -272,4 +276,93 @@ TEST_CASE("a head alone starts and stops") {
       head.node->request<std::string>(head.membership, 5s, members_atom::value);
   REQUIRE(members.ok());
   head.stop();
+}
+
+TEST_CASE("cluster registry: register on one worker, look up from another, entries go "
+          "with their node") {
+  using get_atom = caf::atom_constant<caf::atom("get")>;
+  membership_actor_config head_cfg;
+  head_cfg.membership = fast_config();
+  head_cfg.head = true;
+  auto head_name = unique_name("rhead");
+  member_node head{head_name, head_cfg};
+  auto reg = start_registry(*head.node, *head.fab);
+  REQUIRE_MESSAGE(reg.ok(), reg.err().to_string());
+
+  membership_actor_config wc;
+  wc.membership = fast_config();
+  wc.head_name = head_name;
+  wc.head_address = head.fab->listen_address();
+  auto w1_name = unique_name("rw1");
+  auto w2_name = unique_name("rw2");
+  member_node w1{w1_name, wc};
+  member_node w2{w2_name, wc};
+
+  // An actor on w1 registered cluster-wide (retried until w1 has joined).
+  auto svc = w1.node->spawn("svc", [](troupe::actor&) -> troupe::behavior {
+    return {[](get_atom) { return std::string{"from w1"}; }};
+  });
+  troupe::result<void> put = troupe::error{troupe::runtime::errc::timeout, "not tried"};
+  for (int i = 0; i < 100 && !put.ok(); ++i) {
+    put = register_cluster_name(*w1.node, *w1.fab, head_name, "svc", svc, 2s);
+    if (!put.ok()) std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE_MESSAGE(put.ok(), put.err().to_string());
+  // Registering the name again for another actor is refused.
+  auto other = w2.node->spawn("other", [](troupe::actor&) -> troupe::behavior {
+    return {[](get_atom) { return std::string{"from w2"}; }};
+  });
+  std::optional<troupe::error> taken;
+  for (int i = 0; i < 100; ++i) {
+    auto r = register_cluster_name(*w2.node, *w2.fab, head_name, "svc", other, 2s);
+    if (!r.ok() && r.err().is(troupe::runtime::errc::already_exists)) {
+      taken = r.err();
+      break;
+    }
+    std::this_thread::sleep_for(100ms); // w2 may not be connected yet
+  }
+  REQUIRE(taken);
+  CHECK(taken->message().find("taken") != std::string::npos);
+
+  // Looked up from w2 (through the head), then called directly (mesh).
+  std::optional<troupe::actor_ref> found;
+  for (int i = 0; i < 100 && !found; ++i) {
+    auto r = lookup_cluster_name(*w2.node, *w2.fab, head_name, "svc", 2s);
+    if (r.ok()) {
+      auto answer = w2.node->request<std::string>(*r, 2s, get_atom::value);
+      if (answer.ok()) {
+        CHECK(*answer == "from w1");
+        found = *r;
+      }
+    }
+    if (!found) std::this_thread::sleep_for(100ms); // the mesh may still be forming
+  }
+  REQUIRE(found);
+  auto missing = lookup_cluster_name(*w2.node, *w2.fab, head_name, "nobody", 2s);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.err().is(troupe::runtime::errc::not_found));
+
+  // A watcher on w2; w1 goes away: the entry goes and the watcher is told.
+  auto gone = std::make_shared<std::promise<std::string>>();
+  auto watcher = w2.node->spawn("watcher", [gone](troupe::actor&) -> troupe::behavior {
+    return {[gone](reg_gone_atom, const std::string& name, const std::string& why) {
+      gone->set_value(name + " " + why);
+    }};
+  });
+  auto reg_ref = w2.fab->lookup(head_name, registry_actor_name, 2s);
+  REQUIRE(reg_ref.ok());
+  REQUIRE(w2.node
+              ->request<bool>(*reg_ref, 2s, reg_watch_atom::value, std::string{"svc"},
+                              watcher.handle())
+              .ok());
+  auto fut = gone->get_future();
+  svc = troupe::actor_ref{};
+  w1.stop();
+  REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+  auto told = fut.get();
+  MESSAGE("watcher told: " << told);
+  CHECK(told.rfind("svc ", 0) == 0);
+  auto after = lookup_cluster_name(*w2.node, *w2.fab, head_name, "svc", 2s);
+  REQUIRE_FALSE(after.ok());
+  CHECK(after.err().is(troupe::runtime::errc::not_found));
 }

@@ -156,6 +156,19 @@ public:
             ++incarnation_;
           joined_ = false;
         },
+        [this](leave_atom) -> caf::result<bool> {
+          // Local trigger on a worker: leave gracefully (the daemon's
+          // shutdown). Answered when the head confirms.
+          if (cfg_.head || !joined_ || !head_) return false;
+          leaving_ = make_response_promise<bool>();
+          left_ = true; // no more heartbeats
+          send(head_, leave_atom::value, fabric_->node_id(), incarnation_);
+          return leaving_;
+        },
+        [this](bool confirmed) {
+          // The head's answer to our leave.
+          if (leaving_.pending()) leaving_.deliver(confirmed);
+        },
         [this](leave_atom, uint64_t node, uint64_t incarnation) -> caf::result<bool> {
           if (!cfg_.head) return not_head("leave");
           auto r = table_.leave(node, incarnation, clock().now());
@@ -259,7 +272,7 @@ private:
       try_join();
       return;
     }
-    if (now < paused_until_) return;
+    if (now < paused_until_ || left_) return;
     if (head_) send(head_, heartbeat_atom::value, fabric_->node_id(), incarnation_);
     for (auto it = probes_.begin(); it != probes_.end();) {
       if (now >= it->second.deadline) {
@@ -443,6 +456,8 @@ private:
   time_point joining_since_{};
   std::string last_members_ = "[]";
   time_point paused_until_{};
+  bool left_ = false;                         ///< worker: left gracefully
+  caf::typed_response_promise<bool> leaving_; ///< worker: the leave in progress
 };
 
 } // namespace

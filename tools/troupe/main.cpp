@@ -1,6 +1,7 @@
 // troupe: the command-line tool. Thin: parses arguments, loads the config,
 // calls into the libraries.
 
+#include "cluster_cmds.hpp"
 #include "cluster_sim.hpp"
 #include "info.hpp"
 #include "troupe/runtime/config.hpp"
@@ -39,8 +40,12 @@ int main(int argc, char** argv) {
   std::function<int()> info_run;
   auto* info_cmd = troupe::tools::add_info(app, info_run);
 
+  std::function<int()> cluster_run;
+  troupe::tools::add_cluster_commands(app, cluster_run);
+
   CLI11_PARSE(app, argc, argv);
 
+  if (cluster_run) return cluster_run();
   if (cluster_sim_cmd->parsed()) return cluster_sim_run();
   if (info_cmd->parsed()) return info_run();
 

@@ -29,7 +29,8 @@
 ///       The inventory (inventory.hpp's encode_inventory, "" for none) is
 ///       outside input: decoded with its bounds, a bad one refuses the join.
 ///   (heartbeat_atom, uint64 node, uint64 incarnation)          one way
-///   (leave_atom, uint64 node, uint64 incarnation) -> bool
+///   (leave_atom, uint64 node, uint64 incarnation) -> bool   (to the head)
+///   (leave_atom) -> bool   local, on a worker: leave the cluster gracefully
 ///   (subscribe_atom, caf::actor) -> std::string members JSON; the subscriber
 ///       then gets (event_atom, std::string event JSON) for every event
 ///   (members_atom) -> std::string members JSON

@@ -1,0 +1,101 @@
+#pragma once
+/// trouped's body: one cluster node as a library object, so the daemon's
+/// main stays thin and tests can run nodes in-process.
+///
+/// A daemon starts the embedded node, the UCX fabric, discovers the
+/// machine's resources, and starts the membership actor (and, on the head,
+/// the cluster registry). Workers join the head named in `[cluster]`.
+///
+/// Config file sections: the node's own ([node], [scheduler], [log], ...),
+/// [transport], [membership], [resources] and [cluster]:
+///   [cluster]
+///   role = "head" | "worker"
+///   head = "NAME@HOST:PORT"   # workers: the head's node name and address
+///   ready_file = "PATH"       # written once listening: "NAME ADDRESS\n"
+#include "troupe/actors/inventory.hpp"
+#include "troupe/actors/membership.hpp"
+#include "troupe/runtime/config.hpp"
+#include "troupe/runtime/node.hpp"
+#include "troupe/transport/fabric.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace troupe::actors {
+
+enum class node_role : uint8_t { head, worker };
+
+struct cluster_section {
+  node_role role = node_role::worker;
+  /// Workers: "NAME@HOST:PORT" of the head.
+  std::string head;
+  /// Written once the node listens: "NAME ADDRESS\n" (tools and tests wait
+  /// for it). Empty: none.
+  std::string ready_file;
+  bool operator==(const cluster_section&) const = default;
+};
+
+struct cluster_settings {
+  cluster_section cluster;
+  bool operator==(const cluster_settings&) const = default;
+};
+
+[[nodiscard]] config_schema<cluster_settings> cluster_schema();
+
+/// Everything a daemon reads from its config file.
+struct daemon_config {
+  node_config node = default_config();
+  transport::transport_settings transport;
+  membership_settings membership;
+  resources_settings resources;
+  cluster_settings cluster;
+};
+
+/// Loads `path` (or, with an empty path, the defaults) and the `TROUPE_*`
+/// variables of `env`; every problem is reported (file:line and key).
+/// Workers must name their head ("NAME@HOST:PORT").
+[[nodiscard]] result<daemon_config> load_daemon_config(const std::filesystem::path& path,
+                                                       const env_map& env);
+/// The same from TOML text.
+[[nodiscard]] result<daemon_config> load_daemon_config_string(std::string_view toml,
+                                                              std::string_view source,
+                                                              const env_map& env);
+
+/// Splits "NAME@HOST:PORT". Errors: invalid_argument.
+[[nodiscard]] result<std::pair<std::string, std::string>> parse_head(std::string_view s);
+
+class daemon {
+public:
+  /// Starts everything; on error nothing keeps running.
+  [[nodiscard]] static result<std::unique_ptr<daemon>> start(daemon_config cfg,
+                                                             const env_map& env);
+  ~daemon();
+  daemon(const daemon&) = delete;
+  daemon& operator=(const daemon&) = delete;
+
+  [[nodiscard]] const std::string& name() const noexcept;
+  [[nodiscard]] std::string listen_address() const;
+  [[nodiscard]] node& host() noexcept { return *node_; }
+  [[nodiscard]] transport::fabric& fabric() noexcept { return *fabric_; }
+  [[nodiscard]] const node_inventory& inventory() const noexcept { return inventory_; }
+  [[nodiscard]] const actor_ref& membership() const noexcept { return membership_; }
+
+  /// Worker: tells the head it leaves (waits up to `timeout` for the head's
+  /// answer). The head: nothing to do.
+  [[nodiscard]] result<void> leave(std::chrono::nanoseconds timeout);
+  /// Stops the node, then the fabric (idempotent; the destructor calls it).
+  void stop();
+
+private:
+  daemon() = default;
+  daemon_config cfg_;
+  std::unique_ptr<node> node_;
+  std::unique_ptr<transport::fabric> fabric_;
+  node_inventory inventory_;
+  actor_ref membership_;
+  actor_ref registry_;
+};
+
+} // namespace troupe::actors

@@ -1,0 +1,59 @@
+#pragma once
+/// `troupe up` / `troupe down`: a cluster of trouped processes on this
+/// machine (a head and N workers on loopback, simulated GPUs where there
+/// are none), kept in a state directory:
+///   DIR/secret            the cluster secret (mode 0600)
+///   DIR/<node>.toml       each node's config
+///   DIR/<node>.log        its stdout and stderr
+///   DIR/<node>.ready      "NAME ADDRESS" once it listens
+///   DIR/pids              "PID NAME" per line
+/// Processes are started with posix_spawn, each in its own process group,
+/// and stopped with SIGTERM, then SIGKILL after a grace period.
+#include "troupe/runtime/result.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace troupe::actors {
+
+struct local_cluster_options {
+  std::filesystem::path dir;     ///< state directory (created)
+  std::filesystem::path trouped; ///< the trouped executable
+  int workers = 3;
+  int gpus_per_node = 8; ///< simulated GPUs where NVML finds none
+  std::string name_prefix = "local";
+  /// Extra TOML appended to every node's config (e.g. [membership] timings).
+  std::string extra_toml;
+  std::chrono::nanoseconds ready_timeout = std::chrono::seconds{30};
+};
+
+struct local_node {
+  std::string name;
+  std::string address; ///< fabric listen address
+  pid_t pid = 0;
+  bool head = false;
+};
+
+struct local_cluster {
+  std::filesystem::path dir;
+  std::vector<local_node> nodes; ///< the head first
+  std::string secret;
+  [[nodiscard]] const local_node& head() const { return nodes.front(); }
+};
+
+/// Starts the head, waits until it listens, then the workers, and waits
+/// until every node listens. On error, what was started is stopped.
+[[nodiscard]] result<local_cluster> start_local_cluster(const local_cluster_options& o);
+
+/// Reads DIR back (nodes whose ready file exists, with their pids).
+[[nodiscard]] result<local_cluster> read_local_cluster(const std::filesystem::path& dir);
+
+/// SIGTERM to every node's process group, SIGKILL after `grace`; removes
+/// the pids file. Returns how many processes were still running.
+result<int> stop_local_cluster(const std::filesystem::path& dir,
+                               std::chrono::nanoseconds grace = std::chrono::seconds{5});
+
+} // namespace troupe::actors

@@ -1,0 +1,178 @@
+#include "troupe/actors/daemon.hpp"
+
+#include "troupe/actors/membership_actor.hpp"
+#include "troupe/actors/registry_actor.hpp"
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/logging.hpp"
+
+#include <fstream>
+
+namespace troupe::actors {
+
+namespace {
+
+using rerr = runtime::errc;
+
+result<daemon_config> load(const std::filesystem::path* path, std::string_view toml,
+                           std::string_view source, const env_map& env) {
+  daemon_config cfg;
+  // The binder borrows the schemas: keep them alive while it loads.
+  const auto node_schema = node_config_schema();
+  const auto membership = membership_schema();
+  const auto resources = resources_schema();
+  const auto cluster = cluster_schema();
+  cfg.node = node_schema.defaults();
+  cfg.transport = transport::transport_schema().defaults();
+  cfg.membership = membership.defaults();
+  cfg.resources = resources.defaults();
+  cfg.cluster = cluster.defaults();
+  config_binder binder;
+  binder.bind(node_schema, cfg.node)
+      .bind(transport::transport_schema(), cfg.transport)
+      .bind(membership, cfg.membership)
+      .bind(resources, cfg.resources)
+      .bind(cluster, cfg.cluster);
+  auto loaded = path != nullptr ? binder.load_file(*path, env)
+                                : binder.load_string(toml, source, env);
+  if (!loaded) return std::move(loaded).err();
+  if (cfg.cluster.cluster.role == node_role::worker) {
+    if (cfg.cluster.cluster.head.empty())
+      return error{rerr::invalid_argument,
+                   "cluster.head: a worker needs its head as \"NAME@HOST:PORT\""};
+    if (auto h = parse_head(cfg.cluster.cluster.head); !h)
+      return error{rerr::invalid_argument, "cluster.head: " + h.err().message()};
+  }
+  return cfg;
+}
+
+} // namespace
+
+config_schema<cluster_settings> cluster_schema() {
+  config_schema<cluster_settings> s;
+  s.section("cluster", &cluster_settings::cluster,
+            "This node's place in the cluster (trouped).")
+      .one_of("role", &cluster_section::role, node_role::worker,
+              {{"head", node_role::head}, {"worker", node_role::worker}},
+              "head (membership table, registry, control plane) or worker.")
+      .string("head", &cluster_section::head, "",
+              "Workers: the head as NAME@HOST:PORT (its node name and fabric address).")
+      .string("ready_file", &cluster_section::ready_file, "",
+              "Written once the node listens: \"NAME ADDRESS\" (empty: none).");
+  return s;
+}
+
+result<daemon_config> load_daemon_config(const std::filesystem::path& path,
+                                         const env_map& env) {
+  if (path.empty()) return load(nullptr, "", "<defaults>", env);
+  return load(&path, "", "", env);
+}
+
+result<daemon_config> load_daemon_config_string(std::string_view toml,
+                                                std::string_view source,
+                                                const env_map& env) {
+  return load(nullptr, toml, source, env);
+}
+
+result<std::pair<std::string, std::string>> parse_head(std::string_view s) {
+  auto at = s.find('@');
+  if (at == std::string_view::npos || at == 0 || at + 1 >= s.size())
+    return error{rerr::invalid_argument,
+                 "expected NAME@HOST:PORT, got \"" + std::string{s} + "\""};
+  auto address = s.substr(at + 1);
+  auto colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 >= address.size())
+    return error{rerr::invalid_argument,
+                 "expected NAME@HOST:PORT, got \"" + std::string{s} + "\""};
+  for (char c : address.substr(colon + 1))
+    if (c < '0' || c > '9')
+      return error{rerr::invalid_argument,
+                   "port of \"" + std::string{s} + "\" is not a number"};
+  return std::pair{std::string{s.substr(0, at)}, std::string{address}};
+}
+
+result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& env) {
+  std::unique_ptr<daemon> d{new daemon};
+  d->cfg_ = std::move(cfg);
+  auto& c = d->cfg_;
+  auto inv = discover_inventory(c.resources.resources, c.node.node.name, env);
+  if (!inv) return std::move(inv).err();
+  d->inventory_ = std::move(*inv);
+  auto n = node::start(c.node);
+  if (!n) return std::move(n).err();
+  d->node_ = std::move(*n);
+  auto f = transport::fabric::start(*d->node_, c.transport.transport);
+  if (!f) return std::move(f).err();
+  d->fabric_ = std::move(*f);
+  membership_actor_config mc;
+  mc.membership = c.membership.membership;
+  mc.head = c.cluster.cluster.role == node_role::head;
+  mc.inventory_json = encode_inventory(d->inventory_);
+  if (!mc.head) {
+    auto h = parse_head(c.cluster.cluster.head);
+    if (!h) return std::move(h).err();
+    mc.head_name = h->first;
+    mc.head_address = h->second;
+  }
+  auto m = start_membership(*d->node_, *d->fabric_, mc);
+  if (!m) return std::move(m).err();
+  d->membership_ = *m;
+  if (mc.head) {
+    auto r = start_registry(*d->node_, *d->fabric_);
+    if (!r) return std::move(r).err();
+    d->registry_ = *r;
+  }
+  if (!c.cluster.cluster.ready_file.empty()) {
+    // Written whole under a temporary name, then renamed: readers never
+    // see half a line.
+    std::filesystem::path ready{c.cluster.cluster.ready_file};
+    auto tmp = ready;
+    tmp += ".tmp";
+    {
+      std::ofstream out{tmp};
+      out << d->name() << ' ' << d->listen_address() << '\n';
+      if (!out) return error{rerr::io_error, "cannot write " + tmp.string()};
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, ready, ec);
+    if (ec)
+      return error{rerr::io_error,
+                   "cannot write " + ready.string() + ": " + ec.message()};
+  }
+  logging::get("membership")
+      ->info("trouped: node {} ({}) listening at {}, {} GPU(s) ({})", d->name(),
+             mc.head ? "head" : "worker", d->listen_address(), d->inventory_.gpus.size(),
+             to_string(d->inventory_.source));
+  return d;
+}
+
+daemon::~daemon() {
+  stop();
+}
+
+const std::string& daemon::name() const noexcept {
+  return cfg_.node.node.name;
+}
+
+std::string daemon::listen_address() const {
+  return fabric_ ? fabric_->listen_address() : std::string{};
+}
+
+result<void> daemon::leave(std::chrono::nanoseconds timeout) {
+  if (!node_ || !membership_ || cfg_.cluster.cluster.role == node_role::head) return ok();
+  auto r = node_->request<bool>(membership_, timeout, leave_atom::value);
+  if (!r) return std::move(r).err();
+  return ok();
+}
+
+void daemon::stop() {
+  if (!node_) return;
+  node_->stop();
+  fabric_.reset();
+  // Handles to detached actors must go before the node (CAF waits for
+  // their threads in the actor system's destructor).
+  membership_ = actor_ref{};
+  registry_ = actor_ref{};
+  node_.reset();
+}
+
+} // namespace troupe::actors

@@ -1,0 +1,225 @@
+#include "troupe/actors/local_cluster.hpp"
+
+#include "troupe/runtime/errc.hpp"
+#include "troupe/transport/auth.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <spawn.h>
+#include <sstream>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace troupe::actors {
+
+namespace {
+
+using rerr = runtime::errc;
+namespace fs = std::filesystem;
+
+std::string hex(const std::vector<std::byte>& b) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (auto x : b) {
+    s += digits[std::to_integer<unsigned>(x) >> 4];
+    s += digits[std::to_integer<unsigned>(x) & 15];
+  }
+  return s;
+}
+
+result<void> write_file(const fs::path& p, const std::string& text, mode_t mode) {
+  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0)
+    return error{rerr::io_error,
+                 "cannot write " + p.string() + ": " + std::strerror(errno)};
+  bool ok_write =
+      ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok_write) return error{rerr::io_error, "cannot write " + p.string()};
+  return ok();
+}
+
+/// trouped --config CONFIG, in its own process group, output to LOG.
+result<pid_t> spawn_node(const fs::path& trouped, const fs::path& config,
+                         const fs::path& log) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  std::string exe = trouped.string();
+  std::string flag = "--config";
+  std::string cfg = config.string();
+  char* argv[] = {exe.data(), flag.data(), cfg.data(), nullptr};
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    return error{rerr::unavailable, "cannot start " + exe + ": " + std::strerror(rc)};
+  return pid;
+}
+
+/// Waits for NAME.ready; fails early when the process exits.
+result<std::string> wait_ready(const fs::path& ready, pid_t pid,
+                               std::chrono::nanoseconds timeout, const fs::path& log) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in{ready};
+    std::string name, address;
+    if (in >> name >> address) return address;
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      std::ifstream l{log};
+      std::stringstream tail;
+      tail << l.rdbuf();
+      auto text = tail.str();
+      if (text.size() > 2000) text = text.substr(text.size() - 2000);
+      return error{rerr::unavailable, "trouped exited before listening (see " +
+                                          log.string() + "):\n" + text};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  return error{rerr::timeout,
+               "trouped did not listen within the timeout (" + ready.string() + ")"};
+}
+
+std::string node_toml(const local_cluster_options& o, const std::string& name, bool head,
+                      const std::string& head_spec, const fs::path& dir) {
+  std::ostringstream t;
+  t << "[node]\nname = \"" << name << "\"\n\n"
+    << "[metrics]\nenabled = false\n\n"
+    << "[transport]\nlisten = \"127.0.0.1:0\"\nsecret_file = \""
+    << (dir / "secret").string() << "\"\n\n"
+    << "[resources]\ndiscovery = \"auto\"\nsimulated_gpus = " << o.gpus_per_node << "\n\n"
+    << "[cluster]\nrole = \"" << (head ? "head" : "worker") << "\"\n";
+  if (!head) t << "head = \"" << head_spec << "\"\n";
+  t << "ready_file = \"" << (dir / (name + ".ready")).string() << "\"\n";
+  if (!o.extra_toml.empty()) t << '\n' << o.extra_toml << '\n';
+  return t.str();
+}
+
+} // namespace
+
+result<local_cluster> start_local_cluster(const local_cluster_options& o) {
+  if (o.workers < 0 || o.workers > 64)
+    return error{rerr::invalid_argument, "workers: 0 to 64"};
+  if (!fs::exists(o.trouped))
+    return error{rerr::not_found, "no trouped at " + o.trouped.string()};
+  std::error_code ec;
+  fs::create_directories(o.dir, ec);
+  if (ec)
+    return error{rerr::io_error, "cannot create " + o.dir.string() + ": " + ec.message()};
+  if (fs::exists(o.dir / "pids"))
+    return error{rerr::already_exists, "a cluster already runs from " + o.dir.string() +
+                                           " (troupe down first)"};
+  local_cluster c;
+  c.dir = o.dir;
+  c.secret = hex(transport::random_bytes(32));
+  if (auto r = write_file(o.dir / "secret", c.secret + "\n", 0600); !r)
+    return std::move(r).err();
+  std::ofstream pids{o.dir / "pids"};
+  auto fail = [&](error e) -> result<local_cluster> {
+    pids.close();
+    (void)stop_local_cluster(o.dir, std::chrono::seconds{2});
+    return e;
+  };
+  std::string head_spec;
+  for (int i = 0; i <= o.workers; ++i) {
+    bool head = i == 0;
+    std::string name = o.name_prefix + (head ? "-head" : "-worker-" + std::to_string(i));
+    auto config = o.dir / (name + ".toml");
+    auto ready = o.dir / (name + ".ready");
+    fs::remove(ready, ec);
+    if (auto r = write_file(config, node_toml(o, name, head, head_spec, o.dir), 0644); !r)
+      return fail(r.err());
+    auto log = o.dir / (name + ".log");
+    auto pid = spawn_node(o.trouped, config, log);
+    if (!pid) return fail(pid.err());
+    pids << *pid << ' ' << name << std::endl;
+    local_node n{name, "", *pid, head};
+    if (head) {
+      // Workers need the head's address: wait for it first.
+      auto addr = wait_ready(ready, *pid, o.ready_timeout, log);
+      if (!addr) return fail(addr.err());
+      n.address = *addr;
+      head_spec = name + "@" + *addr;
+    }
+    c.nodes.push_back(std::move(n));
+  }
+  for (auto& n : c.nodes) {
+    if (!n.address.empty()) continue;
+    auto addr = wait_ready(o.dir / (n.name + ".ready"), n.pid, o.ready_timeout,
+                           o.dir / (n.name + ".log"));
+    if (!addr) return fail(addr.err());
+    n.address = *addr;
+  }
+  return c;
+}
+
+result<local_cluster> read_local_cluster(const fs::path& dir) {
+  std::ifstream pids{dir / "pids"};
+  if (!pids) return error{rerr::not_found, "no cluster runs from " + dir.string()};
+  local_cluster c;
+  c.dir = dir;
+  std::ifstream s{dir / "secret"};
+  std::getline(s, c.secret);
+  pid_t pid = 0;
+  std::string name;
+  while (pids >> pid >> name) {
+    local_node n{name, "", pid, name.ends_with("-head")};
+    std::ifstream ready{dir / (name + ".ready")};
+    std::string rn;
+    ready >> rn >> n.address;
+    c.nodes.push_back(std::move(n));
+  }
+  return c;
+}
+
+result<int> stop_local_cluster(const fs::path& dir, std::chrono::nanoseconds grace) {
+  std::ifstream pids{dir / "pids"};
+  if (!pids) return error{rerr::not_found, "no cluster runs from " + dir.string()};
+  std::vector<pid_t> all;
+  pid_t pid = 0;
+  std::string name;
+  while (pids >> pid >> name)
+    if (pid > 0) all.push_back(pid);
+  pids.close();
+  // Workers first (they leave gracefully), the head last.
+  int running = 0;
+  for (auto it = all.rbegin(); it != all.rend(); ++it)
+    if (::kill(-*it, SIGTERM) == 0) ++running;
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  for (auto p : all) {
+    for (;;) {
+      int status = 0;
+      pid_t r = ::waitpid(p, &status, WNOHANG);
+      bool gone = r == p || (r < 0 && ::kill(p, 0) != 0);
+      if (gone) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ::kill(-p, SIGKILL);
+        (void)::waitpid(p, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    }
+  }
+  std::error_code ec;
+  fs::remove(dir / "pids", ec);
+  return running;
+}
+
+} // namespace troupe::actors

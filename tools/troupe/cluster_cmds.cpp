@@ -1,0 +1,178 @@
+// `troupe up`, `troupe down`, `troupe nodes`.
+
+#include "cluster_cmds.hpp"
+
+#include "troupe/actors/daemon.hpp"
+#include "troupe/actors/local_cluster.hpp"
+#include "troupe/actors/membership_actor.hpp"
+#include "troupe/runtime/node.hpp"
+#include "troupe/transport/fabric.hpp"
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+namespace troupe::tools {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct cluster_options {
+  std::string dir = "/tmp/troupe-local";
+  int workers = 3;
+  int gpus = 8;
+  std::string head; // NAME@HOST:PORT for `nodes`
+  bool json = false;
+};
+
+fs::path trouped_path() {
+  // trouped is built next to troupe (build/tools/).
+  std::error_code ec;
+  auto self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path{"trouped"} : self.parent_path() / "trouped";
+}
+
+int run_up(const cluster_options& o) {
+  actors::local_cluster_options lo;
+  lo.dir = o.dir;
+  lo.trouped = trouped_path();
+  lo.workers = o.workers;
+  lo.gpus_per_node = o.gpus;
+  auto c = actors::start_local_cluster(lo);
+  if (!c) {
+    std::cerr << "troupe up: " << c.err().to_string() << '\n';
+    return 1;
+  }
+  std::cout << "local cluster in " << c->dir.string() << ": head " << c->head().name
+            << " at " << c->head().address << ", " << o.workers << " worker(s)\n"
+            << "  troupe nodes --dir " << c->dir.string() << "\n  troupe down --dir "
+            << c->dir.string() << '\n';
+  return 0;
+}
+
+int run_down(const cluster_options& o) {
+  auto n = actors::stop_local_cluster(o.dir);
+  if (!n) {
+    std::cerr << "troupe down: " << n.err().to_string() << '\n';
+    return 1;
+  }
+  std::cout << "stopped " << *n << " process(es)\n";
+  return 0;
+}
+
+int run_nodes(const cluster_options& o) {
+  std::string head = o.head;
+  auto env = snapshot_environment();
+  auto ncfg_loaded = load_config_string("", "<defaults>", env);
+  auto tset = transport::transport_schema().load_string("", "<defaults>", env);
+  if (!ncfg_loaded || !tset) {
+    std::cerr << "troupe nodes: "
+              << (!ncfg_loaded ? ncfg_loaded.err().message() : tset.err().message())
+              << '\n';
+    return 2;
+  }
+  auto& tc = tset->transport;
+  if (head.empty()) {
+    auto c = actors::read_local_cluster(o.dir);
+    if (!c) {
+      std::cerr << "troupe nodes: " << c.err().to_string()
+                << " (or give --head NAME@HOST:PORT)\n";
+      return 1;
+    }
+    head = c->head().name + "@" + c->head().address;
+    if (tc.secret.empty() && tc.secret_file.empty()) tc.secret = c->secret;
+  }
+  auto h = actors::parse_head(head);
+  if (!h) {
+    std::cerr << "troupe nodes: --head: " << h.err().message() << '\n';
+    return 2;
+  }
+  auto ncfg = *ncfg_loaded;
+  ncfg.node.name = "troupe-cli-" + std::to_string(::getpid());
+  ncfg.metrics.enabled = false;
+  if (ncfg.log.level < log_level::warn) ncfg.log.level = log_level::warn;
+  tc.listen_enabled = false;
+  auto n = node::start(ncfg);
+  if (!n) {
+    std::cerr << "troupe nodes: " << n.err().to_string() << '\n';
+    return 1;
+  }
+  auto f = transport::fabric::start(**n, tc);
+  if (!f) {
+    std::cerr << "troupe nodes: " << f.err().to_string() << '\n';
+    return 1;
+  }
+  int rc = 0;
+  std::string members;
+  if (auto p = (*f)->connect(h->second); !p) {
+    std::cerr << "troupe nodes: " << p.err().to_string() << '\n';
+    rc = 1;
+  } else if (auto m = (*f)->lookup(h->first, actors::membership_actor_name,
+                                   std::chrono::seconds{5});
+             !m) {
+    std::cerr << "troupe nodes: " << m.err().to_string() << '\n';
+    rc = 1;
+  } else if (auto r = (*n)->request<std::string>(*m, std::chrono::seconds{5},
+                                                 actors::members_atom::value);
+             !r) {
+    std::cerr << "troupe nodes: " << r.err().to_string() << '\n';
+    rc = 1;
+  } else {
+    members = *r;
+  }
+  f->reset();
+  (*n)->stop();
+  if (rc != 0) return rc;
+  auto j = nlohmann::json::parse(members, nullptr, false);
+  if (o.json) {
+    std::cout << j.dump(2) << '\n';
+    return 0;
+  }
+  std::cout << std::left << std::setw(28) << "NODE" << std::setw(10) << "STATE"
+            << std::setw(24) << "ADDRESS" << std::setw(6) << "GPUS"
+            << "FLAGS\n";
+  for (const auto& m : j) {
+    std::string flags;
+    if (m.value("cordoned", false)) flags += "cordoned ";
+    if (m.value("draining", false)) flags += "draining ";
+    if (m.contains("reason")) flags += m["reason"].get<std::string>();
+    std::size_t gpus = m.contains("inventory") && m["inventory"].contains("gpus")
+                           ? m["inventory"]["gpus"].size()
+                           : 0;
+    std::cout << std::left << std::setw(28) << m.value("node", "") << std::setw(10)
+              << m.value("state", "") << std::setw(24) << m.value("address", "")
+              << std::setw(6) << gpus << flags << '\n';
+  }
+  return 0;
+}
+
+} // namespace
+
+void add_cluster_commands(CLI::App& app, std::function<int()>& run) {
+  auto o = std::make_shared<cluster_options>();
+  auto* up = app.add_subcommand(
+      "up",
+      "Start a local cluster: a head and N workers as trouped processes on loopback "
+      "(simulated GPUs where there are none)");
+  up->add_option("--dir", o->dir, "State directory (configs, logs, pids, secret)");
+  up->add_option("--workers", o->workers, "Worker nodes")->check(CLI::Range(0, 64));
+  up->add_option("--gpus", o->gpus, "Simulated GPUs per node where NVML finds none")
+      ->check(CLI::Range(0, 256));
+  up->callback([&run, o] { run = [o] { return run_up(*o); }; });
+  auto* down =
+      app.add_subcommand("down", "Stop the local cluster started by `troupe up`");
+  down->add_option("--dir", o->dir, "State directory");
+  down->callback([&run, o] { run = [o] { return run_down(*o); }; });
+  auto* nodes = app.add_subcommand("nodes", "List the cluster's members (from the head)");
+  nodes->add_option("--dir", o->dir, "State directory of a local cluster");
+  nodes->add_option("--head", o->head,
+                    "The head as NAME@HOST:PORT (needs the cluster secret in "
+                    "TROUPE_TRANSPORT_SECRET or TROUPE_TRANSPORT_SECRET_FILE)");
+  nodes->add_flag("--json", o->json, "Print JSON");
+  nodes->callback([&run, o] { run = [o] { return run_nodes(*o); }; });
+}
+
+} // namespace troupe::tools

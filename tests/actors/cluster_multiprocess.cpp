@@ -1,0 +1,143 @@
+// A local cluster of trouped processes on loopback (a head and three
+// workers, simulated GPUs): every node joins with its resources; a worker
+// killed with SIGKILL is down by the transport error; a worker stopped with
+// SIGSTOP (its connection stays open) is suspect, then down because the
+// other workers' probes fail; a worker sent SIGTERM leaves gracefully.
+// Processes are cleaned up by pid whatever happens.
+
+#include "troupe/actors/local_cluster.hpp"
+#include "troupe/actors/membership_actor.hpp"
+#include "troupe/runtime/node.hpp"
+#include "troupe/transport/fabric.hpp"
+
+#include <csignal>
+#include <doctest/doctest.h>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+using namespace troupe::actors;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Stops the cluster (SIGCONT first, for a stopped worker) and removes its
+/// directory, whatever the test did.
+struct cluster_guard {
+  fs::path dir;
+  std::vector<pid_t> stopped;
+  ~cluster_guard() {
+    for (auto p : stopped)
+      ::kill(p, SIGCONT);
+    (void)stop_local_cluster(dir, 3s);
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+/// A client node with a fabric, to ask the head for its members.
+struct client {
+  std::unique_ptr<troupe::node> node;
+  std::unique_ptr<troupe::transport::fabric> fab;
+  troupe::actor_ref membership;
+
+  client(const local_cluster& c) {
+    auto cfg = troupe::default_config();
+    cfg.node.name = "cluster-test-client-" + std::to_string(::getpid());
+    cfg.metrics.enabled = false;
+    cfg.log.level = troupe::log_level::off;
+    auto n = troupe::node::start(cfg);
+    REQUIRE(n.ok());
+    node = std::move(*n);
+    troupe::transport::transport_config tc;
+    tc.listen_enabled = false;
+    tc.secret = c.secret;
+    auto f = troupe::transport::fabric::start(*node, tc);
+    REQUIRE_MESSAGE(f.ok(), f.err().to_string());
+    fab = std::move(*f);
+    REQUIRE(fab->connect(c.head().address).ok());
+    auto m = fab->lookup(c.head().name, membership_actor_name, 5s);
+    REQUIRE_MESSAGE(m.ok(), m.err().to_string());
+    membership = *m;
+  }
+  ~client() {
+    node->stop();
+    fab.reset();
+  }
+  nlohmann::json members() {
+    auto r = node->request<std::string>(membership, 5s, members_atom::value);
+    REQUIRE_MESSAGE(r.ok(), r.err().to_string());
+    return nlohmann::json::parse(*r);
+  }
+  /// Waits until `name` is in `state`; returns the member and how long it took.
+  std::pair<nlohmann::json, std::chrono::milliseconds>
+  wait_state(const std::string& name, const std::string& state,
+             std::chrono::seconds timeout) {
+    auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < timeout) {
+      for (const auto& m : members())
+        if (m["node"] == name && m["state"] == state)
+          return {m, std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - t0)};
+      std::this_thread::sleep_for(50ms);
+    }
+    return {nlohmann::json{}, std::chrono::milliseconds{-1}};
+  }
+};
+
+} // namespace
+
+TEST_CASE("a local cluster of trouped processes: join, SIGKILL, SIGSTOP, SIGTERM") {
+  ::setenv("UCX_NET_DEVICES", "lo", 0);
+  if (const char* tls = std::getenv("TROUPE_TEST_UCX_TLS")) ::setenv("UCX_TLS", tls, 1);
+  local_cluster_options o;
+  o.dir =
+      fs::temp_directory_path() / ("troupe-cluster-test-" + std::to_string(::getpid()));
+  o.trouped = TROUPE_TROUPED;
+  o.workers = 3;
+  o.gpus_per_node = 8;
+  o.name_prefix = "t" + std::to_string(::getpid());
+  o.extra_toml = "[membership]\nheartbeat_interval = \"200ms\"\n"
+                 "acceptable_pause = \"600ms\"\nsuspect_timeout = \"5s\"\n"
+                 "probe_timeout = \"500ms\"\nfirst_heartbeat_estimate = \"200ms\"\n";
+  cluster_guard guard{o.dir, {}};
+  auto c = start_local_cluster(o);
+  REQUIRE_MESSAGE(c.ok(), c.err().to_string());
+  REQUIRE(c->nodes.size() == 4);
+
+  client cl{*c};
+  for (const auto& n : c->nodes) {
+    auto [m, took] = cl.wait_state(n.name, "up", 20s);
+    REQUIRE_MESSAGE(took.count() >= 0, n.name << " never came up");
+    CHECK(m["inventory"]["gpus"].size() == 8);
+  }
+  const auto& w1 = c->nodes[1];
+  const auto& w2 = c->nodes[2];
+  const auto& w3 = c->nodes[3];
+
+  // SIGKILL: the head's connection to it breaks.
+  ::kill(w1.pid, SIGKILL);
+  auto [killed, kill_ms] = cl.wait_state(w1.name, "down", 15s);
+  REQUIRE_MESSAGE(kill_ms.count() >= 0, "a killed worker was never declared down");
+  CHECK(killed["reason"] == "transport_error");
+  MESSAGE("SIGKILL -> down: " << kill_ms.count() << " ms");
+
+  // SIGSTOP: the connection stays open; suspect, then the other worker's
+  // probe fails (well before the 5 s suspect timeout).
+  std::this_thread::sleep_for(1s); // the mesh between w2 and w3
+  ::kill(w2.pid, SIGSTOP);
+  guard.stopped.push_back(w2.pid);
+  auto [stopped, stop_ms] = cl.wait_state(w2.name, "down", 20s);
+  REQUIRE_MESSAGE(stop_ms.count() >= 0, "a stopped worker was never declared down");
+  CHECK((stopped["reason"] == "probes_failed" || stopped["reason"] == "suspect_timeout"));
+  MESSAGE("SIGSTOP -> down: " << stop_ms.count() << " ms, " << stopped["reason"]);
+  for (const auto& m : cl.members())
+    if (m["node"] == w3.name) CHECK(m["state"] == "up"); // nobody else went down
+
+  // SIGTERM: a graceful leave.
+  ::kill(w3.pid, SIGTERM);
+  auto [left, leave_ms] = cl.wait_state(w3.name, "left", 15s);
+  CHECK_MESSAGE(leave_ms.count() >= 0, "a worker sent SIGTERM did not leave");
+}

@@ -3,6 +3,7 @@
 #include "troupe/runtime/errc.hpp"
 #include "troupe/transport/auth.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -168,6 +169,33 @@ result<local_cluster> start_local_cluster(const local_cluster_options& o) {
     n.address = *addr;
   }
   return c;
+}
+
+result<void> respawn_local_node(local_cluster& c, const std::string& name,
+                                const fs::path& trouped,
+                                std::chrono::nanoseconds ready_timeout) {
+  auto it = std::find_if(c.nodes.begin(), c.nodes.end(),
+                         [&](const local_node& n) { return n.name == name; });
+  if (it == c.nodes.end())
+    return error{rerr::not_found, "no node " + name + " in the cluster"};
+  int status = 0;
+  (void)::waitpid(it->pid, &status, WNOHANG); // reap the old one if it was ours
+  auto ready = c.dir / (name + ".ready");
+  std::error_code ec;
+  fs::remove(ready, ec);
+  auto log = c.dir / (name + ".log");
+  auto pid = spawn_node(trouped, c.dir / (name + ".toml"), log);
+  if (!pid) return std::move(pid).err();
+  it->pid = *pid;
+  {
+    std::ofstream pids{c.dir / "pids"};
+    for (const auto& n : c.nodes)
+      pids << n.pid << ' ' << n.name << '\n';
+  }
+  auto addr = wait_ready(ready, *pid, ready_timeout, log);
+  if (!addr) return std::move(addr).err();
+  it->address = *addr;
+  return ok();
 }
 
 result<local_cluster> read_local_cluster(const fs::path& dir) {

@@ -47,13 +47,23 @@ void start_ticker(caf::actor_addr weak, duration interval) {
   }}.detach();
 }
 
+/// A node's first membership incarnation: microseconds since the epoch at
+/// start (Cassandra's "generation"), so a restarted node always comes back
+/// higher than its previous life, which the table requires.
+uint64_t start_generation() {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  return us > 0 ? static_cast<uint64_t>(us) : 1;
+}
+
 class membership_actor final : public actor {
 public:
   membership_actor(caf::actor_config& cfg, transport::fabric* f,
                    membership_actor_config mc)
       : actor(cfg), fabric_(f), cfg_(std::move(mc)),
         table_(cfg_.membership, cfg_.head ? fabric_->node_id() : 0),
-        incarnation_(fabric_->incarnation()), log_(logging::get("membership")) {}
+        incarnation_(start_generation()), log_(logging::get("membership")) {}
 
   const char* name() const override { return "membership"; }
 

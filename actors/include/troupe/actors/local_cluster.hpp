@@ -51,6 +51,12 @@ struct local_cluster {
 /// Reads DIR back (nodes whose ready file exists, with their pids).
 [[nodiscard]] result<local_cluster> read_local_cluster(const std::filesystem::path& dir);
 
+/// Starts node `name` of `c` again from its config (after it was killed):
+/// a new process and incarnation. Updates its pid in `c` and DIR/pids.
+[[nodiscard]] result<void> respawn_local_node(local_cluster& c, const std::string& name,
+                                              const std::filesystem::path& trouped,
+                                              std::chrono::nanoseconds ready_timeout);
+
 /// SIGTERM to every node's process group, SIGKILL after `grace`; removes
 /// the pids file. Returns how many processes were still running.
 result<int> stop_local_cluster(const std::filesystem::path& dir,

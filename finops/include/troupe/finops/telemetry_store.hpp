@@ -36,7 +36,8 @@
 ///   agg value    = u32 samples, u64 util sum, u8 util max, u32 busy samples,
 ///                  u64 memory sum, u32 memory max, u64 power sum,
 ///                  u32 power max                                   (41)
-/// Times are floored to the millisecond; a second sample of a GPU in the
+/// A sample's uuid is not stored (node and index name the GPU). Times are
+/// floored to the millisecond; a second sample of a GPU in the
 /// same millisecond replaces the first. The store scans by key prefix, so a
 /// range scan seeks with a prefix of the time (blocks of 2^24 ms, about
 /// 4.7 h, then larger aligned blocks); each GPU's range in each tier ends

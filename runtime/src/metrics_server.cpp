@@ -1,16 +1,9 @@
 #include "troupe/runtime/metrics_server.hpp"
 
-#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/http_server.hpp"
 
-#include <atomic>
-#include <cerrno>
-#include <chrono>
 #include <httplib.h>
-#include <netdb.h>
 #include <string>
-#include <sys/socket.h>
-#include <system_error>
-#include <thread>
 #include <utility>
 
 namespace troupe::metrics {
@@ -19,52 +12,10 @@ namespace {
 constexpr const char* exposition_content_type =
     "text/plain; version=0.0.4; charset=utf-8";
 
-/// "127.0.0.1:9090" or "[::1]:9090".
-std::string endpoint(const std::string& address, uint16_t port) {
-  std::string out =
-      address.find(':') == std::string::npos ? address : "[" + address + "]";
-  out += ':';
-  out += std::to_string(port);
-  return out;
-}
-
-/// Why `address` cannot be resolved for listening, or "" when it can. Done
-/// before handing the address to cpp-httplib, whose bind reports only a bool.
-std::string resolve_problem(const std::string& address, uint16_t port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* found = nullptr;
-  int rc = ::getaddrinfo(address.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) {
-    return rc == EAI_SYSTEM ? std::system_category().message(errno) : ::gai_strerror(rc);
-  }
-  ::freeaddrinfo(found);
-  return {};
-}
-
-/// cpp-httplib's default socket options set SO_REUSEPORT on Linux, which lets
-/// a second server bind a port that is already listening and silently share
-/// its connections. SO_REUSEADDR alone still allows a quick restart while old
-/// connections sit in TIME_WAIT, but makes a taken port fail with EADDRINUSE.
-void exclusive_socket_options(int sock) {
-  int yes = 1;
-  ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-}
-
 } // namespace
 
 struct metrics_server::impl {
-  impl(const registry& r, std::string address)
-      : reg(r), bind_address(std::move(address)) {}
-
-  const registry& reg;
-  std::string bind_address;
-  uint16_t port = 0;
-  httplib::Server server;
-  std::thread thread;                // runs server.listen_after_bind(); joined by stop()
-  std::atomic<bool> finished{false}; // set by `thread` when listening ends
+  std::unique_ptr<http::server> server;
 };
 
 metrics_server::metrics_server(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
@@ -75,64 +26,28 @@ metrics_server::~metrics_server() {
 
 result<std::unique_ptr<metrics_server>>
 metrics_server::start(const registry& reg, std::string bind_address, uint16_t port) {
-  auto p = std::make_unique<impl>(reg, std::move(bind_address));
-  const auto failure = [&](const std::string& reason) {
-    return error{runtime::errc::unavailable,
-                 "cannot listen on " + endpoint(p->bind_address, port) + ": " + reason};
-  };
-  if (std::string problem = resolve_problem(p->bind_address, port); !problem.empty()) {
-    return failure(problem);
-  }
-
-  httplib::Server& srv = p->server;
-  srv.set_socket_options(exclusive_socket_options);
-  // Two workers are plenty for a scrape endpoint (the default is one per core).
-  srv.new_task_queue = [] { return new httplib::ThreadPool(2); };
-  // stop() waits for idle keep-alive connections; keep that wait short.
-  srv.set_keep_alive_timeout(1);
-  srv.Get("/metrics", [&reg](const httplib::Request&, httplib::Response& res) {
-    res.set_content(reg.expose(), exposition_content_type);
-  });
-
-  errno = 0;
-  int bound = port == 0 ? srv.bind_to_any_port(p->bind_address)
-                        : (srv.bind_to_port(p->bind_address, port) ? port : -1);
-  int bind_errno = errno; // left by the failing bind() or listen() inside httplib
-  if (bound <= 0) {
-    return failure(bind_errno != 0 ? std::system_category().message(bind_errno)
-                                   : std::string("bind failed"));
-  }
-  p->port = static_cast<uint16_t>(bound);
-
-  impl* raw = p.get();
-  raw->thread = std::thread([raw] {
-    raw->server.listen_after_bind();
-    raw->finished = true;
-  });
-  // httplib's stop() is a no-op until the accept loop runs, so a stop() that
-  // came first would leave the thread listening forever: wait for the loop.
-  while (!raw->server.is_running() && !raw->finished) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (!raw->server.is_running()) {
-    raw->thread.join();
-    return failure("the accept loop ended at once");
-  }
+  auto s =
+      http::server::start(std::move(bind_address), port, [&reg](httplib::Server& srv) {
+        srv.Get("/metrics", [&reg](const httplib::Request&, httplib::Response& res) {
+          res.set_content(reg.expose(), exposition_content_type);
+        });
+      });
+  if (!s) return std::move(s).err();
+  auto p = std::make_unique<impl>();
+  p->server = std::move(*s);
   return std::unique_ptr<metrics_server>(new metrics_server(std::move(p)));
 }
 
 uint16_t metrics_server::port() const noexcept {
-  return impl_->port;
+  return impl_->server->port();
 }
 
 const std::string& metrics_server::bind_address() const noexcept {
-  return impl_->bind_address;
+  return impl_->server->bind_address();
 }
 
 void metrics_server::stop() {
-  if (!impl_->thread.joinable()) return;
-  impl_->server.stop();
-  impl_->thread.join();
+  if (impl_->server) impl_->server->stop();
 }
 
 } // namespace troupe::metrics

@@ -486,24 +486,6 @@ std::optional<job_class> parse_job_class(std::string_view s) noexcept {
   return std::nullopt;
 }
 
-const char* to_string(restart_mode m) noexcept {
-  switch (m) {
-  case restart_mode::never:
-    return "never";
-  case restart_mode::on_failure:
-    return "on-failure";
-  case restart_mode::always:
-    return "always";
-  }
-  return "never";
-}
-
-std::optional<restart_mode> parse_restart_mode(std::string_view s) noexcept {
-  for (auto m : {restart_mode::never, restart_mode::on_failure, restart_mode::always})
-    if (s == to_string(m)) return m;
-  return std::nullopt;
-}
-
 // -- durations and signals ----------------------------------------------------
 
 std::optional<duration> parse_duration(std::string_view s) noexcept {

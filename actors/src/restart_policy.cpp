@@ -4,7 +4,27 @@
 
 #include "troupe/actors/job_spec.hpp"
 
+#include <algorithm>
+
 namespace troupe::actors {
+
+const char* to_string(restart_mode m) noexcept {
+  switch (m) {
+  case restart_mode::never:
+    return "never";
+  case restart_mode::on_failure:
+    return "on-failure";
+  case restart_mode::always:
+    return "always";
+  }
+  return "never";
+}
+
+std::optional<restart_mode> parse_restart_mode(std::string_view s) noexcept {
+  for (auto m : {restart_mode::never, restart_mode::on_failure, restart_mode::always})
+    if (s == to_string(m)) return m;
+  return std::nullopt;
+}
 
 std::string replica_exit::to_string() const {
   switch (how) {

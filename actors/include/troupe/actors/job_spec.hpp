@@ -28,6 +28,14 @@
 /// that order, each at most once ("1d2h", "90s", "500ms"), or a JSON integer
 /// of seconds.
 ///
+/// Defaults: 1 replica, class batch, priority 0, restart never; on-failure
+/// allows 3 restarts unless max_restarts says otherwise (max_restarts with
+/// never is an error); backoff 1s, times 2, at most 5m, reset after 10m of
+/// running; checkpoint signal SIGUSR1, timeout 1m. Bounds: job_spec_limits
+/// (document size and depth, arguments, environment), labels and keys of at
+/// most 128 bytes without control characters. An argv is exec'd with a PATH
+/// lookup; a string is one script for /bin/sh -c (pipes, redirections).
+///
 /// Checkpoint hook: the node agent sends the signal to the replica's process
 /// group, with the environment variable TROUPE_CHECKPOINT_DONE naming a file
 /// that does not exist yet. The replica confirms by creating that file (e.g.
@@ -42,6 +50,7 @@
 #include "troupe/runtime/clock.hpp"
 #include "troupe/runtime/result.hpp"
 
+#include <csignal>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -59,7 +68,7 @@ std::optional<job_class> parse_job_class(std::string_view s) noexcept;
 
 /// How the agent asks a replica to checkpoint (see the file comment).
 struct checkpoint_hook {
-  int signal = 10; ///< a signal number; SIGUSR1 on Linux
+  int signal = SIGUSR1;
   duration timeout = std::chrono::minutes{1};
   friend bool operator==(const checkpoint_hook&, const checkpoint_hook&) = default;
 };

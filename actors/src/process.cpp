@@ -195,8 +195,11 @@ result<pid_t> process_supervisor::launch(const launch_spec& spec) {
               : posix_spawn(&pid, argv[0], fa, at, argv.data(), envp.data());
   if (rc != 0) {
     std::string what = "launch " + args.front() + ": " + errno_text(rc);
-    if (!spec.working_dir.empty())
-      what += " (working directory " + spec.working_dir + ")";
+    // posix_spawn reports a failed chdir or log open with the same errno as
+    // a missing command: name every path it may have been.
+    if (!spec.working_dir.empty()) what += " (working directory " + spec.working_dir;
+    what += std::string{spec.working_dir.empty() ? " (" : ", "} + "logs " + out +
+            " and " + err + ")";
     if (rc == EAGAIN || rc == ENOMEM) return error{errc::unavailable, what};
     return error{errc::invalid_argument, what};
   }

@@ -212,6 +212,12 @@ TEST_SUITE("process") {
     auto d = sup.launch(bad_dir);
     REQUIRE_FALSE(d.ok());
     CHECK(d.err().message().find("working directory") != std::string::npos);
+    auto bad_log = sh("true", dir);
+    bad_log.stdout_path = dir / "no-dir/out.log";
+    auto l = sup.launch(bad_log);
+    REQUIRE_FALSE(l.ok());
+    CHECK(l.err().is(errc::invalid_argument));
+    CHECK(l.err().message().find("no-dir/out.log") != std::string::npos);
     CHECK(sup.size() == 0);
     CHECK(sup.stop(999999, 1s, time_point{}).err().is(errc::not_found));
   }

@@ -31,6 +31,9 @@
 ///   makes a per-replica cgroup with memory.max and cpu.max (best effort:
 ///   the caller falls back to rlimits on unavailable).
 ///
+/// A process that leaves its group (setsid, setpgid) escapes the group
+/// signals; only a cgroup would hold it.
+///
 /// When a replica's leader ends, the rest of its group is SIGKILLed before
 /// the leader is reaped (the zombie pins the group id, so the kill cannot
 /// hit a recycled group). The destructor SIGKILLs and reaps every replica
@@ -116,6 +119,9 @@ public:
   /// invalid_argument for an empty argv, a command or working directory
   /// that does not exist or cannot be executed, a log file that cannot be
   /// opened; unavailable when the system refuses (no processes left).
+  /// Under the helper, a command that cannot be started is a replica that
+  /// exits with status 127 and says why in its stderr log (the helper
+  /// itself started).
   [[nodiscard]] result<pid_t> launch(const launch_spec& spec);
 
   /// SIGTERM (and SIGCONT, should it be stopped) to the group; poll()

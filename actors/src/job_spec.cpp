@@ -625,7 +625,8 @@ std::string encode_job_spec(const job_spec& s) {
                         {"reset_after", format_duration(s.restart.backoff.reset_after)}};
   j["restart"] = std::move(restart);
   if (!s.idempotency_key.empty()) j["idempotency_key"] = s.idempotency_key;
-  return j.dump();
+  // Replace invalid UTF-8 (only a spec built in code can hold it) rather than throw.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // -- placement ----------------------------------------------------------------

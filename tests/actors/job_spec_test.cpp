@@ -103,6 +103,15 @@ TEST_SUITE("job_spec") {
     }
   }
 
+  TEST_CASE("encoding a spec built in code with invalid UTF-8 does not throw") {
+    job_spec s;
+    s.name = "x";
+    s.command = {"echo", "\xff"};
+    auto back = decode_job_spec(encode_job_spec(s));
+    REQUIRE(back.ok());
+    CHECK(back->command[1] == "\xef\xbf\xbd"); // U+FFFD
+  }
+
   TEST_CASE("hostile input is refused with the field path and what was expected") {
     struct row {
       std::string input;

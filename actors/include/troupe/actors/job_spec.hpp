@@ -135,7 +135,8 @@ struct job_spec_limits {
                                                const job_spec_limits& limits = {});
 
 /// Encodes a spec as JSON text that decode_job_spec reads back to an equal
-/// spec (for a spec that decoded, or one built within the same bounds).
+/// spec (for a spec that decoded, or one built within the same bounds;
+/// invalid UTF-8 in a spec built in code becomes U+FFFD).
 std::string encode_job_spec(const job_spec& spec);
 
 /// Parses "2h30m", "90s", "500ms", "1d"; nullopt if malformed or past ~290 years.

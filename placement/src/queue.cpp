@@ -420,7 +420,9 @@ schedule_result scheduling_queue::schedule(cluster_state& st, const placer& p,
   auto has_shape = [](const std::vector<const gang_request*>& v, const gang_request& r) {
     return std::any_of(v.begin(), v.end(), [&](auto* f) { return same_shape(*f, r); });
   };
-  for (auto [index, effective] : ordered) {
+  for (auto [index, eff] : ordered) {
+    // A plain variable: clang before 16 cannot capture structured bindings.
+    const auto effective = eff;
     const gang_request& r = queue_[index];
     auto pend = [&](std::string why) {
       if (!opt.explain) return;

@@ -1,6 +1,7 @@
 // node_inventory <-> JSON. Decoding reads a node's report: outside input,
 // bounded and checked field by field.
 
+#include "json_depth.hpp"
 #include "troupe/actors/errc.hpp"
 #include "troupe/actors/inventory.hpp"
 
@@ -53,35 +54,6 @@ json gpu_json(const gpu_info& g) {
 }
 
 // -- decoding -----------------------------------------------------------------
-
-/// Deepest nesting of arrays and objects in `text`, counted outside strings,
-/// stopping once `limit` is passed (so nlohmann never builds a deep tree).
-size_t nesting_depth(std::string_view text, size_t limit) {
-  size_t depth = 0;
-  size_t deepest = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
-}
 
 /// What the sender wrote, for "got ...": short and printable.
 std::string describe(const json& v) {
@@ -358,7 +330,7 @@ result<node_inventory> decode_inventory(std::string_view json_text) {
                  "inventory: " + std::to_string(json_text.size()) +
                      " bytes, more than the " + std::to_string(max_inventory_json_bytes) +
                      " accepted"};
-  if (nesting_depth(json_text, max_depth) > max_depth)
+  if (detail::json_nesting_depth(json_text, max_depth) > max_depth)
     return error{errc::invalid_argument, "inventory: nested deeper than " +
                                              std::to_string(max_depth) + " levels"};
   json doc = json::parse(json_text, nullptr, false);

@@ -3,6 +3,7 @@
 
 #include "troupe/actors/job_spec.hpp"
 
+#include "json_depth.hpp"
 #include "troupe/actors/errc.hpp"
 
 #include <algorithm>
@@ -36,33 +37,6 @@ struct decode_error {
 };
 
 // -- text helpers -------------------------------------------------------------
-
-size_t nesting_depth(std::string_view text, size_t limit) {
-  size_t depth = 0;
-  size_t deepest = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
-}
 
 std::string quote(std::string_view s) {
   std::string out = "\"";
@@ -571,7 +545,7 @@ result<job_spec> decode_job_spec(std::string_view text, const job_spec_limits& l
     return error{errc::invalid_argument,
                  "job: document of " + std::to_string(text.size()) +
                      " bytes is over the limit of " + std::to_string(limits.max_bytes)};
-  if (nesting_depth(text, limits.max_depth) > limits.max_depth)
+  if (detail::json_nesting_depth(text, limits.max_depth) > limits.max_depth)
     return error{errc::invalid_argument, "job: nested deeper than " +
                                              std::to_string(limits.max_depth) +
                                              " levels"};

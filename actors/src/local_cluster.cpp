@@ -26,16 +26,6 @@ namespace {
 using rerr = runtime::errc;
 namespace fs = std::filesystem;
 
-std::string hex(const std::vector<std::byte>& b) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    s += digits[std::to_integer<unsigned>(x) >> 4];
-    s += digits[std::to_integer<unsigned>(x) & 15];
-  }
-  return s;
-}
-
 result<void> write_file(const fs::path& p, const std::string& text, mode_t mode) {
   int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0)
@@ -129,7 +119,7 @@ result<local_cluster> start_local_cluster(const local_cluster_options& o) {
                                            " (troupe down first)"};
   local_cluster c;
   c.dir = o.dir;
-  c.secret = hex(transport::random_bytes(32));
+  c.secret = transport::random_hex(32);
   if (auto r = write_file(o.dir / "secret", c.secret + "\n", 0600); !r)
     return std::move(r).err();
   std::ofstream pids{o.dir / "pids"};

@@ -28,17 +28,6 @@ struct info_options {
   bool json = false;
 };
 
-std::string hex_secret() {
-  auto b = transport::random_bytes(24);
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (auto x : b) {
-    s += digits[std::to_integer<unsigned>(x) >> 4];
-    s += digits[std::to_integer<unsigned>(x) & 15];
-  }
-  return s;
-}
-
 int run_info(const info_options& o) {
   auto env = snapshot_environment();
   const auto node_schema = node_config_schema(); // the binder borrows it
@@ -54,7 +43,8 @@ int run_info(const info_options& o) {
   }
   bool probe = o.connect.empty();
   if (probe && tset.transport.secret.empty() && tset.transport.secret_file.empty())
-    tset.transport.secret = hex_secret(); // loopback probe: both ends are ours
+    tset.transport.secret =
+        transport::random_hex(24); // loopback probe: both ends are ours
   ncfg.metrics.enabled = false;
   if (ncfg.log.level < log_level::warn) ncfg.log.level = log_level::warn;
   ncfg.node.name = "troupe-info-" + std::to_string(::getpid());

@@ -65,6 +65,17 @@ std::vector<std::byte> random_bytes(size_t n) {
   return out;
 }
 
+std::string random_hex(size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * n);
+  for (auto x : random_bytes(n)) {
+    s += digits[std::to_integer<unsigned>(x) >> 4];
+    s += digits[std::to_integer<unsigned>(x) & 15];
+  }
+  return s;
+}
+
 result<void> cluster_secrets::validate() const {
   if (current.size() < 16)
     return error{runtime::errc::invalid_argument,

@@ -42,6 +42,8 @@ using mac_t = std::array<std::byte, mac_bytes>;
                                        std::span<const std::byte> b) noexcept;
 /// `n` bytes from OpenSSL's CSPRNG.
 [[nodiscard]] std::vector<std::byte> random_bytes(size_t n);
+/// `n` random bytes as 2n lower-case hex digits (a fresh cluster secret).
+[[nodiscard]] std::string random_hex(size_t n);
 
 /// The secrets a node accepts. `current` is required (at least 16 bytes);
 /// `next` is optional and also accepted during a rotation.

@@ -37,7 +37,7 @@ public:
     send(membership_, subscribe_atom::value, caf::actor_cast<caf::actor>(this));
     set_down_handler([this](caf::down_msg& d) { on_down(d); });
     return {
-        [this](const std::string&) {
+        [](const std::string&) {
           // The membership snapshot that answers the subscription.
         },
         [this](event_atom, const std::string& text) { on_member_event(text); },

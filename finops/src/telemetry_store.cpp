@@ -431,7 +431,10 @@ result<compact_stats> telemetry_store::compact(time_point now) {
   const uint32_t threshold = options_.busy_threshold_pct;
 
   // 1. Roll-ups, one atomic batch per GPU and tier.
-  for (auto& [prefix, marks] : gpus_) {
+  for (auto& entry : gpus_) {
+    // Plain references: clang before 16 cannot capture structured bindings.
+    const auto& prefix = entry.first;
+    auto& marks = entry.second;
     const uint64_t minute_end = floor_to(now_ms, minute_ms);
     if (minute_end > marks.minute_mark) {
       std::map<std::pair<uint64_t, uint64_t>, sample_summary> buckets;

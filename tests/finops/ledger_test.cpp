@@ -315,8 +315,9 @@ TEST_SUITE("finops.ledger") {
          mutate([](auto& d) { d["accounts"][0]["below"] = "1"; })},
         {"binary garbage", std::string("\x00\xff\xfe{", 4)},
     };
-    for (const auto& [what, text] : hostile) {
-      CAPTURE(what);
+    for (const auto& row : hostile) {
+      const auto& [what, text] = row;
+      CAPTURE(row.first); // a plain name: clang 14 cannot capture a binding
       auto r = ledger_state_from_json(text);
       REQUIRE_FALSE(r.ok());
       CHECK(r.err().is(errc::corrupted));

@@ -312,9 +312,10 @@ TEST_SUITE("sim.report") {
         {0, 1},     {0, 14.2},       {0, 100},      {-3.7, 12.1}, {5, 5},
         {0, 0},     {1e9, 1e9 + 1},  {-1e-6, 3e-6}, {0, 7.2},     {1e-300, 1e-300},
         {0, 1e300}, {-1e300, 1e300}, {-250, -249},  {0.1, 0.7},   {123456, 123457}};
-    for (auto [lo, hi] : ranges) {
-      CAPTURE(lo);
-      CAPTURE(hi);
+    for (auto range : ranges) {
+      auto [lo, hi] = range;
+      CAPTURE(range.first); // plain names: clang 14 cannot capture bindings
+      CAPTURE(range.second);
       axis_ticks t = nice_ticks(lo, hi);
       check_round_ticks(t.values, t.step);
       CHECK(t.lo <= lo);
@@ -440,8 +441,9 @@ TEST_SUITE("sim.report") {
     many.y_max = 10;
     charts.emplace_back("many", many);
 
-    for (const auto& [name, c] : charts) {
-      CAPTURE(name);
+    for (const auto& chart : charts) {
+      const auto& [name, c] = chart;
+      CAPTURE(chart.first); // a plain name: clang 14 cannot capture a binding
       std::string svg = render_svg(c);
       command_result r = xmllint_check(xmllint, dir, name + ".svg", svg);
       INFO("xmllint: ", r.output);

@@ -377,20 +377,22 @@ TEST_CASE("inline delivery: marked actors run on the progress thread, slow ones 
   CHECK(dial->find("found") == std::string::npos);
 
   // Over budget three times in a row: moved back to the scheduler for
-  // good, still served.
+  // good, still served. (Counted from here: on a very loaded machine the
+  // echo actor's runs above may have gone over the budget too.)
+  const auto demoted = f.fa->stats().inline_demoted;
   for (int i = 0; i < 3; ++i) {
-    CHECK(f.fa->stats().inline_demoted == 0);
+    CHECK(f.fa->stats().inline_demoted == demoted);
     auto slow = f.b->request<int>(*wref, 5s, slow_atom::value);
     REQUIRE_MESSAGE(slow.ok(), slow.err().to_string());
   }
-  CHECK(f.fa->stats().inline_demoted == 1);
+  CHECK(f.fa->stats().inline_demoted == demoted + 1);
   runs = f.fa->stats().inline_runs;
   for (int i = 0; i < 3; ++i) {
     auto again = f.b->request<int>(*wref, 5s, slow_atom::value);
     REQUIRE_MESSAGE(again.ok(), again.err().to_string());
   }
   CHECK(f.fa->stats().inline_runs == runs);
-  CHECK(f.fa->stats().inline_demoted == 1);
+  CHECK(f.fa->stats().inline_demoted == demoted + 1);
   // Marking it again does not bring it back.
   REQUIRE(f.fa->deliver_inline(worker).ok());
   REQUIRE(f.b->request<int>(*wref, 5s, slow_atom::value).ok());

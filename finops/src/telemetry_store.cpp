@@ -430,71 +430,55 @@ result<compact_stats> telemetry_store::compact(time_point now) {
   const runtime::write_options wo{options_.sync_writes};
   const uint32_t threshold = options_.busy_threshold_pct;
 
-  // 1. Roll-ups, one atomic batch per GPU and tier.
-  for (auto& entry : gpus_) {
-    // Plain references: clang before 16 cannot capture structured bindings.
-    const auto& prefix = entry.first;
-    auto& marks = entry.second;
+  // 1. Roll-ups, one atomic batch per GPU and tier: the `from` tier's
+  //    entries in [begin, end) summed into `bucket`-wide entries of the next
+  //    tier, written with the GPU's new marks. Returns the entries written.
+  auto roll_up = [&](const std::string& prefix, const gpu_marks& marks,
+                     telemetry_tier from, telemetry_tier to, uint64_t begin, uint64_t end,
+                     uint64_t bucket, std::string new_marks) -> result<uint64_t> {
+    std::map<std::pair<uint64_t, uint64_t>, sample_summary> buckets;
+    std::optional<error> bad;
+    auto r = scan_range(
+        *db_, cf_of(from), prefix, begin, end,
+        [&](uint64_t t, std::string_view key, std::string_view value) {
+          auto p = decode_point(from, marks.gpu, prefix.size(), key, value, threshold);
+          if (!p) {
+            bad = std::move(p).err();
+            return false;
+          }
+          buckets[{floor_to(t, bucket), p->allocation.value()}].merge(p->summary);
+          return true;
+        });
+    if (!r) return std::move(r).err();
+    if (bad) return std::move(*bad);
+    runtime::write_batch batch;
+    for (const auto& [k, sum] : buckets) {
+      std::string key = prefix;
+      put_be<uint64_t>(key, k.first);
+      put_be<uint64_t>(key, k.second);
+      batch.put(cf_of(to), key, encode_agg(sum));
+    }
+    batch.put(cf_meta, std::string(1, meta_gpu_tag) + prefix, new_marks);
+    if (auto w = db_->write(std::move(batch), wo); !w) return std::move(w).err();
+    return static_cast<uint64_t>(buckets.size());
+  };
+  for (auto& [prefix, marks] : gpus_) {
     const uint64_t minute_end = floor_to(now_ms, minute_ms);
     if (minute_end > marks.minute_mark) {
-      std::map<std::pair<uint64_t, uint64_t>, sample_summary> buckets;
-      std::optional<error> bad;
-      auto r = scan_range(
-          *db_, cf_raw, prefix, marks.minute_mark, std::min(minute_end, marks.last + 1),
-          [&](uint64_t t, std::string_view key, std::string_view value) {
-            auto p = decode_point(telemetry_tier::raw, marks.gpu, prefix.size(), key,
-                                  value, threshold);
-            if (!p) {
-              bad = std::move(p).err();
-              return false;
-            }
-            buckets[{floor_to(t, minute_ms), p->allocation.value()}].merge(p->summary);
-            return true;
-          });
-      if (!r) return std::move(r).err();
-      if (bad) return std::move(*bad);
-      runtime::write_batch batch;
-      for (const auto& [k, sum] : buckets) {
-        std::string key = prefix;
-        put_be<uint64_t>(key, k.first);
-        put_be<uint64_t>(key, k.second);
-        batch.put(cf_minute, key, encode_agg(sum));
-      }
-      batch.put(cf_meta, std::string(1, meta_gpu_tag) + prefix,
-                encode_marks(minute_end, marks.hour_mark, marks.last));
-      if (auto w = db_->write(std::move(batch), wo); !w) return std::move(w).err();
-      stats.minutes_written += buckets.size();
+      auto n = roll_up(prefix, marks, telemetry_tier::raw, telemetry_tier::minute,
+                       marks.minute_mark, std::min(minute_end, marks.last + 1), minute_ms,
+                       encode_marks(minute_end, marks.hour_mark, marks.last));
+      if (!n) return std::move(n).err();
+      stats.minutes_written += *n;
       marks.minute_mark = minute_end;
     }
     const uint64_t hour_end = floor_to(marks.minute_mark, hour_ms);
     if (hour_end > marks.hour_mark) {
-      std::map<std::pair<uint64_t, uint64_t>, sample_summary> buckets;
-      std::optional<error> bad;
-      auto r = scan_range(
-          *db_, cf_minute, prefix, marks.hour_mark, hour_end,
-          [&](uint64_t t, std::string_view key, std::string_view value) {
-            auto p = decode_point(telemetry_tier::minute, marks.gpu, prefix.size(), key,
-                                  value, threshold);
-            if (!p) {
-              bad = std::move(p).err();
-              return false;
-            }
-            buckets[{floor_to(t, hour_ms), p->allocation.value()}].merge(p->summary);
-            return true;
-          });
-      if (!r) return std::move(r).err();
-      if (bad) return std::move(*bad);
-      runtime::write_batch batch;
-      for (const auto& [k, sum] : buckets) {
-        std::string key = prefix;
-        put_be<uint64_t>(key, k.first);
-        put_be<uint64_t>(key, k.second);
-        batch.put(cf_hour, key, encode_agg(sum));
-      }
-      batch.put(cf_meta, std::string(1, meta_gpu_tag) + prefix,
-                encode_marks(marks.minute_mark, hour_end, marks.last));
-      if (auto w = db_->write(std::move(batch), wo); !w) return std::move(w).err();
-      stats.hours_written += buckets.size();
+      auto n = roll_up(prefix, marks, telemetry_tier::minute, telemetry_tier::hour,
+                       marks.hour_mark, hour_end, hour_ms,
+                       encode_marks(marks.minute_mark, hour_end, marks.last));
+      if (!n) return std::move(n).err();
+      stats.hours_written += *n;
       marks.hour_mark = hour_end;
     }
   }

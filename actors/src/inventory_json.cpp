@@ -1,7 +1,7 @@
 // node_inventory <-> JSON. Decoding reads a node's report: outside input,
 // bounded and checked field by field.
 
-#include "json_depth.hpp"
+#include "json_input.hpp"
 #include "troupe/actors/errc.hpp"
 #include "troupe/actors/inventory.hpp"
 
@@ -29,7 +29,6 @@ constexpr uint64_t max_cpus = uint64_t{1} << 20;
 constexpr uint64_t max_memory_bytes = uint64_t{1} << 52;   // 4 PiB
 constexpr uint64_t max_gpu_memory_mib = uint64_t{1} << 24; // 16 TiB
 constexpr uint64_t max_os_index = 1u << 16;
-constexpr size_t max_quoted_bytes = 48;
 
 /// Thrown inside decoding only; turned into an error at the boundary.
 struct decode_error {
@@ -55,38 +54,6 @@ json gpu_json(const gpu_info& g) {
 
 // -- decoding -----------------------------------------------------------------
 
-/// What the sender wrote, for "got ...": short and printable.
-std::string describe(const json& v) {
-  switch (v.type()) {
-  case json::value_t::null:
-    return "null";
-  case json::value_t::boolean:
-    return v.get<bool>() ? "true" : "false";
-  case json::value_t::number_integer:
-    return std::to_string(v.get<int64_t>());
-  case json::value_t::number_unsigned:
-    return std::to_string(v.get<uint64_t>());
-  case json::value_t::number_float:
-    return "a fractional number";
-  case json::value_t::string: {
-    const auto& s = v.get_ref<const std::string&>();
-    std::string out = "\"";
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (i == max_quoted_bytes) return out + "\"...";
-      auto c = static_cast<unsigned char>(s[i]);
-      out += c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : static_cast<char>(c);
-    }
-    return out + "\"";
-  }
-  case json::value_t::array:
-    return "an array";
-  case json::value_t::object:
-    return "an object";
-  default:
-    return "something else";
-  }
-}
-
 /// Reads one JSON object, naming fields by their path in errors.
 class reader {
 public:
@@ -102,7 +69,7 @@ public:
                          const json& got) const {
     std::string where = key.empty() ? (path_.empty() ? "document" : path_) : at(key);
     throw decode_error{where + ": expected " + std::string{expected} + ", got " +
-                       describe(got)};
+                       detail::describe_json(got)};
   }
 
   const json& field(std::string_view key) const {

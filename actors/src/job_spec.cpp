@@ -3,7 +3,7 @@
 
 #include "troupe/actors/job_spec.hpp"
 
-#include "json_depth.hpp"
+#include "json_input.hpp"
 #include "troupe/actors/errc.hpp"
 
 #include <algorithm>
@@ -25,7 +25,6 @@ constexpr size_t max_label_bytes = 128;
 constexpr size_t max_env_name_bytes = 256;
 constexpr size_t max_path_bytes = 4096;
 constexpr size_t max_key_bytes = 128;
-constexpr size_t max_quoted_bytes = 48;
 constexpr uint32_t max_gpus = 1024;
 constexpr uint64_t max_cpu_milli = uint64_t{1} << 30;
 constexpr uint64_t max_memory_mib = uint64_t{1} << 32; // 4 PiB
@@ -37,39 +36,6 @@ struct decode_error {
 };
 
 // -- text helpers -------------------------------------------------------------
-
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == max_quoted_bytes) return out + "\"...";
-    auto c = static_cast<unsigned char>(s[i]);
-    out += c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : static_cast<char>(c);
-  }
-  return out + "\"";
-}
-
-std::string describe(const json& v) {
-  switch (v.type()) {
-  case json::value_t::null:
-    return "null";
-  case json::value_t::boolean:
-    return v.get<bool>() ? "true" : "false";
-  case json::value_t::number_integer:
-    return std::to_string(v.get<int64_t>());
-  case json::value_t::number_unsigned:
-    return std::to_string(v.get<uint64_t>());
-  case json::value_t::number_float:
-    return "a fractional number";
-  case json::value_t::string:
-    return quote(v.get_ref<const std::string&>());
-  case json::value_t::array:
-    return "an array of " + std::to_string(v.size()) + " items";
-  case json::value_t::object:
-    return "an object";
-  default:
-    return "something else";
-  }
-}
 
 /// Optimal string alignment distance (Levenshtein plus transpositions).
 size_t edit_distance(std::string_view a, std::string_view b) {
@@ -90,7 +56,7 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 template <class Range>
 std::string did_you_mean(std::string_view word, const Range& candidates) {
-  if (word.empty() || word.size() > max_quoted_bytes) return {};
+  if (word.empty() || word.size() > detail::max_quoted_bytes) return {};
   const size_t limit = std::clamp<size_t>(word.size() / 3, 1, 3);
   std::string_view best;
   size_t best_distance = limit + 1;
@@ -124,12 +90,15 @@ public:
   reader(const json& v, std::string path, std::initializer_list<std::string_view> keys)
       : obj_(v), path_(std::move(path)) {
     if (!obj_.is_object())
-      throw decode_error{path_ + ": expected an object, got " + describe(obj_)};
+      throw decode_error{path_ + ": expected an object, got " +
+                         detail::describe_json(obj_)};
     for (const auto& [k, _] : obj_.items()) {
       if (std::find(keys.begin(), keys.end(), std::string_view{k}) != keys.end())
         continue;
       throw decode_error{path_ + "." +
-                         (k.size() > max_quoted_bytes || has_control(k) ? quote(k) : k) +
+                         (k.size() > detail::max_quoted_bytes || has_control(k)
+                              ? detail::quote_for_error(k)
+                              : k) +
                          ": unknown key" + did_you_mean(k, keys)};
     }
   }
@@ -139,7 +108,7 @@ public:
   [[noreturn]] static void fail(const std::string& where, std::string_view expected,
                                 const json& got) {
     throw decode_error{where + ": expected " + std::string{expected} + ", got " +
-                       describe(got)};
+                       detail::describe_json(got)};
   }
 
   const json* find(std::string_view key) const {
@@ -221,8 +190,8 @@ Enum check_enum(const json& v, const std::string& where,
   if (!v.is_string()) reader::fail(where, expected, v);
   const auto& s = v.get_ref<const std::string&>();
   if (auto e = parse(s)) return *e;
-  throw decode_error{where + ": expected " + expected + ", got " + quote(s) +
-                     did_you_mean(s, names)};
+  throw decode_error{where + ": expected " + expected + ", got " +
+                     detail::quote_for_error(s) + did_you_mean(s, names)};
 }
 
 std::map<std::string, std::string, std::less<>>
@@ -241,7 +210,7 @@ check_string_map(const json& v, const std::string& where, size_t max_entries,
                     (c >= '0' && c <= '9') || c == '_');
     }
     if (!ok)
-      throw decode_error{where + ": key " + quote(k) + ": expected " +
+      throw decode_error{where + ": key " + detail::quote_for_error(k) + ": expected " +
                          (env_names ? "a variable name [A-Za-z_][A-Za-z0-9_]*"
                                     : "a non-empty key without control characters") +
                          " of at most " + std::to_string(max_key) + " bytes"};

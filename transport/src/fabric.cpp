@@ -571,7 +571,7 @@ void fabric_core::on_connection_request(ucp_conn_request_h req) {
 }
 
 result<peer_info> fabric_core::connect(std::string_view address,
-                                      std::chrono::nanoseconds timeout) {
+                                       std::chrono::nanoseconds timeout) {
   if (auto here = not_on_progress_thread("fabric::connect"); !here)
     return std::move(here).err();
   socklen_t len = 0;
@@ -618,12 +618,12 @@ result<peer_info> fabric_core::connect(std::string_view address,
       if (p->status.load() != peer_status::down)
         peer_down(p, "handshake with " + addr + " timed out");
     });
-    return error{rerr::disconnected,
-                 "connect to " + std::string{address} + ": no answer within " +
-                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        timeout)
-                                        .count()) +
-                     " ms"};
+    return error{
+        rerr::disconnected,
+        "connect to " + std::string{address} + ": no answer within " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+            " ms"};
   }
   auto r = fut.get();
   if (!r) return std::move(r).err();

@@ -11,9 +11,9 @@ enum class errc {
   ok = 0,
   invalid_argument, ///< malformed spec, config or request: fix the input
   not_found,        ///< unknown node, job, replica or name
-  conflict,         ///< the state changed under the caller (stale incarnation, name taken)
-  unavailable,      ///< the facility is not there (no NVML, no cgroup v2, head down)
-  unauthorized,     ///< missing or wrong credentials
+  conflict,     ///< the state changed under the caller (stale incarnation, name taken)
+  unavailable,  ///< the facility is not there (no NVML, no cgroup v2, head down)
+  unauthorized, ///< missing or wrong credentials
 };
 
 const std::error_category& actors_category() noexcept;

@@ -91,15 +91,16 @@ int main(int argc, char** argv) {
   }
   int rc = 0;
   {
-    auto cfg = troupe::default_config();
-    cfg.node.name = "failover-client-" + std::to_string(::getpid());
-    cfg.metrics.enabled = false;
-    cfg.log.level = troupe::log_level::off;
-    auto n = troupe::node::start(cfg).value();
     troupe::transport::transport_config tc;
-    tc.listen_enabled = false;
     tc.secret = c->secret;
-    auto f = troupe::transport::fabric::start(*n, tc).value();
+    auto cl = cluster_client::connect("failover-client-" + std::to_string(::getpid()), tc,
+                                      c->head().name, c->head().address);
+    if (!cl) {
+      std::cerr << "bench_cluster_failover: " << cl.err().to_string() << '\n';
+      (void)stop_local_cluster(o.dir, 3s);
+      return 1;
+    }
+    auto& n = (*cl)->host;
     auto ev = std::make_shared<event_wait>();
     auto sub = n->spawn("sub", [ev](troupe::actor&) -> troupe::behavior {
       return {[ev](event_atom, const std::string& text) {
@@ -111,14 +112,8 @@ int main(int argc, char** argv) {
               [](const std::string&) {}};
     });
     std::vector<double> ms;
-    if (!f->connect(c->head().address)) {
-      std::cerr << "bench_cluster_failover: cannot reach the head\n";
-      rc = 1;
-    } else if (auto m = f->lookup(c->head().name, membership_actor_name, 5s); !m) {
-      std::cerr << "bench_cluster_failover: " << m.err().to_string() << '\n';
-      rc = 1;
-    } else {
-      n->tell(*m, subscribe_atom::value, sub.handle());
+    {
+      n->tell((*cl)->membership, subscribe_atom::value, sub.handle());
       std::this_thread::sleep_for(3s); // every worker up
       for (int t = 0; t < trials && rc == 0; ++t) {
         auto& victim = c->nodes[1 + static_cast<size_t>(t % workers)];
@@ -152,8 +147,6 @@ int main(int argc, char** argv) {
                 << pct(ms, 0.5) << " ms, p90 " << pct(ms, 0.9) << " ms, p99 "
                 << pct(ms, 0.99) << " ms, max " << *std::max_element(ms.begin(), ms.end())
                 << " ms\n";
-    n->stop();
-    f.reset();
   }
   (void)stop_local_cluster(o.dir, 3s);
   std::error_code ec;

@@ -1,5 +1,6 @@
 #include "troupe/actors/local_cluster.hpp"
 
+#include "troupe/actors/membership_actor.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/transport/auth.hpp"
 
@@ -238,6 +239,33 @@ result<int> stop_local_cluster(const fs::path& dir, std::chrono::nanoseconds gra
   std::error_code ec;
   fs::remove(dir / "pids", ec);
   return running;
+}
+
+result<std::unique_ptr<cluster_client>>
+cluster_client::connect(std::string name, transport::transport_config tc,
+                        const std::string& head_name, const std::string& head_address,
+                        node_config base) {
+  auto c = std::make_unique<cluster_client>();
+  base.node.name = std::move(name);
+  base.metrics.enabled = false;
+  if (base.log.level < log_level::warn) base.log.level = log_level::warn;
+  auto n = node::start(base);
+  if (!n) return std::move(n).err();
+  c->host = std::move(*n);
+  tc.listen_enabled = false;
+  auto f = transport::fabric::start(*c->host, tc);
+  if (!f) return std::move(f).err();
+  c->fabric = std::move(*f);
+  if (auto p = c->fabric->connect(head_address); !p) return std::move(p).err();
+  auto m = c->fabric->lookup(head_name, membership_actor_name, std::chrono::seconds{5});
+  if (!m) return std::move(m).err();
+  c->membership = *m;
+  return c;
+}
+
+cluster_client::~cluster_client() {
+  if (host) host->stop();
+  fabric.reset();
 }
 
 } // namespace troupe::actors

@@ -37,37 +37,22 @@ struct cluster_guard {
   }
 };
 
-/// A client node with a fabric, to ask the head for its members.
+/// A client node of the cluster, to ask the head for its members.
 struct client {
-  std::unique_ptr<troupe::node> node;
-  std::unique_ptr<troupe::transport::fabric> fab;
-  troupe::actor_ref membership;
+  std::unique_ptr<cluster_client> c;
 
-  client(const local_cluster& c) {
-    auto cfg = troupe::default_config();
-    cfg.node.name = "cluster-test-client-" + std::to_string(::getpid());
-    cfg.metrics.enabled = false;
-    cfg.log.level = troupe::log_level::off;
-    auto n = troupe::node::start(cfg);
-    REQUIRE(n.ok());
-    node = std::move(*n);
+  explicit client(const local_cluster& lc) {
     troupe::transport::transport_config tc;
-    tc.listen_enabled = false;
-    tc.secret = c.secret;
-    auto f = troupe::transport::fabric::start(*node, tc);
-    REQUIRE_MESSAGE(f.ok(), f.err().to_string());
-    fab = std::move(*f);
-    REQUIRE(fab->connect(c.head().address).ok());
-    auto m = fab->lookup(c.head().name, membership_actor_name, 5s);
-    REQUIRE_MESSAGE(m.ok(), m.err().to_string());
-    membership = *m;
-  }
-  ~client() {
-    node->stop();
-    fab.reset();
+    tc.secret = lc.secret;
+    auto base = troupe::default_config();
+    base.log.level = troupe::log_level::off;
+    auto cl = cluster_client::connect("cluster-test-client-" + std::to_string(::getpid()),
+                                      tc, lc.head().name, lc.head().address, base);
+    REQUIRE_MESSAGE(cl.ok(), cl.err().to_string());
+    c = std::move(*cl);
   }
   nlohmann::json members() {
-    auto r = node->request<std::string>(membership, 5s, members_atom::value);
+    auto r = c->host->request<std::string>(c->membership, 5s, members_atom::value);
     REQUIRE_MESSAGE(r.ok(), r.err().to_string());
     return nlohmann::json::parse(*r);
   }

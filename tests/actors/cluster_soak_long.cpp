@@ -50,18 +50,15 @@ TEST_CASE("a busy healthy cluster has no false downs") {
   std::vector<nlohmann::json> bad;
   std::mutex mu;
   {
-    auto cfg = troupe::default_config();
-    cfg.node.name = "soak-client-" + std::to_string(::getpid());
-    cfg.metrics.enabled = false;
-    cfg.log.level = troupe::log_level::off;
-    auto n = troupe::node::start(cfg).value();
     troupe::transport::transport_config tc;
-    tc.listen_enabled = false;
     tc.secret = c->secret;
-    auto f = troupe::transport::fabric::start(*n, tc).value();
-    REQUIRE(f->connect(c->head().address).ok());
-    auto m = f->lookup(c->head().name, membership_actor_name, 10s);
-    REQUIRE(m.ok());
+    auto base = troupe::default_config();
+    base.log.level = troupe::log_level::off;
+    auto cl = cluster_client::connect("soak-client-" + std::to_string(::getpid()), tc,
+                                      c->head().name, c->head().address, base);
+    REQUIRE_MESSAGE(cl.ok(), cl.err().to_string());
+    auto& n = (*cl)->host;
+    const auto& m = (*cl)->membership;
     auto sub = n->spawn("soak-sub", [&](troupe::actor&) -> troupe::behavior {
       return {[&](event_atom, const std::string& text) {
                 auto e = nlohmann::json::parse(text);
@@ -72,14 +69,12 @@ TEST_CASE("a busy healthy cluster has no false downs") {
               },
               [](const std::string&) {}};
     });
-    n->tell(*m, subscribe_atom::value, sub.handle());
+    n->tell(m, subscribe_atom::value, sub.handle());
     std::this_thread::sleep_for(std::chrono::seconds{seconds});
-    auto members = n->request<std::string>(*m, 10s, members_atom::value);
+    auto members = n->request<std::string>(m, 10s, members_atom::value);
     REQUIRE(members.ok());
     for (const auto& x : nlohmann::json::parse(*members))
       CHECK_MESSAGE(x["state"] == "up", x.dump());
-    n->stop();
-    f.reset();
   }
   for (auto p : spinners) {
     ::kill(p, SIGKILL);

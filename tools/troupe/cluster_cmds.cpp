@@ -90,42 +90,22 @@ int run_nodes(const cluster_options& o) {
     std::cerr << "troupe nodes: --head: " << h.err().message() << '\n';
     return 2;
   }
-  auto ncfg = *ncfg_loaded;
-  ncfg.node.name = "troupe-cli-" + std::to_string(::getpid());
-  ncfg.metrics.enabled = false;
-  if (ncfg.log.level < log_level::warn) ncfg.log.level = log_level::warn;
-  tc.listen_enabled = false;
-  auto n = node::start(ncfg);
-  if (!n) {
-    std::cerr << "troupe nodes: " << n.err().to_string() << '\n';
-    return 1;
-  }
-  auto f = transport::fabric::start(**n, tc);
-  if (!f) {
-    std::cerr << "troupe nodes: " << f.err().to_string() << '\n';
-    return 1;
-  }
-  int rc = 0;
   std::string members;
-  if (auto p = (*f)->connect(h->second); !p) {
-    std::cerr << "troupe nodes: " << p.err().to_string() << '\n';
-    rc = 1;
-  } else if (auto m = (*f)->lookup(h->first, actors::membership_actor_name,
-                                   std::chrono::seconds{5});
-             !m) {
-    std::cerr << "troupe nodes: " << m.err().to_string() << '\n';
-    rc = 1;
-  } else if (auto r = (*n)->request<std::string>(*m, std::chrono::seconds{5},
-                                                 actors::members_atom::value);
-             !r) {
-    std::cerr << "troupe nodes: " << r.err().to_string() << '\n';
-    rc = 1;
-  } else {
+  {
+    auto c = actors::cluster_client::connect("troupe-cli-" + std::to_string(::getpid()),
+                                             tc, h->first, h->second, *ncfg_loaded);
+    if (!c) {
+      std::cerr << "troupe nodes: " << c.err().to_string() << '\n';
+      return 1;
+    }
+    auto r = (*c)->host->request<std::string>((*c)->membership, std::chrono::seconds{5},
+                                              actors::members_atom::value);
+    if (!r) {
+      std::cerr << "troupe nodes: " << r.err().to_string() << '\n';
+      return 1;
+    }
     members = *r;
   }
-  f->reset();
-  (*n)->stop();
-  if (rc != 0) return rc;
   auto j = nlohmann::json::parse(members, nullptr, false);
   if (o.json) {
     std::cout << j.dump(2) << '\n';

@@ -9,7 +9,9 @@
 ///   DIR/pids              "PID NAME" per line
 /// Processes are started with posix_spawn, each in its own process group,
 /// and stopped with SIGTERM, then SIGKILL after a grace period.
+#include "troupe/runtime/node.hpp"
 #include "troupe/runtime/result.hpp"
+#include "troupe/transport/fabric.hpp"
 
 #include <chrono>
 #include <filesystem>
@@ -61,5 +63,21 @@ struct local_cluster {
 /// the pids file. Returns how many processes were still running.
 result<int> stop_local_cluster(const std::filesystem::path& dir,
                                std::chrono::nanoseconds grace = std::chrono::seconds{5});
+
+/// A node of its own (no listener, quiet logs, no metrics) connected to a
+/// cluster's head, with the head's membership actor: what `troupe nodes`,
+/// benches and tests use to watch a cluster from outside. Stops its node,
+/// then its fabric, when destroyed.
+struct cluster_client {
+  std::unique_ptr<node> host;
+  std::unique_ptr<transport::fabric> fabric;
+  actor_ref membership;
+
+  /// `tc` carries the cluster secret; its listener is turned off.
+  [[nodiscard]] static result<std::unique_ptr<cluster_client>>
+  connect(std::string name, transport::transport_config tc, const std::string& head_name,
+          const std::string& head_address, node_config base = default_config());
+  ~cluster_client();
+};
 
 } // namespace troupe::actors

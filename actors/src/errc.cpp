@@ -22,6 +22,10 @@ public:
       return "unavailable";
     case errc::unauthorized:
       return "unauthorized";
+    case errc::forbidden:
+      return "forbidden";
+    case errc::exhausted:
+      return "exhausted";
     }
     return "unknown(" + std::to_string(code) + ")";
   }

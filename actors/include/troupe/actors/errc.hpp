@@ -14,6 +14,8 @@ enum class errc {
   conflict,     ///< the state changed under the caller (stale incarnation, name taken)
   unavailable,  ///< the facility is not there (no NVML, no cgroup v2, head down)
   unauthorized, ///< missing or wrong credentials
+  forbidden,    ///< the caller is known but may not do this (admin only)
+  exhausted,    ///< a budget or quota blocks the request for now
 };
 
 const std::error_category& actors_category() noexcept;

@@ -25,6 +25,8 @@ pack() {
   rm -rf "$dir"
   mkdir -p "$dir/bin" "$dir/lib"
   cp build-gpu/tests/test_transport_device_buffer build-gpu/tests/test_transport_fabric "$dir/bin/"
+  # Debug info would take the folder past the device tool's 64 MiB.
+  strip --strip-debug "$dir"/bin/*
   # Every library outside glibc and the CUDA driver (the machine has its own).
   for b in "$dir"/bin/*; do
     ldd "$b" | awk '/=> \//{print $3}'
@@ -34,8 +36,7 @@ pack() {
       *) cp -L "$lib" "$dir/lib/" ;;
     esac
   done
-  # UCX loads its transports as modules at run time.
-  cp -L /usr/lib/x86_64-linux-gnu/ucx/*.so* "$dir/lib/" 2>/dev/null || true
+  # UCX loads its transports as modules at run time (from UCX_MODULE_DIR).
   mkdir -p "$dir/ucx" && cp -L /usr/lib/x86_64-linux-gnu/ucx/*.so* "$dir/ucx/" 2>/dev/null || true
   grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
   du -sh "$dir"

@@ -164,14 +164,26 @@ port_busy() {
   if command -v ss >/dev/null 2>&1; then
     [ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
   else
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    # Without ss (the GPU machine's image): a listening socket (state 0A) on
+    # that port in /proc/net/tcp*. Connecting to probe would take the
+    # single connection ucx_perftest's server accepts.
+    local hex
+    hex=$(printf '%04X' "$1")
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+      awk -v p="$hex" '$2 ~ (":" p "$") && $4 == "0A" {found = 1} END {exit !found}'
   fi
 }
 port_listening() {
   if command -v ss >/dev/null 2>&1; then
     [ -n "$(ss -Htln "( sport = :$1 )" 2>/dev/null)" ]
   else
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    # Without ss (the GPU machine's image): a listening socket (state 0A) on
+    # that port in /proc/net/tcp*. Connecting to probe would take the
+    # single connection ucx_perftest's server accepts.
+    local hex
+    hex=$(printf '%04X' "$1")
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+      awk -v p="$hex" '$2 ~ (":" p "$") && $4 == "0A" {found = 1} END {exit !found}'
   fi
 }
 # A port nobody uses, below the kernel's ephemeral range (ucx_perftest cannot

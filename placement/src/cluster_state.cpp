@@ -252,6 +252,11 @@ result<void> cluster_state::stage(const gang_request& req,
 
 result<allocation_id> cluster_state::commit(const gang_request& req, placement_plan plan,
                                             time_point now) {
+  return commit(req, std::move(plan), now, true);
+}
+
+result<allocation_id> cluster_state::commit(const gang_request& req, placement_plan plan,
+                                            time_point now, bool whole_gang) {
   if (auto v = req.validate(); !v.ok()) return std::move(v).err();
   auto required = req.required_bundles();
   std::set<uint32_t> placed;
@@ -267,7 +272,7 @@ result<allocation_id> cluster_state::commit(const gang_request& req, placement_p
                  " which does not exist");
     nodes_used.insert(p.node.value());
   }
-  for (uint32_t i = 0; i < required; ++i)
+  for (uint32_t i = 0; whole_gang && i < required; ++i)
     if (!placed.count(i))
       return bad("gang is all or nothing: required bundle " + std::to_string(i) +
                  " is not placed");
@@ -304,7 +309,8 @@ result<void> cluster_state::restore(const allocation& a) {
                  "allocation " + std::to_string(a.id.value()) + " exists"};
   auto saved = next_id_;
   next_id_ = a.id.value();
-  auto r = commit(a.request, a.plan, a.start);
+  // An allocation that lost bundles to release_bundle is restored as it is.
+  auto r = commit(a.request, a.plan, a.start, false);
   next_id_ = std::max(saved, a.id.value() + 1);
   if (!r.ok()) return std::move(r).err();
   return ok();
@@ -374,6 +380,29 @@ result<allocation> cluster_state::shrink(allocation_id id, uint32_t new_bundle_c
     placed.pop_back();
   }
   return a;
+}
+
+result<allocation> cluster_state::release_bundle(allocation_id id, uint32_t bundle) {
+  auto it = allocs_.find(id);
+  if (it == allocs_.end())
+    return error{errc::not_found, "no allocation " + std::to_string(id.value())};
+  auto& placed = it->second.plan.bundles;
+  auto p = std::find_if(placed.begin(), placed.end(),
+                        [&](const bundle_placement& b) { return b.bundle == bundle; });
+  if (p == placed.end())
+    return error{errc::not_found, "allocation " + std::to_string(id.value()) +
+                                      " has no bundle " + std::to_string(bundle)};
+  if (placed.size() == 1) {
+    auto r = release(id);
+    if (!r.ok()) return std::move(r).err();
+    r->plan.bundles.clear();
+    return std::move(*r);
+  }
+  unapply_live(*p);
+  allocated_gpu_milli_ -= gpu_milli_of(*p);
+  add_units(it->second.request.tenant, -gpu_units(*p));
+  placed.erase(p);
+  return it->second;
 }
 
 result<allocation> cluster_state::grow(allocation_id id, const placement_plan& extra) {

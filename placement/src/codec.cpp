@@ -202,6 +202,82 @@ std::string encode(const allocation& a) {
   return j.dump();
 }
 
+std::string encode(const node_spec& n) {
+  json gpus = json::array();
+  for (auto& g : n.gpus)
+    gpus.push_back({{"model", g.model},
+                    {"memory_mib", g.memory_mib},
+                    {"nvlink_domain", g.nvlink_domain},
+                    {"pcie_switch", g.pcie_switch},
+                    {"numa_node", g.numa_node},
+                    {"nic_rail", g.nic_rail},
+                    {"sharing", to_string(g.sharing)},
+                    {"time_slice_replicas", g.time_slice_replicas}});
+  json j = {{"name", n.name},
+            {"gpus", std::move(gpus)},
+            {"cpu_milli", n.cpu_milli},
+            {"memory_mib", n.memory_mib},
+            {"labels", labels_json(n.node_labels)},
+            {"capacity", to_string(n.capacity)},
+            {"price_per_gpu_hour_micro_usd", n.price_per_gpu_hour.value()},
+            {"nic_gbps", n.nic_gbps}};
+  return j.dump();
+}
+
+result<node_spec> decode_node_spec(std::string_view text) {
+  return guarded(text, [](const json& j) -> result<node_spec> {
+    node_spec n;
+    const std::string w = "node";
+    n.name = get_string(j, "name", w);
+    if (n.name.empty() || n.name.size() > 253)
+      throw decode_error{"node.name: expected 1..253 bytes"};
+    const auto& gpus = field(j, "gpus", w);
+    if (!gpus.is_array() || gpus.size() > max_gpus_per_node)
+      throw decode_error{"node.gpus: expected an array of at most " +
+                         std::to_string(max_gpus_per_node) + " GPUs"};
+    for (size_t i = 0; i < gpus.size(); ++i) {
+      std::string g = "node.gpus[" + std::to_string(i) + "]";
+      gpu_spec s;
+      s.model = get_string(gpus[i], "model", g);
+      s.memory_mib = get_uint<uint64_t>(gpus[i], "memory_mib", g, uint64_t{1} << 40);
+      s.nvlink_domain = get_uint<uint32_t>(gpus[i], "nvlink_domain", g, UINT32_MAX);
+      s.pcie_switch = get_uint<uint32_t>(gpus[i], "pcie_switch", g, UINT32_MAX);
+      s.numa_node = get_uint<uint32_t>(gpus[i], "numa_node", g, UINT32_MAX);
+      s.nic_rail = get_uint<uint32_t>(gpus[i], "nic_rail", g, UINT32_MAX);
+      auto sharing = get_string(gpus[i], "sharing", g);
+      bool known = false;
+      for (auto k : {gpu_sharing::whole, gpu_sharing::time_sliced, gpu_sharing::mig})
+        if (sharing == to_string(k)) {
+          s.sharing = k;
+          known = true;
+        }
+      if (!known) throw decode_error{g + ".sharing: unknown mode \"" + sharing + "\""};
+      s.time_slice_replicas = get_uint<uint32_t>(gpus[i], "time_slice_replicas", g, 1024);
+      n.gpus.push_back(std::move(s));
+    }
+    n.cpu_milli = get_uint<uint64_t>(j, "cpu_milli", w, uint64_t{1} << 40);
+    n.memory_mib = get_uint<uint64_t>(j, "memory_mib", w, uint64_t{1} << 40);
+    n.node_labels = get_labels(j, "labels", w, true);
+    if (n.node_labels.size() > 256) throw decode_error{"node.labels: more than 256"};
+    auto cap = get_string(j, "capacity", w);
+    bool known = false;
+    for (auto k :
+         {capacity_type::on_demand, capacity_type::reserved, capacity_type::spot})
+      if (cap == to_string(k)) {
+        n.capacity = k;
+        known = true;
+      }
+    if (!known)
+      throw decode_error{"node.capacity: unknown capacity type \"" + cap + "\""};
+    n.price_per_gpu_hour = micro_usd{get_int(j, "price_per_gpu_hour_micro_usd", w)};
+    const auto& nic = field(j, "nic_gbps", w);
+    if (!nic.is_number() || nic.get<double>() < 0 || nic.get<double>() > 1e6)
+      throw decode_error{"node.nic_gbps: expected a number in [0, 1e6]"};
+    n.nic_gbps = nic.get<double>();
+    return n;
+  });
+}
+
 result<gang_request> decode_request(std::string_view text) {
   return guarded(text, [](const json& j) -> result<gang_request> {
     auto r = request_from(j, "request");

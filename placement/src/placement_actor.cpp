@@ -46,6 +46,7 @@ using tick_atom = caf::atom_constant<caf::atom("pl_tick")>;
 
 constexpr const char* cf_requests = "placement_requests";
 constexpr const char* cf_allocations = "placement_allocations";
+constexpr const char* cf_nodes = "placement_nodes";
 
 std::string key_of(uint64_t id) {
   char buf[24];
@@ -66,15 +67,22 @@ public:
     if (cfg_.scorer != scorer_kind::best_fit && !have_mix)
       log_->warn("placement: scorer {} needs an expected workload mix; using best fit",
                  to_string(cfg_.scorer));
-    else if (cfg_.scorer == scorer_kind::fgd)
-      scorer_ =
-          std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::gradient);
-    else if (cfg_.scorer == scorer_kind::fgd_simulator)
-      scorer_ =
-          std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::simulator);
-    else if (cfg_.scorer == scorer_kind::troupe)
-      scorer_ = std::make_unique<troupe_scorer>(state_, cfg_.expected_mix);
-    placer_ = placer{scorer_.get()};
+    make_scorer();
+  }
+
+  void make_scorer() {
+    scorer_.reset();
+    if (!cfg_.expected_mix.classes.empty()) {
+      if (cfg_.scorer == scorer_kind::fgd)
+        scorer_ =
+            std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::gradient);
+      else if (cfg_.scorer == scorer_kind::fgd_simulator)
+        scorer_ =
+            std::make_unique<fgd_scorer>(state_, cfg_.expected_mix, fgd_score::simulator);
+      else if (cfg_.scorer == scorer_kind::troupe)
+        scorer_ = std::make_unique<troupe_scorer>(state_, cfg_.expected_mix);
+    }
+    placer_ = placer{scorer_.get()}; // null: best fit
   }
 
   const char* name() const override { return "placement"; }
@@ -104,7 +112,7 @@ public:
     if (!cfg_.store_path.empty()) {
       runtime::store_options so;
       so.path = cfg_.store_path;
-      so.column_families = {cf_requests, cf_allocations};
+      so.column_families = {cf_requests, cf_allocations, cf_nodes};
       auto s = runtime::store::open(so);
       if (!s.ok()) {
         log_->error("placement: cannot open store: {}", s.err().to_string());
@@ -157,6 +165,34 @@ public:
           }
           return true;
         },
+        [this](node_up_atom, const std::string& text) -> caf::result<bool> {
+          auto spec = decode_node_spec(text);
+          if (!spec.ok()) return to_caf(spec.err());
+          if (auto r = node_up(std::move(*spec)); !r.ok()) return to_caf(r.err());
+          run_pass();
+          return true;
+        },
+        [this](node_down_atom, const std::string& name) -> caf::result<bool> {
+          auto n = state_.topology().find_node(name);
+          if (!n.ok()) return to_caf(n.err());
+          state_.set_schedulable(*n, false);
+          return true;
+        },
+        [this](release_bundle_atom, uint64_t id, uint32_t bundle) -> caf::result<bool> {
+          queue_.charge(state_, clock().now());
+          auto r = state_.release_bundle(allocation_id{id}, bundle);
+          if (!r.ok()) return to_caf(r.err());
+          if (store_) {
+            auto w = r->plan.bundles.empty()
+                         ? store_->erase(cf_allocations, key_of(id))
+                         : store_->put(cf_allocations, key_of(id), encode(*r));
+            if (!w.ok())
+              log_->error("placement: release of a bundle of {} not persisted: {}", id,
+                          w.err().to_string());
+          }
+          run_pass();
+          return true;
+        },
         [this](why_atom, uint64_t id) { return why(request_id{id}); },
         [this](status_atom) { return status(); },
         [this](subscribe_atom, const caf::actor& who) {
@@ -171,9 +207,84 @@ public:
   }
 
 private:
+  /// Adds or revives a node; rebuilds the state (allocations restored) when
+  /// the topology changes.
+  result<void> node_up(node_spec spec) {
+    auto topo = state_.topology();
+    auto known = topo.find_node(spec.name);
+    if (known.ok()) {
+      auto& old = topo.nodes[known->value()];
+      spec.rack = old.rack;
+      bool same = encode(old) == encode(spec);
+      if (same) {
+        state_.set_schedulable(*known, true);
+        return {};
+      }
+      old = std::move(spec);
+    } else {
+      if (topo.racks.empty()) topo.racks.push_back(rack_spec{"default", 0, 1.0});
+      spec.rack = 0;
+      topo.nodes.push_back(std::move(spec));
+    }
+    if (auto v = topo.validate(); !v.ok()) return v;
+    auto idx = known.ok() ? known->value() : static_cast<uint32_t>(topo.nodes.size() - 1);
+    if (store_) {
+      if (auto w = store_->put(cf_nodes, key_of(idx), encode(topo.nodes[idx])); !w.ok())
+        return w;
+    }
+    rebuild(std::move(topo), idx);
+    return {};
+  }
+
+  /// A new state over `topo` with every allocation restored and every
+  /// node's schedulable flag kept (node `up` is schedulable).
+  void rebuild(cluster_topology topo, uint32_t up) {
+    cluster_state next(std::move(topo));
+    // Allocations first: restoring checks that their nodes are schedulable.
+    for (auto& [id, a] : state_.allocations())
+      if (auto r = next.restore(a); !r.ok())
+        log_->error("placement: allocation {} no longer fits after a node change: {}",
+                    id.value(), r.err().to_string());
+    for (uint32_t n = 0; n < state_.node_count(); ++n)
+      next.set_schedulable(node_id{n}, state_.state(node_id{n}).schedulable);
+    next.set_schedulable(node_id{up}, true);
+    state_ = std::move(next);
+    make_scorer();
+    if (m_total_ != nullptr) m_total_->set(static_cast<double>(state_.total_gpu_milli()));
+  }
+
   void recover() {
     uint64_t max_id = 0;
     size_t requests = 0, allocations = 0, dropped = 0;
+    // Nodes first (allocations name them by index); they come back
+    // unschedulable until they are up again.
+    cluster_topology topo = state_.topology();
+    size_t base = topo.nodes.size();
+    std::vector<node_spec> stored;
+    auto r0 = store_->scan(cf_nodes, "", [&](std::string_view, std::string_view v) {
+      auto n = decode_node_spec(v);
+      if (!n.ok()) {
+        log_->error("placement: stored node unreadable, skipped: {}",
+                    n.err().to_string());
+        return true;
+      }
+      stored.push_back(std::move(*n));
+      return true;
+    });
+    if (!r0.ok())
+      log_->error("placement: reading nodes failed: {}", r0.err().to_string());
+    for (auto& n : stored)
+      if (!topo.find_node(n.name).ok()) {
+        if (topo.racks.empty()) topo.racks.push_back(rack_spec{"default", 0, 1.0});
+        n.rack = 0;
+        topo.nodes.push_back(std::move(n));
+      }
+    size_t restored_nodes = 0;
+    if (topo.nodes.size() > base && topo.validate().ok()) {
+      state_ = cluster_state(std::move(topo));
+      restored_nodes = state_.node_count();
+      make_scorer();
+    }
     auto r1 = store_->scan(cf_allocations, "", [&](std::string_view, std::string_view v) {
       auto a = decode_allocation(v);
       if (!a.ok()) {
@@ -207,6 +318,10 @@ private:
     if (!r1.ok() || !r2.ok())
       log_->error("placement: reading the store failed: {}",
                   (!r1.ok() ? r1.err() : r2.err()).to_string());
+    // Stored nodes wait for their node_up (allocations restored above,
+    // while every node was schedulable).
+    for (size_t i = base; i < restored_nodes; ++i)
+      state_.set_schedulable(node_id{static_cast<uint32_t>(i)}, false);
     next_request_ = max_id + 1;
     log_->info("placement: recovered {} allocations and {} pending requests ({} dropped)",
                allocations, requests, dropped);

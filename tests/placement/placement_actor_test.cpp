@@ -335,4 +335,140 @@ TEST_SUITE("placement codec") {
     REQUIRE_FALSE(r2.ok());
     CHECK(r2.err().message().find("allocation.request: missing") != std::string::npos);
   }
+
+  TEST_CASE("nodes join a placement actor that starts empty; bundles of a lost node are "
+            "freed; a restart keeps nodes and allocations, unschedulable until up") {
+    auto dir = std::filesystem::temp_directory_path() /
+               ("troupe-placement-dyn-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    auto node_json = [](const std::string& name, int gpus) {
+      node_spec n;
+      n.name = name;
+      n.cpu_milli = 64000;
+      n.memory_mib = 512000;
+      n.node_labels = {{"zone", "a"}};
+      n.capacity = capacity_type::spot;
+      n.price_per_gpu_hour = troupe::micro_usd{1'500'000};
+      for (int i = 0; i < gpus; ++i)
+        n.gpus.push_back(gpu_spec{});
+      return encode(n);
+    };
+    auto two_replicas = [] {
+      gang_request r;
+      r.tenant = "acme";
+      bundle b;
+      b.gpus = 4;
+      r.bundles = {b, b};
+      r.placement_strategy = strategy::strict_spread;
+      r.spot_tolerant = true; // the nodes below are spot
+      return encode(r);
+    };
+    {
+      auto n = make_node();
+      placement_actor_config c;
+      c.store_path = dir.string();
+      c.schedule_interval = 50ms;
+      auto pa = n->adopt(spawn_placement_actor(n->system(), c));
+      auto s0 = nlohmann::json::parse(ask<std::string>(*n, pa, status_atom::value));
+      CHECK(s0["total_gpu_milli"] == 0);
+      auto id = ask<uint64_t>(*n, pa, submit_atom::value, two_replicas());
+      CHECK(ask<std::string>(*n, pa, why_atom::value, id).rfind("pending: ", 0) == 0);
+      REQUIRE(ask<bool>(*n, pa, node_up_atom::value, node_json("w1", 8)));
+      REQUIRE(ask<bool>(*n, pa, node_up_atom::value, node_json("w2", 8)));
+      CHECK(ask<bool>(*n, pa, node_up_atom::value, node_json("w2", 8))); // again: no-op
+      auto why = ask<std::string>(*n, pa, why_atom::value, id);
+      CAPTURE(why);
+      CHECK(why.rfind("running as allocation 1 on ", 0) == 0);
+      auto s1 = nlohmann::json::parse(ask<std::string>(*n, pa, status_atom::value));
+      CHECK(s1["total_gpu_milli"] == 16000);
+      CHECK(s1["allocated_gpu_milli"] == 8000);
+      // w2 is lost: its replica's bundle is freed, the other one stays.
+      REQUIRE(ask<bool>(*n, pa, node_down_atom::value, std::string{"w2"}));
+      auto bad = n->request<bool>(pa, 5s, node_down_atom::value, std::string{"nope"});
+      CHECK_FALSE(bad.ok());
+      // Which bundle sits on w2 depends on the placer; free bundle 1 and
+      // check the accounting.
+      REQUIRE(ask<bool>(*n, pa, release_bundle_atom::value, uint64_t{1}, uint32_t{1}));
+      auto again =
+          n->request<bool>(pa, 5s, release_bundle_atom::value, uint64_t{1}, uint32_t{1});
+      CHECK_FALSE(again.ok()); // that bundle is gone
+      auto s2 = nlohmann::json::parse(ask<std::string>(*n, pa, status_atom::value));
+      CHECK(s2["allocated_gpu_milli"] == 4000);
+      CHECK(s2["allocations"].size() == 1);
+      // A bad node spec is refused with the field named; nothing changes.
+      auto hostile = n->request<bool>(pa, 5s, node_up_atom::value,
+                                      std::string{R"({"name":"x","gpus":7})"});
+      REQUIRE_FALSE(hostile.ok());
+      CHECK(hostile.err().to_string().find("node.gpus") != std::string::npos);
+      n->stop();
+    }
+    auto n = make_node();
+    placement_actor_config c;
+    c.store_path = dir.string();
+    c.schedule_interval = 50ms;
+    auto pa = n->adopt(spawn_placement_actor(n->system(), c));
+    auto s3 = nlohmann::json::parse(ask<std::string>(*n, pa, status_atom::value));
+    CHECK(s3["total_gpu_milli"] == 16000);
+    CHECK(s3["allocated_gpu_milli"] == 4000);
+    // Nodes are unschedulable until they are up: a 1-GPU request waits.
+    gang_request one;
+    one.tenant = "acme";
+    one.bundles.push_back(bundle{});
+    one.bundles[0].gpus = 1;
+    one.spot_tolerant = true;
+    auto id = ask<uint64_t>(*n, pa, submit_atom::value, encode(one));
+    CHECK(ask<std::string>(*n, pa, why_atom::value, id).rfind("pending: ", 0) == 0);
+    REQUIRE(ask<bool>(*n, pa, node_up_atom::value, node_json("w1", 8)));
+    CHECK(ask<std::string>(*n, pa, why_atom::value, id).rfind("running as", 0) == 0);
+    // The last bundle of allocation 1 released: the allocation goes.
+    auto s4 = nlohmann::json::parse(ask<std::string>(*n, pa, status_atom::value));
+    uint32_t left = 0;
+    for (uint32_t b = 0; b < 2; ++b)
+      if (n->request<bool>(pa, 5s, release_bundle_atom::value, uint64_t{1}, b).ok())
+        ++left;
+    CHECK(left == 1);
+    auto s5 = nlohmann::json::parse(ask<std::string>(*n, pa, status_atom::value));
+    CHECK(s5["allocations"].size() == s4["allocations"].size() - 1);
+    n->stop();
+    std::filesystem::remove_all(dir);
+  }
+
+  TEST_CASE("node specs round-trip through JSON; hostile ones name the field") {
+    node_spec n;
+    n.name = "gpu-7";
+    n.gpus = {gpu_spec{}, gpu_spec{"A100-80GB", 81920, 1, 2, 1, 3, gpu_sharing::mig, 1}};
+    n.cpu_milli = 96000;
+    n.memory_mib = 1 << 20;
+    n.node_labels = {{"pool", "spot-a"}};
+    n.capacity = capacity_type::reserved;
+    n.price_per_gpu_hour = troupe::micro_usd{2'000'000};
+    auto back = decode_node_spec(encode(n));
+    REQUIRE(back.ok());
+    CHECK(encode(*back) == encode(n));
+    struct row {
+      const char* doc;
+      const char* field;
+    };
+    const row rows[] = {
+        {"", "malformed JSON"},
+        {"[]", "node: expected an object"},
+        {R"({"gpus":[]})", "node.name: missing"},
+        {R"({"name":"","gpus":[]})", "node.name"},
+        {R"({"name":"a","gpus":{}})", "node.gpus"},
+        {R"({"name":"a","gpus":[{"model":1}]})", "node.gpus[0].model"},
+        {R"({"name":"a","gpus":[{"model":"x","memory_mib":-1}]})",
+         "node.gpus[0].memory_mib"},
+        {R"({"name":"a","gpus":[],"cpu_milli":1,"memory_mib":1,"capacity":"free"})",
+         "node.capacity"},
+        {R"({"name":"a","gpus":[],"cpu_milli":1,"memory_mib":1,"capacity":"spot",)"
+         R"("price_per_gpu_hour_micro_usd":1,"nic_gbps":"fast"})",
+         "node.nic_gbps"},
+    };
+    for (auto& r : rows) {
+      CAPTURE(r.doc);
+      auto d = decode_node_spec(r.doc);
+      REQUIRE_FALSE(d.ok());
+      CHECK(d.err().message().find(r.field) != std::string::npos);
+    }
+  }
 }

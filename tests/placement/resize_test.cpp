@@ -262,3 +262,36 @@ TEST_SUITE("resize") {
     unchanged();
   }
 }
+
+TEST_CASE("release_bundle frees one bundle of a gang, whatever its index; the last one "
+          "releases the allocation; a partial gang can be restored") {
+  auto s = cluster({8, 8, 8});
+  auto r = elastic(3, 4, 0, strategy::strict_spread); // a rigid gang of 3
+  placement_plan plan;
+  plan.bundles = {at(r, 0, 0, {0, 1, 2, 3}), at(r, 1, 1, {0, 1, 2, 3}),
+                  at(r, 2, 2, {0, 1, 2, 3})};
+  auto id = s.commit(r, plan, troupe::time_point{});
+  REQUIRE(id.ok());
+  CHECK(s.allocated_gpu_milli() == 12000);
+  auto a = s.release_bundle(*id, 0); // the required bundle 0's node was lost
+  REQUIRE(a.ok());
+  CHECK(a->plan.bundles.size() == 2);
+  CHECK(s.allocated_gpu_milli() == 8000);
+  CHECK(s.free_whole_gpus(node_id{0}) == 8);
+  s.check_invariants();
+  auto again = s.release_bundle(*id, 0);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.err().code() == errc::not_found);
+  // Restored elsewhere as it is now, without bundle 0.
+  auto copy = cluster({8, 8, 8});
+  REQUIRE(copy.restore(*s.find(*id)).ok());
+  CHECK(copy.allocated_gpu_milli() == 8000);
+  copy.check_invariants();
+  REQUIRE(s.release_bundle(*id, 2).ok());
+  auto last = s.release_bundle(*id, 1);
+  REQUIRE(last.ok());
+  CHECK(last->plan.bundles.empty());
+  CHECK(s.find(*id) == nullptr);
+  CHECK(s.allocated_gpu_milli() == 0);
+  s.check_invariants();
+}

@@ -66,7 +66,8 @@ public:
   [[nodiscard]] result<allocation_id> commit(const gang_request& req, placement_plan plan,
                                              time_point now);
   /// Re-installs an allocation read back from the durable store, keeping its
-  /// id (later ids continue after it). Same checks and errors as commit.
+  /// id (later ids continue after it). Same checks and errors as commit,
+  /// except that a gang may lack bundles (release_bundle freed them).
   [[nodiscard]] result<void> restore(const allocation& a);
   /// Frees an allocation; not_found if unknown. Returns what was freed.
   [[nodiscard]] result<allocation> release(allocation_id id);
@@ -78,6 +79,12 @@ public:
   /// required bundles or above its bundle count. The state is unchanged on
   /// error.
   [[nodiscard]] result<allocation> shrink(allocation_id id, uint32_t new_bundle_count);
+  /// Frees one placed bundle of an allocation, whatever its index (its
+  /// node was lost and its replica moves elsewhere); the allocation keeps
+  /// the others, and is released when none is left. Returns the allocation
+  /// as it is afterwards (no bundles when it was released). Errors:
+  /// not_found (unknown allocation, or that bundle is not placed).
+  [[nodiscard]] result<allocation> release_bundle(allocation_id id, uint32_t bundle);
   /// Grows a running allocation by `extra`, which places bundles of its
   /// request that are not placed yet, all or nothing, with commit's checks
   /// plus the strategy relative to the placed bundles (strict_pack: the
@@ -145,6 +152,9 @@ public:
 
 private:
   struct copy_without_allocations {};
+  /// commit; `whole_gang` false skips the all-or-nothing rule (restore).
+  [[nodiscard]] result<allocation_id> commit(const gang_request& req, placement_plan plan,
+                                             time_point now, bool whole_gang);
   cluster_state(const cluster_state& o, copy_without_allocations);
   /// Checks eligibility and capacity of `bundles` (placements for `req`) on
   /// copies of the nodes they touch, collected in `scratch`.

@@ -18,6 +18,18 @@
 ///       (placed_atom, uint64_t request, uint64_t allocation, std::string
 ///       allocation_json) (preempt_atom, std::string plan_json) when the head needs
 ///       victims evicted.
+///   (node_up_atom, std::string node_spec_json) -> bool
+///       a node joined (or came back): a new name is added to the topology
+///       (rack 0; a rack "default" is made when there is none), a known one
+///       becomes schedulable again (its spec replaced when it changed).
+///       Node specs are persisted in order, so allocations (which name
+///       nodes by index) survive a restart; after one, every node stays
+///       unschedulable until it is up again.
+///   (node_down_atom, std::string name) -> bool: unschedulable; its
+///       allocations stay until their owners release them.
+///   (release_bundle_atom, uint64_t allocation_id, uint32_t bundle) -> bool
+///       frees one bundle (its replica's node was lost); see
+///       cluster_state::release_bundle.
 /// A scheduling pass runs after every submit, release and checkpoint, and
 /// every `schedule_interval` (reservations start as time passes).
 ///
@@ -46,6 +58,9 @@ using status_atom = caf::atom_constant<caf::atom("pl_status")>;
 using subscribe_atom = caf::atom_constant<caf::atom("pl_sub")>;
 using placed_atom = caf::atom_constant<caf::atom("pl_placed")>;
 using preempt_atom = caf::atom_constant<caf::atom("pl_preempt")>;
+using node_up_atom = caf::atom_constant<caf::atom("pl_nodeup")>;
+using node_down_atom = caf::atom_constant<caf::atom("pl_nodedn")>;
+using release_bundle_atom = caf::atom_constant<caf::atom("pl_freeb")>;
 
 /// How the placement actor scores candidates.
 enum class scorer_kind : uint8_t {

@@ -345,7 +345,13 @@ void crash_round(const std::vector<ledger_op>& ops, const reference_run& ref,
   int status = run_child(path, kill_at);
   REQUIRE_MESSAGE(WIFSIGNALED(status), "child exit status " << WEXITSTATUS(status));
   REQUIRE(WTERMSIG(status) == SIGKILL);
-  ++tally.by_point[to_string(ref.trace.points.at(kill_at - 1))];
+  // An entry's batch followed by another one: killed in the middle of an
+  // operation that crosses periods.
+  const auto& pts = ref.trace.points;
+  const bool mid = kill_at < pts.size() &&
+                   pts[kill_at - 1] == ledger_fault_point::after_ledger_batch &&
+                   pts[kill_at] == ledger_fault_point::after_ledger_batch;
+  ++tally.by_point[std::string{to_string(pts.at(kill_at - 1))} + (mid ? "(mid-op)" : "")];
   if (second_kill > 0) {
     status = run_child(path, second_kill);
     if (WIFSIGNALED(status)) {
@@ -390,10 +396,21 @@ void run_crash_test(size_t points, uint64_t seed) {
     for (uint64_t k = 1; k <= total; ++k)
       kills.push_back(k);
   } else {
+    // As many of each fault point as the others (the gap between the
+    // allocation write and the ledger write is a third of them).
+    std::map<ledger_fault_point, std::vector<uint64_t>> by_point;
+    for (uint64_t k = 1; k <= total; ++k)
+      by_point[ref.trace.points[k - 1]].push_back(k);
     seeded_rng rng{seed};
     std::set<uint64_t> chosen;
-    while (chosen.size() < points)
-      chosen.insert(1 + rng.below(total));
+    for (auto& [p, ks] : by_point) {
+      const size_t want = std::min(ks.size(), points / by_point.size());
+      for (size_t n = 0; n < want; ++n) {
+        const size_t j = n + rng.below(ks.size() - n); // partial shuffle
+        std::swap(ks[n], ks[j]);
+        chosen.insert(ks[n]);
+      }
+    }
     kills.assign(chosen.begin(), chosen.end());
   }
   seeded_rng second{seed ^ 0x5eed};

@@ -1,5 +1,7 @@
 #include "troupe/finops/ledger_store.hpp"
 
+#include "ledger_json.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +14,10 @@ namespace troupe::finops {
 namespace {
 
 using json = nlohmann::json;
+using ledger_json::field;
+using ledger_json::int_field;
+using ledger_json::totals_json;
+using ledger_json::uint_field;
 
 constexpr std::string_view cf_allocations = "finops_allocations";
 constexpr std::string_view cf_ledger = "finops_ledger";
@@ -61,32 +67,7 @@ std::string label_or_empty(const labels& l, std::string_view key) {
   return it == l.end() ? std::string{} : it->second;
 }
 
-json totals_json(const usage_totals& t) {
-  return json::array(
-      {t.gpu_ms, t.used_gpu_ms, t.cost.value(), t.used_cost.value(), t.entries});
-}
-
 // -- decoding helpers: throw std::runtime_error saying what and where ----------
-
-const json& field(const json& obj, const char* key, const std::string& where) {
-  auto it = obj.find(key);
-  if (it == obj.end()) throw std::runtime_error(where + ": missing \"" + key + "\"");
-  return *it;
-}
-
-int64_t int_field(const json& obj, const char* key, const std::string& where) {
-  const auto& v = field(obj, key, where);
-  if (!v.is_number_integer())
-    throw std::runtime_error(where + "." + key + ": expected an integer");
-  return v.get<int64_t>();
-}
-
-uint64_t uint_field(const json& obj, const char* key, const std::string& where) {
-  const auto& v = field(obj, key, where);
-  if (!v.is_number_unsigned())
-    throw std::runtime_error(where + "." + key + ": expected a non-negative integer");
-  return v.get<uint64_t>();
-}
 
 std::string string_field(const json& obj, const char* key, const std::string& where) {
   const auto& v = field(obj, key, where);
@@ -420,6 +401,15 @@ result<void> ledger_store::put_allocation(const ledger_allocation& a) {
   return r;
 }
 
+result<void> ledger_store::journal(ledger_allocation& a, ledger_allocation next) {
+  const auto id = a.spec.id;
+  fault(ledger_fault_point::before_allocation_write, id, false);
+  if (auto r = put_allocation(next); !r) return r;
+  a = std::move(next);
+  fault(ledger_fault_point::after_allocation_write, id, false);
+  return {};
+}
+
 result<void> ledger_store::settle(ledger_allocation& a, bool recovering) {
   if (a.target <= a.metered_until) return {};
   const auto id = a.spec.id;
@@ -509,10 +499,7 @@ result<void> ledger_store::advance(allocation_id id, time_point until,
   ledger_allocation next = a;
   next.target = until;
   next.utilisation = clamp_utilisation(utilisation);
-  fault(ledger_fault_point::before_allocation_write, id, false);
-  if (auto r = put_allocation(next); !r) return r;
-  a = std::move(next);
-  fault(ledger_fault_point::after_allocation_write, id, false);
+  if (auto r = journal(a, std::move(next)); !r) return r;
   return settle(a, false);
 }
 
@@ -537,11 +524,7 @@ result<void> ledger_store::set_price(allocation_id id, time_point at, micro_usd 
                                      " ms (advance to the change first)"};
   ledger_allocation next = a;
   next.price_changes.push_back(change);
-  fault(ledger_fault_point::before_allocation_write, id, false);
-  if (auto r = put_allocation(next); !r) return r;
-  a = std::move(next);
-  fault(ledger_fault_point::after_allocation_write, id, false);
-  return {};
+  return journal(a, std::move(next));
 }
 
 result<void> ledger_store::end(allocation_id id, time_point at, double utilisation) {
@@ -563,10 +546,7 @@ result<void> ledger_store::end(allocation_id id, time_point at, double utilisati
   next.end = at;
   next.target = at;
   next.utilisation = clamp_utilisation(utilisation);
-  fault(ledger_fault_point::before_allocation_write, id, false);
-  if (auto r = put_allocation(next); !r) return r;
-  a = std::move(next);
-  fault(ledger_fault_point::after_allocation_write, id, false);
+  if (auto r = journal(a, std::move(next)); !r) return r;
   return settle(a, false);
 }
 

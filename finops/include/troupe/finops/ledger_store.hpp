@@ -220,6 +220,9 @@ private:
   [[nodiscard]] result<void> load();
   [[nodiscard]] result<void> check_failed() const;
   [[nodiscard]] result<void> put_allocation(const ledger_allocation& a);
+  /// The allocation write (step 1 of the file comment): `next` replaces
+  /// `a` on disk, then in memory, between the two fault points.
+  [[nodiscard]] result<void> journal(ledger_allocation& a, ledger_allocation next);
   /// Applies the journaled operation of `a` (step 2 of the file comment).
   [[nodiscard]] result<void> settle(ledger_allocation& a, bool recovering);
   void fault(ledger_fault_point p, allocation_id id, bool recovering) const;

@@ -270,12 +270,8 @@ result<void> ledger_store::load() {
   // The period, fixed at creation.
   auto meta = db_->get(cf_ledger, meta_key);
   if (!meta) return std::move(meta).err();
-  if (!*meta) {
-    const json m{{"v", store_schema_version}, {"period_ns", options_.period.count()}};
-    if (auto r = db_->put(cf_ledger, meta_key, m.dump(), {.sync = options_.sync_writes});
-        !r)
-      return r;
-  } else {
+  const bool fresh = !*meta;
+  if (!fresh) {
     try {
       const json m = parse(**meta, "ledger meta");
       if (int_field(m, "v", "ledger meta") != store_schema_version)
@@ -336,6 +332,15 @@ result<void> ledger_store::load() {
   });
   if (!r) return r;
   if (bad) return *bad;
+  if (fresh) {
+    // A new ledger: nothing may be here yet.
+    if (!allocations_.empty() || !accounts.empty() || !rows.empty())
+      return corrupted("allocation or ledger records but no meta record");
+    const json m{{"v", store_schema_version}, {"period_ns", options_.period.count()}};
+    if (auto w = db_->put(cf_ledger, meta_key, m.dump(), {.sync = options_.sync_writes});
+        !w)
+      return w;
+  }
   const json doc{{"version", ledger_json_version},
                  {"period_ns", options_.period.count()},
                  {"accounts", std::move(accounts)},

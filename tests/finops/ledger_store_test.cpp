@@ -662,6 +662,7 @@ TEST_SUITE("ledger_store") {
     expect_corrupted("finops_allocations", a5, R"({"v":1})", "missing");
     expect_corrupted("finops_ledger", c5, "[]", c5);
     expect_corrupted("finops_ledger", "meta", "", "ledger meta");
+    expect_corrupted("finops_ledger", "meta", std::nullopt, "no meta record");
     // The account without its allocation, and a meter ahead of its account.
     expect_corrupted("finops_allocations", a5, std::nullopt,
                      "without an allocation record");

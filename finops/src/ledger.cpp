@@ -130,6 +130,13 @@ std::vector<usage_entry> allocation_meter::advance(time_point until, double util
   return out;
 }
 
+void allocation_meter::resume(time_point until, uint64_t next_sequence) {
+  TROUPE_ASSERT(until >= start_, "resume before the allocation's start");
+  until_ = until;
+  sequence_ = next_sequence;
+  metered_ = cumulative_gpu_ms(gpu_milli_, start_, until);
+}
+
 // -- ledger_state -------------------------------------------------------------
 
 void usage_totals::add(const usage_totals& o) noexcept {

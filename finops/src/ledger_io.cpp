@@ -1,5 +1,6 @@
 // Ledger serialisation (JSON) and the report renderers.
 
+#include "ledger_json.hpp"
 #include "troupe/finops/ledger.hpp"
 
 #include <exception>
@@ -13,13 +14,12 @@ namespace troupe::finops {
 namespace {
 
 using json = nlohmann::json;
+using ledger_json::field;
+using ledger_json::int_field;
+using ledger_json::totals_json;
+using ledger_json::uint_field;
 
 constexpr int ledger_schema_version = 1;
-
-json totals_json(const usage_totals& t) {
-  return json::array(
-      {t.gpu_ms, t.used_gpu_ms, t.cost.value(), t.used_cost.value(), t.entries});
-}
 
 /// Reads what totals_json wrote; throws std::runtime_error saying what is
 /// wrong.
@@ -40,26 +40,6 @@ usage_totals totals_from(const json& j, const std::string& where) {
       t.used_cost.value() > t.cost.value())
     throw std::runtime_error(where + ": inconsistent totals");
   return t;
-}
-
-const json& field(const json& obj, const char* key, const std::string& where) {
-  auto it = obj.find(key);
-  if (it == obj.end()) throw std::runtime_error(where + ": missing \"" + key + "\"");
-  return *it;
-}
-
-int64_t int_field(const json& obj, const char* key, const std::string& where) {
-  const auto& v = field(obj, key, where);
-  if (!v.is_number_integer())
-    throw std::runtime_error(where + "." + key + ": expected an integer");
-  return v.get<int64_t>();
-}
-
-uint64_t uint_field(const json& obj, const char* key, const std::string& where) {
-  const auto& v = field(obj, key, where);
-  if (!v.is_number_unsigned())
-    throw std::runtime_error(where + "." + key + ": expected a non-negative integer");
-  return v.get<uint64_t>();
 }
 
 bool same_totals(const usage_totals& a, const usage_totals& b) {

@@ -128,6 +128,11 @@ public:
   [[nodiscard]] std::vector<usage_entry> advance(time_point until, double utilisation);
   /// Changes the price from metered_until() on (spot prices move).
   void set_price(micro_usd price) noexcept { price_ = price; }
+  /// Puts a meter rebuilt after a restart where a persisted one stopped:
+  /// metered_until() becomes `until` and next_sequence() `next_sequence`;
+  /// the next advance then makes exactly the entries the persisted meter
+  /// would have made. `until` before the start is a bug (aborts).
+  void resume(time_point until, uint64_t next_sequence);
 
   time_point metered_until() const noexcept { return until_; }
   uint64_t next_sequence() const noexcept { return sequence_; }

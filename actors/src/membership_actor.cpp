@@ -1,6 +1,7 @@
 #include "troupe/actors/membership_actor.hpp"
 
 #include "troupe/actors/inventory.hpp"
+#include "ticker.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"
@@ -28,23 +29,6 @@ using pong_atom = caf::atom_constant<caf::atom("mb_pong")>;
 
 caf::error to_caf(const error& e) {
   return caf::make_error(caf::sec::invalid_argument, e.to_string());
-}
-
-/// Sends `tick_atom` to the actor every `interval` from a thread of its
-/// own that holds only a weak handle. (CAF 0.17's clock keeps a strong
-/// reference for every delayed message and request timeout until it
-/// fires, and drops pending ones only after waiting for detached actors
-/// at shutdown, so a detached actor that re-arms a timer could never be
-/// destroyed.) The thread ends at the first tick after the actor is gone.
-void start_ticker(caf::actor_addr weak, duration interval) {
-  std::thread{[weak = std::move(weak), interval] {
-    for (;;) {
-      std::this_thread::sleep_for(interval);
-      auto self = caf::actor_cast<caf::actor>(weak);
-      if (!self) return;
-      caf::anon_send(self, tick_atom::value);
-    }
-  }}.detach();
 }
 
 /// A node's first membership incarnation: microseconds since the epoch at
@@ -90,8 +74,10 @@ public:
     set_down_handler([this](caf::down_msg& d) {
       std::erase_if(subscribers_, [&](const caf::actor& a) { return a == d.source; });
     });
-    start_ticker(weak, cfg_.head ? cfg_.membership.heartbeat_interval / 2
-                                 : cfg_.membership.heartbeat_interval);
+    detail::start_ticker(weak,
+                         cfg_.head ? cfg_.membership.heartbeat_interval / 2
+                                   : cfg_.membership.heartbeat_interval,
+                         tick_atom::value);
     send(this, tick_atom::value);
     return {
         [this](tick_atom) { on_tick(); },

@@ -205,10 +205,7 @@ capacity_choice choose_capacity(const spot_decision& allowed,
     }
     return capacity_choice::spot;
   }
-  if (on_demand_now)
-    return on_schedule_at(ns(p.work_done) - ns(p.restart_overhead), ns(p.elapsed))
-               ? capacity_choice::wait
-               : capacity_choice::on_demand;
+  if (on_demand_now) return capacity_choice::on_demand; // only spot ends it (rule 3)
   return on_schedule_at(ns(p.work_done), ns(p.elapsed)) ? capacity_choice::wait
                                                         : capacity_choice::on_demand;
 }

@@ -187,10 +187,14 @@ bool deadline_forces_on_demand(const deadline_progress& p) noexcept;
 ///    still holds a second restart back to on-demand (elapsed + step +
 ///    2 x restart_overhead + work left <= deadline); else it stays on
 ///    on-demand.
-/// 4. Spot unavailable: a job behind schedule (work_done < expected) takes
-///    on-demand; a job on on-demand keeps it until it is ahead of schedule
-///    by one restart overhead (hysteresis, so that it does not pay a restart
-///    for every step it gains); otherwise wait for spot.
+/// 4. Spot unavailable: a job on on-demand keeps it (it leaves on-demand
+///    only for spot, by 3: stopping to wait would pay a restart for every
+///    few steps it gains); a job behind schedule (work_done < expected)
+///    takes on-demand; otherwise it waits for spot.
+/// (Measured on the real traces, docs/FINOPS-EXPERIMENT.md: leaving
+/// on-demand to wait once ahead by a restart overhead, Uniform Progress's
+/// plain hysteresis, cost more than all on-demand on a low-availability
+/// zone; requiring a restart's lead before moving to spot cost more too.)
 /// Greedy differs only in 3 and 4: spot whenever available, otherwise wait
 /// until the safety net forces on-demand. Integer arithmetic throughout.
 capacity_choice choose_capacity(const spot_decision& allowed, const deadline_progress& p);

@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
        "us-west-2b (90% avail)"},
       {"preemption/aws-04-22-2023_us-west-2b_v100_1.json", 12h, "us-west-2b preempt."},
   };
-  const int slack_permille[] = {1083, 1458}; // 52/48 and 70/48
+  const int deadline_per_48h_work[] = {52, 70}; // deadline x 48 / work
   const duration overheads[] = {3min, 12min};
 
   spot_policy troupe_cfg;
@@ -115,11 +115,11 @@ int main(int argc, char** argv) {
     auto tr = sim::load_spot_trace(path.string());
     if (!tr) die(tr.err().to_string());
     const auto av = availability_from_counts(tr->counts);
-    for (int slack : slack_permille) {
+    for (int dl48 : deadline_per_48h_work) {
       for (duration overhead : overheads) {
         spot_job_spec spec;
         spec.work = tc.work;
-        spec.deadline = tc.work * slack / 1000;
+        spec.deadline = tc.work * dl48 / 48;
         spec.restart_overhead = overhead;
         spec.checkpoint_interval = 30min;
         auto m = to_model(spec, tr->tick);

@@ -306,10 +306,11 @@ TEST_CASE("real spot traces: the optimum is never beaten and deadlines hold") {
       // A 12 h job at 195 s ticks, 3 h at 32 s ticks (the programme grows
       // with ticks squared); tight and loose deadlines as in the paper.
       const duration work = t->tick >= 60s ? duration{12h} : duration{3h};
-      for (int slack : {1083, 1458}) { // deadline = work x slack / 1000
+      for (int slack :
+           {52, 70}) { // deadline = work x slack / 48, as 52 h / 70 h for 48 h
         spot_job_spec spec;
         spec.work = work;
-        spec.deadline = work * slack / 1000;
+        spec.deadline = work * slack / 48;
         spec.restart_overhead = 12min;
         auto m = to_model(spec, t->tick);
         REQUIRE(m);

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   }
 
   const auto wall0 = std::chrono::steady_clock::now();
-  std::printf("%-24s %5s %4s %4s | %-20s | %-20s | %-20s | %7s | %-11s | %s\n", "trace",
+  std::printf("%-24s %5s %5s %4s | %-20s | %-20s | %-20s | %7s | %-11s | %s\n", "trace",
               "work", "dl", "rst", "savings % g/t/opt", "gap to opt % g/t",
               "gap t/g (sum)", "misses", "lost h g/t/o", "cases");
   double troupe_min = 1e9, troupe_max = -1e9, opt_min = 1e9, opt_max = -1e9;
@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
         std::snprintf(lost, sizeof lost, "%.2f/%.2f/%.2f", t.p[0].lost_h / n,
                       t.p[1].lost_h / n, t.p[2].lost_h / n);
         std::printf(
-            "%-24s %4.0fh %3.0fh %2.0fm | %-20s | %-20s | %-20s | %7s | %-11s | %d\n",
+            "%-24s %4.0fh %4.1fh %2.0fm | %-20s | %-20s | %-20s | %7s | %-11s | %d\n",
             tc.label.c_str(),
             std::chrono::duration<double, std::ratio<3600>>(spec.work).count(),
             std::chrono::duration<double, std::ratio<3600>>(spec.deadline).count(),

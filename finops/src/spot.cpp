@@ -150,4 +150,64 @@ notice_plan plan_preemption(const spot_policy& policy, const preemption_notice& 
   return plan;
 }
 
+const char* to_string(capacity_choice c) noexcept {
+  switch (c) {
+  case capacity_choice::wait:
+    return "wait";
+  case capacity_choice::spot:
+    return "spot";
+  case capacity_choice::on_demand:
+    return "on_demand";
+  }
+  return "?";
+}
+
+namespace {
+
+using wide = __int128;
+
+wide ns(duration d) {
+  return static_cast<wide>(d.count());
+}
+
+bool on(const deadline_progress& p, placement::capacity_type t) {
+  return p.running == t;
+}
+
+} // namespace
+
+bool deadline_forces_on_demand(const deadline_progress& p) noexcept {
+  const wide checkpointed = ns(p.work_done) - ns(p.work_at_risk);
+  return ns(p.elapsed) + ns(p.step) + ns(p.restart_overhead) + ns(p.work_total) -
+             checkpointed >
+         ns(p.deadline);
+}
+
+capacity_choice choose_capacity(const spot_decision& allowed,
+                                const deadline_progress& p) {
+  if (p.work_done >= p.work_total) return capacity_choice::wait;
+  if (!allowed.allowed()) return capacity_choice::on_demand;
+  if (deadline_forces_on_demand(p)) return capacity_choice::on_demand;
+  // done / total >= at / deadline, cross-multiplied (all non-negative).
+  const auto on_schedule_at = [&](wide done, wide at) {
+    return done * ns(p.deadline) >= ns(p.work_total) * at;
+  };
+  const bool on_demand_now = on(p, placement::capacity_type::on_demand);
+  if (p.spot_available) {
+    if (on_demand_now) {
+      // The changeover must leave the job on schedule, and leave room for
+      // a second restart (back to on-demand) before the safety net.
+      const wide two_restarts = ns(p.elapsed) + 2 * ns(p.restart_overhead) + ns(p.step) +
+                                ns(p.work_total) - ns(p.work_done);
+      if (two_restarts > ns(p.deadline) ||
+          !on_schedule_at(ns(p.work_done), ns(p.elapsed) + ns(p.restart_overhead)))
+        return capacity_choice::on_demand;
+    }
+    return capacity_choice::spot;
+  }
+  if (on_demand_now) return capacity_choice::on_demand; // only spot ends it (rule 3)
+  return on_schedule_at(ns(p.work_done), ns(p.elapsed)) ? capacity_choice::wait
+                                                        : capacity_choice::on_demand;
+}
+
 } // namespace troupe::finops

@@ -139,4 +139,64 @@ struct notice_plan {
 notice_plan plan_preemption(const spot_policy& policy, const preemption_notice& notice,
                             const std::vector<spot_job>& jobs);
 
+// --- Deadline-aware capacity choice ----------------------------------------
+
+/// What a deadline-bound job should run on for the next step.
+enum class capacity_choice : uint8_t {
+  wait,      ///< run nothing (no cost, no progress)
+  spot,      ///< run on spot
+  on_demand, ///< run on on-demand
+};
+const char* to_string(capacity_choice c) noexcept;
+
+/// Where a job that must finish `work_total` of work within `deadline` of
+/// its submission stands, as seen by the policy at `elapsed`.
+struct deadline_progress {
+  duration elapsed{0};
+  duration deadline{0};
+  duration work_total{0};
+  duration work_done{0};    ///< work done so far, counting work not yet checkpointed
+  duration work_at_risk{0}; ///< of work_done, what a preemption now would lose
+  /// Wall time a new start (or a changeover between spot and on-demand)
+  /// takes before work resumes: reschedule, restore the checkpoint, warm up.
+  duration restart_overhead{0};
+  duration step{0}; ///< time until the policy is asked again (> 0)
+  /// What the job runs on now; nullopt: nothing (waiting, or just preempted).
+  std::optional<placement::capacity_type> running;
+  bool spot_available = false; ///< spot capacity can be had now
+};
+
+/// The safety net: true when the job can no longer afford a step off
+/// on-demand. Off on-demand for one step, the worst case is a preemption at
+/// its end that keeps only the checkpointed work (work_done -
+/// work_at_risk), after which on-demand needs a restart and the rest:
+///   elapsed + step + restart_overhead + (work_total - checkpointed) > deadline.
+/// Greedy and choose_capacity both obey it, so neither misses a deadline
+/// that was feasible when the job started (deadline >= restart + work).
+bool deadline_forces_on_demand(const deadline_progress& p) noexcept;
+
+/// troupe's deadline-aware spot rule, in the spirit of Uniform Progress
+/// (Wu et al., "Can't Be Late", NSDI'24). The job should have done the
+/// share of its work that the share of its deadline gone asks for
+/// (expected = work_total * elapsed / deadline). In order:
+/// 1. work done: wait. Spot not allowed (`allowed`, decide_spot): on-demand.
+/// 2. The safety net (deadline_forces_on_demand): on-demand.
+/// 3. Spot available: spot; except that a job on on-demand moves to spot
+///    only when it stays on schedule after paying the changeover
+///    (work_done >= expected at elapsed + restart_overhead) and its slack
+///    still holds a second restart back to on-demand (elapsed + step +
+///    2 x restart_overhead + work left <= deadline); else it stays on
+///    on-demand.
+/// 4. Spot unavailable: a job on on-demand keeps it (it leaves on-demand
+///    only for spot, by 3: stopping to wait would pay a restart for every
+///    few steps it gains); a job behind schedule (work_done < expected)
+///    takes on-demand; otherwise it waits for spot.
+/// (Measured on the real traces, docs/FINOPS-EXPERIMENT.md: leaving
+/// on-demand to wait once ahead by a restart overhead, Uniform Progress's
+/// plain hysteresis, cost more than all on-demand on a low-availability
+/// zone; requiring a restart's lead before moving to spot cost more too.)
+/// Greedy differs only in 3 and 4: spot whenever available, otherwise wait
+/// until the safety net forces on-demand. Integer arithmetic throughout.
+capacity_choice choose_capacity(const spot_decision& allowed, const deadline_progress& p);
+
 } // namespace troupe::finops

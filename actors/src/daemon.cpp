@@ -1,7 +1,10 @@
 #include "troupe/actors/daemon.hpp"
 
+#include "troupe/actors/job_manager.hpp"
 #include "troupe/actors/membership_actor.hpp"
+#include "troupe/actors/node_agent.hpp"
 #include "troupe/actors/registry_actor.hpp"
+#include "troupe/placement/placement_actor.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/logging.hpp"
 
@@ -57,7 +60,12 @@ config_schema<cluster_settings> cluster_schema() {
       .string("head", &cluster_section::head, "",
               "Workers: the head as NAME@HOST:PORT (its node name and fabric address).")
       .string("ready_file", &cluster_section::ready_file, "",
-              "Written once the node listens: \"NAME ADDRESS\" (empty: none).");
+              "Written once the node listens: \"NAME ADDRESS\" (empty: none).")
+      .string("data_dir", &cluster_section::data_dir, "",
+              "Replica logs and the head's stores (empty: $TMPDIR/troupe-NAME).")
+      .string("exec_helper", &cluster_section::exec_helper, "",
+              "troupe-exec, which keeps replicas from outliving their agent (empty: "
+              "spawn directly).");
   return s;
 }
 
@@ -121,6 +129,36 @@ result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& 
     if (!r) return std::move(r).err();
     d->registry_ = *r;
   }
+  d->data_dir_ = c.cluster.cluster.data_dir;
+  if (d->data_dir_.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    d->data_dir_ =
+        std::string{tmp != nullptr && *tmp != 0 ? tmp : "/tmp"} + "/troupe-" + d->name();
+  }
+  node_agent_config ac;
+  ac.node_name = d->name();
+  ac.jobs_dir = d->data_dir_ + "/jobs";
+  ac.exec_helper = c.cluster.cluster.exec_helper;
+  auto agent = start_node_agent(*d->node_, ac);
+  if (!agent) return std::move(agent).err();
+  d->agent_ = *agent;
+  if (mc.head) {
+    placement::placement_actor_config pc;
+    pc.store_path = d->data_dir_ + "/placement";
+    pc.schedule_interval = std::chrono::milliseconds{500};
+    d->placement_ = d->node_->adopt(
+        placement::spawn_placement_actor(d->node_->system(), std::move(pc)));
+    job_manager_config jc;
+    jc.store_path = d->data_dir_ + "/control";
+    jc.placement = d->placement_;
+    jc.membership = d->membership_;
+    jc.fabric = d->fabric_.get();
+    jc.local_node = d->name();
+    jc.local_agent = d->agent_;
+    auto jm = start_job_manager(*d->node_, std::move(jc));
+    if (!jm) return std::move(jm).err();
+    d->jobs_ = *jm;
+  }
   if (!c.cluster.cluster.ready_file.empty()) {
     // Written whole under a temporary name, then renamed: readers never
     // see half a line.
@@ -172,6 +210,9 @@ void daemon::stop() {
   // their threads in the actor system's destructor).
   membership_ = actor_ref{};
   registry_ = actor_ref{};
+  agent_ = actor_ref{};
+  placement_ = actor_ref{};
+  jobs_ = actor_ref{};
   node_.reset();
 }
 

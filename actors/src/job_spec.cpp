@@ -580,6 +580,9 @@ placement::bundle to_placement_bundle(const job_spec& spec) {
   if (!spec.resources.gpu_model.empty()) b.gpu_models.push_back(spec.resources.gpu_model);
   b.cpu_milli = spec.resources.cpu_milli;
   b.memory_mib = spec.resources.memory_mib;
+  // A replica that asks for nothing still takes a little CPU, so placement
+  // counts it (Kubernetes' 100m default request).
+  if (!b.wants_gpu() && b.cpu_milli == 0 && b.memory_mib == 0) b.cpu_milli = 100;
   return b;
 }
 

@@ -357,17 +357,22 @@ result<void> job_table::cancel(const std::string& job, time_point now,
   return {};
 }
 
+void job_table::fail(const std::string& job, const std::string& reason, time_point now,
+                     std::vector<job_command>& out) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end() || is_final(it->second.state)) return;
+  (void)cancel(job, now, out);
+  it->second.state = job_state::failed;
+  it->second.reason = reason;
+}
+
 void job_table::tick(time_point now, std::vector<job_command>& out) {
   for (auto& [id, j] : jobs_) {
     if (is_final(j.state)) continue;
     if (j.spec.time_limit.count() > 0 && j.started != time_point{} &&
         now >= j.started + j.spec.time_limit) {
-      std::vector<job_command> stops;
-      (void)cancel(id, now, stops);
-      j.state = job_state::failed;
-      j.reason = "time limit of " + format_duration(j.spec.time_limit) + " reached";
-      for (auto& c : stops)
-        out.push_back(std::move(c));
+      fail(id, "time limit of " + format_duration(j.spec.time_limit) + " reached", now,
+           out);
       continue;
     }
     for (auto& r : j.replicas)

@@ -1,18 +1,22 @@
 #include "troupe/actors/local_cluster.hpp"
 
+#include "troupe/actors/job_manager.hpp"
 #include "troupe/actors/membership_actor.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/transport/auth.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <map>
+#include <netinet/in.h>
 #include <spawn.h>
 #include <sstream>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -89,17 +93,38 @@ result<std::string> wait_ready(const fs::path& ready, pid_t pid,
                "trouped did not listen within the timeout (" + ready.string() + ")"};
 }
 
+/// A TCP port free on loopback now (the head keeps its port across
+/// restarts, so workers find it again).
+result<uint16_t> free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return error{rerr::unavailable, std::string{"socket: "} + std::strerror(errno)};
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  ::close(fd);
+  if (port == 0) return error{rerr::unavailable, "no free port on loopback"};
+  return port;
+}
+
 std::string node_toml(const local_cluster_options& o, const std::string& name, bool head,
-                      const std::string& head_spec, const fs::path& dir) {
+                      const std::string& head_spec, const fs::path& dir, uint16_t port) {
   std::ostringstream t;
   t << "[node]\nname = \"" << name << "\"\n\n"
     << "[metrics]\nenabled = false\n\n"
-    << "[transport]\nlisten = \"127.0.0.1:0\"\nsecret_file = \""
+    << "[transport]\nlisten = \"127.0.0.1:" << port << "\"\nsecret_file = \""
     << (dir / "secret").string() << "\"\n\n"
     << "[resources]\ndiscovery = \"auto\"\nsimulated_gpus = " << o.gpus_per_node << "\n\n"
     << "[cluster]\nrole = \"" << (head ? "head" : "worker") << "\"\n";
   if (!head) t << "head = \"" << head_spec << "\"\n";
   t << "ready_file = \"" << (dir / (name + ".ready")).string() << "\"\n";
+  t << "data_dir = \"" << (dir / (name + ".data")).string() << "\"\n";
+  if (!o.exec_helper.empty()) t << "exec_helper = \"" << o.exec_helper.string() << "\"\n";
   if (!o.extra_toml.empty()) t << '\n' << o.extra_toml << '\n';
   return t.str();
 }
@@ -136,7 +161,15 @@ result<local_cluster> start_local_cluster(const local_cluster_options& o) {
     auto config = o.dir / (name + ".toml");
     auto ready = o.dir / (name + ".ready");
     fs::remove(ready, ec);
-    if (auto r = write_file(config, node_toml(o, name, head, head_spec, o.dir), 0644); !r)
+    uint16_t port = 0;
+    if (head) {
+      auto p = free_port();
+      if (!p) return fail(p.err());
+      port = *p;
+    }
+    if (auto r =
+            write_file(config, node_toml(o, name, head, head_spec, o.dir, port), 0644);
+        !r)
       return fail(r.err());
     auto log = o.dir / (name + ".log");
     auto pid = spawn_node(o.trouped, config, log);
@@ -260,6 +293,8 @@ cluster_client::connect(std::string name, transport::transport_config tc,
   auto m = c->fabric->lookup(head_name, membership_actor_name, std::chrono::seconds{5});
   if (!m) return std::move(m).err();
   c->membership = *m;
+  auto j = c->fabric->lookup(head_name, job_manager_name, std::chrono::seconds{5});
+  if (j) c->jobs = *j;
   return c;
 }
 

@@ -1,7 +1,7 @@
 #include "troupe/actors/membership_actor.hpp"
 
-#include "troupe/actors/inventory.hpp"
 #include "ticker.hpp"
+#include "troupe/actors/inventory.hpp"
 #include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"

@@ -16,7 +16,8 @@ namespace troupe::actors::detail {
 /// pending ones only after waiting for detached actors at shutdown, so a
 /// detached actor that re-arms a timer could never be destroyed.) The
 /// thread ends at the first tick after the actor is gone.
-template <class Atom> void start_ticker(caf::actor_addr weak, duration interval, Atom tick) {
+template <class Atom>
+void start_ticker(caf::actor_addr weak, duration interval, Atom tick) {
   std::thread{[weak = std::move(weak), interval, tick] {
     for (;;) {
       std::this_thread::sleep_for(interval);

@@ -352,8 +352,17 @@ private:
           log_->error("placement: allocation {} not persisted: {}", p.allocation.value(),
                       w.err().to_string());
       }
+      if (subscribers_.empty()) continue;
+      // Subscribers get the node names too (the stored form names nodes by
+      // index only).
+      auto doc = nlohmann::json::parse(text);
+      auto names = nlohmann::json::array();
+      for (auto& b : a->plan.bundles)
+        names.push_back(state_.spec(b.node).name);
+      doc["node_names"] = std::move(names);
+      auto named = doc.dump();
       for (auto& s : subscribers_)
-        send(s, placed_atom::value, p.request.value(), p.allocation.value(), text);
+        send(s, placed_atom::value, p.request.value(), p.allocation.value(), named);
     }
     why_.clear();
     for (auto& p : res.pending)

@@ -87,6 +87,9 @@ result<std::unique_ptr<worker>> worker::create(const context_options& o) {
     ::setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
     ::setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
   }
+  // A listener on a fixed port (a restarted head) must bind again at once,
+  // while the old process's connections sit in TIME_WAIT.
+  ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
   ucp_config_t* config = nullptr;
   if (auto st = ucp_config_read(nullptr, nullptr, &config); st != UCS_OK)
     return to_error(st, "ucp_config_read");

@@ -12,6 +12,13 @@
 ///   role = "head" | "worker"
 ///   head = "NAME@HOST:PORT"   # workers: the head's node name and address
 ///   ready_file = "PATH"       # written once listening: "NAME ADDRESS\n"
+///   data_dir = "PATH"         # replica logs (jobs/), and on the head the
+///                             # control plane's stores (placement/, jobs/)
+///   exec_helper = "PATH"      # troupe-exec (replicas never orphaned)
+///
+/// Every node runs a node agent (node_agent.hpp); the head also runs the
+/// placement actor (empty topology: nodes join it as they come up) and the
+/// job manager (job_manager.hpp).
 #include "troupe/actors/inventory.hpp"
 #include "troupe/actors/membership.hpp"
 #include "troupe/runtime/config.hpp"
@@ -34,6 +41,11 @@ struct cluster_section {
   /// Written once the node listens: "NAME ADDRESS\n" (tools and tests wait
   /// for it). Empty: none.
   std::string ready_file;
+  /// Replica logs and, on the head, the control plane's RocksDB stores.
+  /// Empty: $TMPDIR/troupe-<node name>.
+  std::string data_dir;
+  /// troupe-exec; empty: replicas are spawned directly.
+  std::string exec_helper;
   bool operator==(const cluster_section&) const = default;
 };
 
@@ -81,6 +93,10 @@ public:
   [[nodiscard]] transport::fabric& fabric() noexcept { return *fabric_; }
   [[nodiscard]] const node_inventory& inventory() const noexcept { return inventory_; }
   [[nodiscard]] const actor_ref& membership() const noexcept { return membership_; }
+  [[nodiscard]] const actor_ref& agent() const noexcept { return agent_; }
+  /// The head's job manager (empty on workers).
+  [[nodiscard]] const actor_ref& jobs() const noexcept { return jobs_; }
+  [[nodiscard]] const std::string& data_dir() const noexcept { return data_dir_; }
 
   /// Worker: tells the head it leaves (waits up to `timeout` for the head's
   /// answer). The head: nothing to do.
@@ -96,6 +112,10 @@ private:
   node_inventory inventory_;
   actor_ref membership_;
   actor_ref registry_;
+  actor_ref agent_;
+  actor_ref placement_;
+  actor_ref jobs_;
+  std::string data_dir_;
 };
 
 } // namespace troupe::actors

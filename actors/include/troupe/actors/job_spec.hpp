@@ -152,7 +152,8 @@ std::optional<int> parse_signal_name(std::string_view s) noexcept;
 /// "SIGUSR1", "SIGKILL", "SIGSEGV"; "SIG<number>" for a number with no name.
 std::string signal_name(int signal);
 
-/// One replica's bundle for the placement engine.
+/// One replica's bundle for the placement engine (a replica that asks for
+/// no GPU, CPU or memory asks for 100 milli-CPUs).
 placement::bundle to_placement_bundle(const job_spec& spec);
 
 /// A gang request for the placement engine: one bundle per replica (all or

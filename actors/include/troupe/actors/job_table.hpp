@@ -170,6 +170,10 @@ public:
   /// for an unknown id; an ended job is left as it is.
   [[nodiscard]] result<void> cancel(const std::string& job, time_point now,
                                     std::vector<job_command>& out);
+  /// Ends a job as failed with `reason` (placement refused it): stops and
+  /// releases like cancel. Unknown or ended jobs: nothing.
+  void fail(const std::string& job, const std::string& reason, time_point now,
+            std::vector<job_command>& out);
   /// Backoffs that are due restart; time limits that passed stop the job.
   void tick(time_point now, std::vector<job_command>& out);
 

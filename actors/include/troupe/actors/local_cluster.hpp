@@ -6,6 +6,7 @@
 ///   DIR/<node>.toml       each node's config
 ///   DIR/<node>.log        its stdout and stderr
 ///   DIR/<node>.ready      "NAME ADDRESS" once it listens
+///   DIR/<node>.data/      its replica logs and (head) control-plane stores
 ///   DIR/pids              "PID NAME" per line
 /// Processes are started with posix_spawn, each in its own process group,
 /// and stopped with SIGTERM, then SIGKILL after a grace period.
@@ -29,6 +30,8 @@ struct local_cluster_options {
   std::string name_prefix = "local";
   /// Extra TOML appended to every node's config (e.g. [membership] timings).
   std::string extra_toml;
+  /// troupe-exec for the replicas (empty: spawned directly).
+  std::filesystem::path exec_helper;
   std::chrono::nanoseconds ready_timeout = std::chrono::seconds{30};
 };
 
@@ -46,7 +49,8 @@ struct local_cluster {
   [[nodiscard]] const local_node& head() const { return nodes.front(); }
 };
 
-/// Starts the head, waits until it listens, then the workers, and waits
+/// Starts the head (on a fixed loopback port, so a restarted head is found
+/// again), waits until it listens, then the workers, and waits
 /// until every node listens. On error, what was started is stopped.
 [[nodiscard]] result<local_cluster> start_local_cluster(const local_cluster_options& o);
 
@@ -65,13 +69,15 @@ result<int> stop_local_cluster(const std::filesystem::path& dir,
                                std::chrono::nanoseconds grace = std::chrono::seconds{5});
 
 /// A node of its own (no listener, quiet logs, no metrics) connected to a
-/// cluster's head, with the head's membership actor: what `troupe nodes`,
+/// cluster's head, with the head's membership actor and job manager: what `troupe nodes`,
 /// benches and tests use to watch a cluster from outside. Stops its node,
 /// then its fabric, when destroyed.
 struct cluster_client {
   std::unique_ptr<node> host;
   std::unique_ptr<transport::fabric> fabric;
   actor_ref membership;
+  /// The head's job manager (job_manager.hpp); empty if the head has none.
+  actor_ref jobs;
 
   /// `tc` carries the cluster secret; its listener is turned off.
   [[nodiscard]] static result<std::unique_ptr<cluster_client>>

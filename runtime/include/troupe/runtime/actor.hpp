@@ -94,6 +94,16 @@ public:
       handle_.then(std::move(f), std::move(g));
   }
 
+  /// Like then, but no other message is handled before the answer (or the
+  /// error) arrives: for answers that must be seen before messages the
+  /// same peer sent earlier.
+  template <class F, class OnError> void await(F f, OnError g) {
+    if (ctx_)
+      handle_.await(wrap(std::move(f)), wrap(std::move(g)));
+    else
+      handle_.await(std::move(f), std::move(g));
+  }
+
 private:
   template <class F> auto wrap(F f) {
     using args = typename caf::detail::get_callable_trait<F>::arg_types;

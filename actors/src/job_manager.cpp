@@ -1,0 +1,625 @@
+#include "troupe/actors/job_manager.hpp"
+
+#include "ticker.hpp"
+#include "troupe/actors/errc.hpp"
+#include "troupe/actors/inventory.hpp"
+#include "troupe/actors/job_table.hpp"
+#include "troupe/actors/membership_actor.hpp"
+#include "troupe/actors/node_agent.hpp"
+#include "troupe/placement/codec.hpp"
+#include "troupe/placement/placement_actor.hpp"
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/logging.hpp"
+#include "troupe/runtime/metrics.hpp"
+#include "troupe/runtime/node.hpp"
+#include "troupe/runtime/store.hpp"
+#include "troupe/transport/fabric.hpp"
+
+#include <caf/all.hpp>
+#include <deque>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace troupe::actors {
+namespace {
+
+using tick_atom = caf::atom_constant<caf::atom("jm_tick")>;
+using json = nlohmann::json;
+
+constexpr const char* cf_jobs = "jobs";
+constexpr const char* cf_meta = "jobs_meta";
+
+/// Wall-clock time in the clock's type: records outlive the process.
+time_point wall_now() {
+  return time_point{std::chrono::duration_cast<duration>(
+      std::chrono::system_clock::now().time_since_epoch())};
+}
+
+std::string error_json(std::string_view code, const std::string& message) {
+  return json{{"error", {{"code", code}, {"message", message}}}}.dump();
+}
+
+std::string error_json(const error& e) {
+  std::string code = "internal";
+  if (e.code().category() == actors_category())
+    code = actors_category().message(e.code().value());
+  else if (e.code() == runtime::errc::invalid_argument)
+    code = "invalid_argument";
+  else if (e.code() == runtime::errc::not_found)
+    code = "not_found";
+  else if (e.code() == runtime::errc::timeout)
+    code = "timeout";
+  else if (e.code() == runtime::errc::unavailable)
+    code = "unavailable";
+  return error_json(code, e.message());
+}
+
+uint64_t job_number(const std::string& id) {
+  try {
+    return id.rfind("j-", 0) == 0 ? std::stoull(id.substr(2)) : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+class job_manager final : public actor {
+public:
+  job_manager(caf::actor_config& cfg, job_manager_config c,
+              std::unique_ptr<runtime::store> store)
+      : actor(cfg), cfg_(std::move(c)), store_(std::move(store)),
+        log_(logging::get("jobs")) {}
+
+  const char* name() const override { return "job_manager"; }
+
+  behavior make_behavior() override {
+    if (auto* sv = services()) {
+      auto& reg = sv->registry();
+      m_jobs_ = &reg.get_gauge("troupe_jobs_active", "Jobs pending or running");
+      m_submitted_ = &reg.get_counter("troupe_jobs_submitted_total", "Jobs submitted");
+      m_launches_ = &reg.get_counter("troupe_replica_launches_total", "Replica launches");
+    }
+    recover();
+    auto self = caf::actor_cast<caf::actor>(this);
+    // Stray messages (answers nobody waits for, a peer's mistake) are
+    // logged and dropped, never fatal.
+    set_default_handler(
+        [this](caf::scheduled_actor*, caf::message_view& m) -> caf::result<caf::message> {
+          log_->warn("jobs: dropped an unexpected message: {}",
+                     caf::to_string(m.copy_content_to_message()));
+          return caf::none;
+        });
+    request(cfg_.placement, std::chrono::seconds{10}, placement::subscribe_atom::value,
+            self)
+        .then([](bool) {},
+              [this](caf::error& e) {
+                log_->error("jobs: cannot subscribe to placement: {}", caf::to_string(e));
+              });
+    request(cfg_.membership, std::chrono::seconds{10}, subscribe_atom::value, self)
+        .then([this](const std::string& members) { on_members(members); },
+              [this](caf::error& e) {
+                log_->error("jobs: cannot subscribe to membership: {}",
+                            caf::to_string(e));
+              });
+    detail::start_ticker(caf::actor_cast<caf::actor_addr>(this), cfg_.tick,
+                         tick_atom::value);
+    return {
+        [this](jm_submit_atom, const std::string& tenant, const std::string& spec_json) {
+          return submit(tenant, spec_json);
+        },
+        [this](jm_list_atom, const std::string& tenant, bool admin, uint32_t limit,
+               const std::string& after) { return list(tenant, admin, limit, after); },
+        [this](jm_get_atom, const std::string& tenant, bool admin,
+               const std::string& id) {
+          auto* j = visible(tenant, admin, id);
+          if (j == nullptr) return error_json("not_found", "no job " + id);
+          return json{{"job", json::parse(job_json(*j))}}.dump();
+        },
+        [this](jm_cancel_atom, const std::string& tenant, bool admin,
+               const std::string& id) {
+          auto* j = visible(tenant, admin, id);
+          if (j == nullptr) return error_json("not_found", "no job " + id);
+          std::vector<job_command> out;
+          (void)table_.cancel(id, wall_now(), out);
+          commit(std::move(out));
+          return json{{"job", json::parse(job_json(*table_.find(id)))}}.dump();
+        },
+        [this](jm_logs_atom, const std::string& tenant, bool admin, const std::string& id,
+               uint32_t replica, uint8_t stream, uint64_t offset,
+               uint32_t max_bytes) -> caf::result<std::string> {
+          return logs(tenant, admin, id, replica, stream, offset, max_bytes);
+        },
+        [this](placement::placed_atom, uint64_t request, uint64_t allocation,
+               const std::string& text) { on_placed(request, allocation, text); },
+        [](placement::preempt_atom, const std::string&) {
+          // Preemption of running jobs is the FinOps/priority work's.
+        },
+        [this](event_atom, const std::string& text) { on_member_event(text); },
+        [this](agent_event_atom, const std::string& text) { on_agent_event(text); },
+        [this](tick_atom) { on_tick(); },
+    };
+  }
+
+private:
+  // -- durability -------------------------------------------------------------------
+
+  void recover() {
+    if (!store_) return;
+    size_t loaded = 0;
+    if (auto m = store_->get(cf_meta, "counters"); m.ok() && m->has_value())
+      if (auto r = table_.restore_meta(**m); !r.ok())
+        log_->error("jobs: stored counters unreadable: {}", r.err().to_string());
+    auto r = store_->scan(cf_jobs, "", [&](std::string_view, std::string_view v) {
+      auto j = decode_job(v);
+      if (!j.ok()) {
+        log_->error("jobs: stored job unreadable, skipped: {}", j.err().to_string());
+        return true;
+      }
+      (void)table_.restore_job(std::move(*j));
+      ++loaded;
+      return true;
+    });
+    if (!r.ok()) log_->error("jobs: reading the store failed: {}", r.err().to_string());
+    recovered_at_ = wall_now();
+    recovering_ = loaded > 0;
+    // Replicas that waited for placement but whose request was never
+    // acknowledged: ask again (an orphan request placed later is released).
+    std::vector<job_command> out;
+    for (auto& [id, j] : table_.jobs()) {
+      if (is_final(j.state)) continue;
+      bool gang_pending = true;
+      for (auto& rr : j.replicas)
+        gang_pending &= rr.state == replica_state::pending && rr.request == 0;
+      if (gang_pending && j.replicas.size() > 0 && j.started == time_point{}) {
+        job_command c;
+        c.what = job_command::kind::place;
+        c.job = id;
+        c.request = to_placement_request(j.spec);
+        out.push_back(std::move(c));
+        continue;
+      }
+      for (auto& rr : j.replicas)
+        if (rr.state == replica_state::pending && rr.request == 0) {
+          job_command c;
+          c.what = job_command::kind::place;
+          c.job = id;
+          c.replica = rr.index;
+          c.request = to_placement_request(j.spec, rr.index);
+          out.push_back(std::move(c));
+        }
+    }
+    log_->info("jobs: recovered {} jobs", loaded);
+    if (!out.empty()) execute(std::move(out));
+  }
+
+  /// Persists what changed, then carries out the commands.
+  void commit(std::vector<job_command> out) {
+    persist();
+    execute(std::move(out));
+  }
+
+  void persist() {
+    auto dirty = table_.take_dirty();
+    if (m_jobs_ != nullptr) {
+      size_t active = 0;
+      for (auto& [id, j] : table_.jobs())
+        active += is_final(j.state) ? 0 : 1;
+      m_jobs_->set(static_cast<double>(active));
+    }
+    if (!store_ || dirty.empty()) return;
+    runtime::write_batch b;
+    for (auto& id : dirty)
+      if (const auto* j = table_.find(id)) b.put(cf_jobs, id, encode_job(*j));
+    b.put(cf_meta, "counters", table_.meta_json());
+    if (auto w = store_->write(std::move(b)); !w.ok())
+      log_->error("jobs: state not persisted: {}", w.err().to_string());
+  }
+
+  // -- commands ---------------------------------------------------------------------
+
+  void execute(std::vector<job_command> cmds) {
+    std::deque<job_command> queue(std::make_move_iterator(cmds.begin()),
+                                  std::make_move_iterator(cmds.end()));
+    while (!queue.empty()) {
+      auto c = std::move(queue.front());
+      queue.pop_front();
+      std::vector<job_command> more;
+      switch (c.what) {
+      case job_command::kind::place:
+        place(c);
+        break;
+      case job_command::kind::launch:
+        launch_replica(c, more);
+        break;
+      case job_command::kind::stop:
+        if (auto a = agent(c.node))
+          tell(*a, agent_stop_atom::value, c.job, c.replica.value_or(0), c.generation);
+        break;
+      case job_command::kind::release_bundle:
+        request(placement(), std::chrono::seconds{10},
+                placement::release_bundle_atom::value, c.allocation, c.bundle)
+            .then([](bool) {},
+                  [this, c](caf::error& e) {
+                    log_->warn("jobs: release of allocation {} bundle {}: {}",
+                               c.allocation, c.bundle, caf::to_string(e));
+                  });
+        break;
+      }
+      if (!more.empty()) {
+        persist();
+        for (auto& m : more)
+          queue.push_back(std::move(m));
+      }
+    }
+  }
+
+  const actor_ref& placement() const { return cfg_.placement; }
+
+  void place(const job_command& c) {
+    auto job = c.job;
+    auto replica = c.replica;
+    // await: the placement actor announces a placement (placed_atom) before
+    // it answers the submit; the answer must reach the table first.
+    request(placement(), std::chrono::seconds{10}, placement::submit_atom::value,
+            placement::encode(c.request))
+        .await(
+            [this, job, replica](uint64_t id) {
+              table_.on_request(job, replica, id);
+              persist();
+            },
+            [this, job](caf::error& e) {
+              log_->error("jobs: placement refused job {}: {}", job, caf::to_string(e));
+              std::vector<job_command> out;
+              table_.fail(job, "placement refused it: " + caf::to_string(e), wall_now(),
+                          out);
+              commit(std::move(out));
+            });
+  }
+
+  void launch_replica(const job_command& c, std::vector<job_command>& more) {
+    const auto* j = table_.find(c.job);
+    if (j == nullptr) return;
+    const auto& r = j->replicas.at(*c.replica);
+    auto a = agent(c.node);
+    if (!a) {
+      table_.on_launch_failed(c.job, *c.replica, c.generation,
+                              "no node agent reachable on " + c.node, wall_now(), more);
+      return;
+    }
+    json env = json::object();
+    for (auto& [k, v] : j->spec.env)
+      env[k] = v;
+    env["TROUPE_REPLICAS"] = std::to_string(j->spec.replicas);
+    json l = {
+        {"job", c.job},
+        {"replica", *c.replica},
+        {"generation", c.generation},
+        {"argv", j->spec.argv()},
+        {"env", std::move(env)},
+        {"working_dir", j->spec.working_dir},
+        {"gpus", r.gpus},
+        {"grace_ms",
+         std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.stop_grace).count()}};
+    tell(*a, agent_launch_atom::value, l.dump());
+    if (m_launches_ != nullptr) m_launches_->inc();
+  }
+
+  /// The agent of `node`, looked up (and cached) when needed.
+  std::optional<actor_ref> agent(const std::string& node) {
+    if (auto it = agents_.find(node); it != agents_.end()) return it->second;
+    result<actor_ref> ref = error{runtime::errc::not_found, "no node agent known"};
+    if (node == cfg_.local_node) {
+      if (cfg_.local_agent.handle()) ref = cfg_.local_agent;
+    } else if (cfg_.fabric != nullptr) {
+      ref = cfg_.fabric->lookup(node, agent_actor_name, std::chrono::seconds{5});
+    }
+    if (!ref.ok()) {
+      log_->warn("jobs: no node agent on {}: {}", node, ref.err().to_string());
+      return std::nullopt;
+    }
+    agents_[node] = *ref;
+    return *ref;
+  }
+
+  // -- events -----------------------------------------------------------------------
+
+  void on_placed(uint64_t request, uint64_t allocation, const std::string& text) {
+    std::vector<placed_bundle> bundles;
+    try {
+      auto doc = json::parse(text);
+      auto& names = doc.at("node_names");
+      auto& placed = doc.at("plan").at("bundles");
+      for (size_t i = 0; i < placed.size(); ++i)
+        bundles.push_back({placed[i].at("bundle").get<uint32_t>(),
+                           names.at(i).get<std::string>(),
+                           placed[i].at("gpus").get<std::vector<uint32_t>>()});
+    } catch (const json::exception& e) {
+      log_->error("jobs: unreadable placement of request {}: {}", request, e.what());
+      return;
+    }
+    std::vector<job_command> out;
+    table_.on_placed(request, allocation, bundles, wall_now(), out);
+    commit(std::move(out));
+  }
+
+  void on_members(const std::string& text) {
+    try {
+      for (auto& m : json::parse(text)) {
+        auto state = m.value("state", std::string{});
+        auto name = m.value("node", std::string{});
+        if (m.contains("inventory")) inventories_[name] = m["inventory"].dump();
+        if (state == "up") node_up(name);
+      }
+    } catch (const json::exception& e) {
+      log_->error("jobs: unreadable member list: {}", e.what());
+    }
+  }
+
+  void on_member_event(const std::string& text) {
+    json e;
+    try {
+      e = json::parse(text);
+    } catch (const json::exception&) {
+      return;
+    }
+    auto kind = e.value("kind", std::string{});
+    auto name = e.value("node", std::string{});
+    if (kind == "up" || kind == "uncordoned" || kind == "recovered") {
+      // The inventory comes with the member list.
+      request(cfg_.membership, std::chrono::seconds{10}, members_atom::value)
+          .then(
+              [this, name, kind](const std::string& members) {
+                try {
+                  for (auto& m : json::parse(members))
+                    if (m.value("node", std::string{}) == name && m.contains("inventory"))
+                      inventories_[name] = m["inventory"].dump();
+                } catch (const json::exception&) {
+                }
+                if (kind == "up" || kind == "uncordoned") node_up(name);
+              },
+              [](caf::error&) {});
+    } else if (kind == "down" || kind == "left") {
+      agents_.erase(name);
+      attached_.erase(name);
+      unschedulable(name);
+      std::vector<job_command> out;
+      table_.on_node_down(name, wall_now(), out);
+      commit(std::move(out));
+    } else if (kind == "cordoned" || kind == "draining") {
+      unschedulable(name);
+    }
+  }
+
+  void unschedulable(const std::string& name) {
+    request(placement(), std::chrono::seconds{10}, placement::node_down_atom::value, name)
+        .then([](bool) {}, [](caf::error&) {}); // unknown to placement: nothing to do
+  }
+
+  void node_up(const std::string& name) {
+    auto it = inventories_.find(name);
+    if (it != inventories_.end()) {
+      auto inv = decode_inventory(it->second);
+      if (inv.ok()) {
+        auto spec = to_node_spec(*inv);
+        spec.name = name;
+        request(placement(), std::chrono::seconds{10}, placement::node_up_atom::value,
+                placement::encode(spec))
+            .then([](bool) {},
+                  [this, name](caf::error& e) {
+                    log_->error("jobs: placement refused node {}: {}", name,
+                                caf::to_string(e));
+                  });
+      } else {
+        log_->warn("jobs: node {} inventory unreadable: {}", name, inv.err().to_string());
+      }
+    }
+    attach(name);
+  }
+
+  void attach(const std::string& name) {
+    agents_.erase(name);
+    auto a = agent(name);
+    if (!a) return;
+    request(*a, std::chrono::seconds{10}, agent_attach_atom::value,
+            caf::actor_cast<caf::actor>(this))
+        .then([this, name](const std::string& report) { on_report(name, report); },
+              [this, name](caf::error& e) {
+                log_->warn("jobs: node agent on {} did not answer: {}", name,
+                           caf::to_string(e));
+              });
+  }
+
+  void on_report(const std::string& node, const std::string& text) {
+    std::vector<job_command> out;
+    auto now = wall_now();
+    std::vector<reported_replica> running;
+    try {
+      auto r = json::parse(text);
+      for (auto& e : r.at("exited"))
+        apply_exit(e, now, out);
+      for (auto& x : r.at("running"))
+        running.push_back(
+            {x.at("job").get<std::string>(), x.at("replica").get<uint32_t>(),
+             x.at("generation").get<uint64_t>(), x.at("pid").get<int32_t>()});
+    } catch (const json::exception& e) {
+      log_->error("jobs: unreadable report from {}: {}", node, e.what());
+      return;
+    }
+    table_.reconcile(node, running, now, out);
+    attached_.insert(node);
+    log_->info("jobs: node {} reports {} running replicas", node, running.size());
+    commit(std::move(out));
+  }
+
+  void apply_exit(const json& e, time_point now, std::vector<job_command>& out) {
+    auto how = e.at("how").get<std::string>();
+    auto code = e.at("code").get<int>();
+    auto exit = how == "exited"     ? replica_exit::exited(code)
+                : how == "signaled" ? replica_exit::signaled(code)
+                                    : replica_exit::node_lost();
+    table_.on_exited(e.at("job").get<std::string>(), e.at("replica").get<uint32_t>(),
+                     e.at("generation").get<uint64_t>(), exit, now, out);
+  }
+
+  void on_agent_event(const std::string& text) {
+    std::vector<job_command> out;
+    auto now = wall_now();
+    try {
+      auto e = json::parse(text);
+      auto kind = e.at("kind").get<std::string>();
+      auto job = e.at("job").get<std::string>();
+      auto replica = e.at("replica").get<uint32_t>();
+      auto gen = e.at("generation").get<uint64_t>();
+      if (kind == "started")
+        table_.on_started(job, replica, gen, e.at("pid").get<int32_t>(), now);
+      else if (kind == "launch_failed")
+        table_.on_launch_failed(job, replica, gen, e.at("why").get<std::string>(), now,
+                                out);
+      else if (kind == "exited")
+        apply_exit(e, now, out);
+    } catch (const json::exception& ex) {
+      log_->error("jobs: unreadable agent event: {}", ex.what());
+      return;
+    }
+    commit(std::move(out));
+  }
+
+  void on_tick() {
+    auto now = wall_now();
+    std::vector<job_command> out;
+    table_.tick(now, out);
+    if (recovering_ && now - recovered_at_ >= cfg_.reconcile_grace) {
+      recovering_ = false;
+      // Nodes that held replicas before the restart and never came back.
+      std::set<std::string> silent;
+      for (auto& [id, j] : table_.jobs())
+        for (auto& r : j.replicas)
+          if ((r.state == replica_state::starting || r.state == replica_state::running ||
+               r.state == replica_state::backoff) &&
+              !attached_.count(r.node))
+            silent.insert(r.node);
+      for (auto& n : silent) {
+        log_->warn(
+            "jobs: node {} did not come back after the restart: its replicas are lost",
+            n);
+        table_.on_node_down(n, now, out);
+      }
+    }
+    if (!out.empty() || !table_.take_dirty().empty()) commit(std::move(out));
+  }
+
+  // -- queries ----------------------------------------------------------------------
+
+  const job_record* visible(const std::string& tenant, bool admin,
+                            const std::string& id) {
+    const auto* j = table_.find(id);
+    if (j == nullptr || (!admin && j->tenant != tenant)) return nullptr;
+    return j;
+  }
+
+  std::string submit(const std::string& tenant, const std::string& spec_json) {
+    auto spec = decode_job_spec(spec_json, cfg_.spec_limits);
+    if (!spec.ok()) return error_json(spec.err());
+    std::vector<job_command> out;
+    auto s = table_.submit(std::move(*spec), tenant, wall_now(), out);
+    if (!s.ok()) return error_json(s.err());
+    if (s->created && m_submitted_ != nullptr) m_submitted_->inc();
+    commit(std::move(out));
+    return json{{"job", json::parse(job_json(*table_.find(s->id)))},
+                {"created", s->created}}
+        .dump();
+  }
+
+  std::string list(const std::string& tenant, bool admin, uint32_t limit,
+                   const std::string& after) {
+    limit = std::clamp<uint32_t>(limit, 1, 1000);
+    std::vector<const job_record*> mine;
+    for (auto& [id, j] : table_.jobs())
+      if (admin || j.tenant == tenant) mine.push_back(&j);
+    std::sort(mine.begin(), mine.end(),
+              [](auto* a, auto* b) { return job_number(a->id) > job_number(b->id); });
+    uint64_t cursor = after.empty() ? UINT64_MAX : job_number(after);
+    json jobs = json::array();
+    std::string next;
+    for (auto* j : mine) {
+      if (job_number(j->id) >= cursor) continue;
+      if (jobs.size() == limit) {
+        next = jobs.back().at("id").get<std::string>();
+        break;
+      }
+      jobs.push_back(json::parse(job_json(*j)));
+    }
+    return json{{"jobs", std::move(jobs)}, {"next", next}}.dump();
+  }
+
+  caf::result<std::string> logs(const std::string& tenant, bool admin,
+                                const std::string& id, uint32_t replica, uint8_t stream,
+                                uint64_t offset, uint32_t max_bytes) {
+    const auto* j = visible(tenant, admin, id);
+    if (j == nullptr) return error_json("not_found", "no job " + id);
+    if (replica >= j->replicas.size())
+      return error_json("not_found",
+                        "job " + id + " has no replica " + std::to_string(replica));
+    const auto& r = j->replicas[replica];
+    if (r.node.empty())
+      return json{{"data", ""}, {"next", offset}, {"finished", is_final(r.state)}}.dump();
+    auto a = agent(r.node);
+    if (!a) return error_json("unavailable", "node " + r.node + " is not reachable");
+    auto rp = make_response_promise<std::string>();
+    bool final_state = is_final(r.state);
+    request(*a, std::chrono::seconds{10}, agent_log_atom::value, id, replica, stream,
+            offset, max_bytes)
+        .then(
+            [rp, final_state](const std::string& chunk) mutable {
+              // The replica may run again later (restart): only a final
+              // replica's log is finished.
+              try {
+                auto c = json::parse(chunk);
+                c["finished"] = c.value("finished", false) && final_state;
+                rp.deliver(c.dump(-1, ' ', false, json::error_handler_t::replace));
+              } catch (const json::exception&) {
+                rp.deliver(chunk);
+              }
+            },
+            [rp](caf::error& e) mutable {
+              rp.deliver(error_json("unavailable", caf::to_string(e)));
+            });
+    return rp;
+  }
+
+  job_manager_config cfg_;
+  std::unique_ptr<runtime::store> store_;
+  job_table table_;
+  std::map<std::string, actor_ref> agents_;
+  std::set<std::string> attached_;
+  std::map<std::string, std::string> inventories_;
+  time_point recovered_at_{};
+  bool recovering_ = false;
+  metrics::gauge* m_jobs_ = nullptr;
+  metrics::counter* m_submitted_ = nullptr;
+  metrics::counter* m_launches_ = nullptr;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+} // namespace
+
+result<actor_ref> start_job_manager(node& n, job_manager_config cfg) {
+  if (!cfg.placement.handle() || !cfg.membership.handle())
+    return error{runtime::errc::invalid_argument,
+                 "the job manager needs the placement and membership actors"};
+  std::unique_ptr<runtime::store> store;
+  if (!cfg.store_path.empty()) {
+    runtime::store_options so;
+    so.path = cfg.store_path;
+    so.column_families = {cf_jobs, cf_meta};
+    auto s = runtime::store::open(so);
+    if (!s.ok()) return std::move(s).err();
+    store = std::move(*s);
+  }
+  auto ref = n.adopt(actor_ref{
+      n.system().spawn<job_manager, caf::detached>(std::move(cfg), std::move(store))});
+  if (auto r = n.register_name(job_manager_name, ref); !r) return std::move(r).err();
+  return ref;
+}
+
+} // namespace troupe::actors

@@ -597,6 +597,10 @@ void http_api::install_routes(httplib::Server& srv) {
   srv.set_payload_max_length(options_.max_body_bytes);
   srv.set_read_timeout(options_.read_timeout);
   srv.set_write_timeout(options_.write_timeout);
+  // httplib closes a keep-alive connection after 5 requests by default.
+  srv.set_keep_alive_max_count(1000);
+  // Small JSON answers: no Nagle delay (40 ms with delayed ACKs).
+  srv.set_tcp_nodelay(true);
 
   // Every request comes here; `body` is read already (or was too large).
   const auto serve = [this](const httplib::Request& req, httplib::Response& res,

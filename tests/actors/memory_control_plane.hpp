@@ -64,7 +64,7 @@ public:
     spec.labels.tenant = who.tenant;
     if (!spec.idempotency_key.empty()) {
       auto it = idempotency_.find({who.tenant, spec.idempotency_key});
-      if (it != idempotency_.end()) return document(jobs_.at(it->second));
+      if (it != idempotency_.end()) return jobs_.at(it->second).doc;
     }
     if (spec.resources.gpus > 8) {
       return error{errc::invalid_argument, "job.resources.gpus: no node has " +
@@ -83,7 +83,8 @@ public:
     j.spec = std::move(spec);
     if (!j.spec.idempotency_key.empty())
       idempotency_[{who.tenant, j.spec.idempotency_key}] = j.id;
-    auto doc = document(j);
+    j.doc = document(j);
+    auto doc = j.doc;
     jobs_.emplace(j.id, std::move(j));
     return doc;
   }
@@ -101,20 +102,20 @@ public:
     for (const auto& [id, j] : jobs_)
       if (visible(j, who) && j.seq < below) mine.push_back(&j);
     std::sort(mine.begin(), mine.end(), [](auto* a, auto* b) { return a->seq > b->seq; });
-    nlohmann::json list = nlohmann::json::array();
+    std::string list;
     std::string next;
     for (std::size_t i = 0; i < mine.size() && i < page.limit; ++i) {
-      list.push_back(nlohmann::json::parse(document(*mine[i])));
+      list += (i ? "," : "") + mine[i]->doc;
       if (i + 1 == page.limit && i + 1 < mine.size()) next = mine[i]->id;
     }
-    return nlohmann::json{{"jobs", list}, {"next", next}}.dump();
+    return R"({"jobs":[)" + list + R"(],"next":)" + nlohmann::json(next).dump() + "}";
   }
 
   result<std::string> get_job(const caller& who, std::string_view job_id) override {
     std::lock_guard<std::mutex> lock(mu_);
     auto* j = find(who, job_id);
     if (!j) return not_found(job_id);
-    return document(*j);
+    return j->doc;
   }
 
   result<std::string> cancel_job(const caller& who, std::string_view job_id) override {
@@ -123,9 +124,10 @@ public:
     if (!j) return not_found(job_id);
     if (j->state == "running") {
       j->state = "cancelled";
+      j->doc = document(*j);
       ++changes_;
     }
-    return document(*j);
+    return j->doc;
   }
 
   result<log_chunk> logs(const caller& who, std::string_view job_id, uint32_t replica,
@@ -196,6 +198,7 @@ private:
     std::string state = "running";
     uint64_t seq = 0;
     job_spec spec;
+    std::string doc; ///< the job document, kept current
   };
   struct log_text {
     std::string text;

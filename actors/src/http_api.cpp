@@ -566,10 +566,13 @@ template <class Write> bool http_api::stream_follow(const log_follow& f, Write&&
   // The first chunk was read by handle(); send it even when empty so the
   // client sees the stream start.
   if (!write(log_chunk_json(f.first, f.offset) + "\n")) return false;
+  // A full chunk means more is waiting: read on without pausing.
+  bool backlog = f.first.data.size() >= options_.log_chunk_bytes;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      const auto wake = std::min(deadline, clock::now() + options_.follow_poll);
+      const auto wake = backlog ? clock::now()
+                                : std::min(deadline, clock::now() + options_.follow_poll);
       cv_.wait_until(lock, wake, [&] { return stopping_; });
       if (stopping_) return true;
     }
@@ -582,6 +585,7 @@ template <class Write> bool http_api::stream_follow(const log_follow& f, Write&&
       std::string code = e.is(errc::forbidden) ? "not_found" : http_status_of(e).second;
       return write(error_body(code, e.message()) + "\n");
     }
+    backlog = chunk->data.size() >= options_.log_chunk_bytes;
     const bool news = !chunk->data.empty() || chunk->finished;
     if (news || clock::now() - last_write >= options_.follow_heartbeat) {
       uint64_t at = offset;

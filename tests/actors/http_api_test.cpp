@@ -691,6 +691,12 @@ TEST_SUITE("http_api") {
     CHECK(finished);
     CHECK(data == expected);
     CHECK(lines >= 2);
+    // The server lets go of the follow once the response is done (just
+    // after the client has the last byte).
+    auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (f.server->api().active_follows() > 0 &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
     CHECK(f.server->api().active_follows() == 0);
 
     // Following a log that already ended: it streams to the end at once.

@@ -52,10 +52,12 @@ std::string endpoint(const std::string& address, uint16_t port) {
 }
 
 struct server::impl {
-  explicit impl(std::string address) : bind_address(std::move(address)) {}
+  impl(std::string address, std::unique_ptr<httplib::Server> server)
+      : bind_address(std::move(address)), srv_ptr(std::move(server)) {}
   std::string bind_address;
   uint16_t port = 0;
-  httplib::Server srv;
+  std::unique_ptr<httplib::Server> srv_ptr; // an httplib::SSLServer for HTTPS
+  httplib::Server& srv = *srv_ptr;
   std::thread thread;                // runs srv.listen_after_bind(); joined by stop()
   std::atomic<bool> finished{false}; // set by `thread` when listening ends
 };
@@ -68,7 +70,27 @@ server::~server() {
 
 result<std::unique_ptr<server>> server::start(std::string bind_address, uint16_t port,
                                               const routes_fn& routes, int threads) {
-  auto p = std::make_unique<impl>(std::move(bind_address));
+  return listen(std::make_unique<impl>(std::move(bind_address),
+                                       std::make_unique<httplib::Server>()),
+                port, routes, threads);
+}
+
+result<std::unique_ptr<server>> server::start_tls(std::string bind_address, uint16_t port,
+                                                  const tls_files& tls,
+                                                  const routes_fn& routes, int threads) {
+  auto ssl =
+      std::make_unique<httplib::SSLServer>(tls.cert_file.c_str(), tls.key_file.c_str());
+  if (!ssl->is_valid()) {
+    return error{runtime::errc::invalid_argument,
+                 "cannot load the TLS certificate " + tls.cert_file + " and key " +
+                     tls.key_file + " (missing, unreadable, not PEM, or not a pair)"};
+  }
+  return listen(std::make_unique<impl>(std::move(bind_address), std::move(ssl)), port,
+                routes, threads);
+}
+
+result<std::unique_ptr<server>> server::listen(std::unique_ptr<impl> p, uint16_t port,
+                                               const routes_fn& routes, int threads) {
   const auto failure = [&](const std::string& reason) {
     return error{runtime::errc::unavailable,
                  "cannot listen on " + endpoint(p->bind_address, port) + ": " + reason};

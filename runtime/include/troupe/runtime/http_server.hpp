@@ -29,6 +29,17 @@ public:
                                                              const routes_fn& routes,
                                                              int threads = 2);
 
+  /// A PEM certificate chain and its private key, for HTTPS.
+  struct tls_files {
+    std::string cert_file;
+    std::string key_file;
+  };
+  /// As start(), serving HTTPS (OpenSSL) with `tls`. Errors as start(), and
+  /// invalid_argument when the certificate or the key cannot be loaded.
+  [[nodiscard]] static result<std::unique_ptr<server>>
+  start_tls(std::string bind_address, uint16_t port, const tls_files& tls,
+            const routes_fn& routes, int threads = 2);
+
   server(const server&) = delete;
   server& operator=(const server&) = delete;
   ~server();
@@ -42,6 +53,8 @@ public:
 private:
   struct impl;
   explicit server(std::unique_ptr<impl> p);
+  static result<std::unique_ptr<server>> listen(std::unique_ptr<impl> p, uint16_t port,
+                                                const routes_fn& routes, int threads);
   std::unique_ptr<impl> impl_;
 };
 

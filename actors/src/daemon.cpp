@@ -1,5 +1,8 @@
 #include "troupe/actors/daemon.hpp"
 
+#include "troupe/actors/api_tokens.hpp"
+#include "troupe/actors/head_control_plane.hpp"
+#include "troupe/actors/http_api.hpp"
 #include "troupe/actors/job_manager.hpp"
 #include "troupe/actors/membership_actor.hpp"
 #include "troupe/actors/node_agent.hpp"
@@ -66,6 +69,14 @@ config_schema<cluster_settings> cluster_schema() {
       .string("exec_helper", &cluster_section::exec_helper, "",
               "troupe-exec, which keeps replicas from outliving their agent (empty: "
               "spawn directly).");
+  s.section("api", &cluster_settings::api, "The head's HTTP API (docs/API.md).")
+      .string("bind", &api_section::bind, "127.0.0.1", "Address the API listens on.")
+      .port("port", &api_section::port, 8470, "Its port (0: a free one).")
+      .string("tokens_file", &api_section::tokens_file, "",
+              "Bearer tokens, stored hashed (`troupe token`); empty: no API.")
+      .string("tls_cert", &api_section::tls_cert, "",
+              "PEM certificate: HTTPS with tls_key.")
+      .string("tls_key", &api_section::tls_key, "", "PEM private key.");
   return s;
 }
 
@@ -159,6 +170,20 @@ result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& 
     if (!jm) return std::move(jm).err();
     d->jobs_ = *jm;
   }
+  if (mc.head && !c.cluster.api.tokens_file.empty()) {
+    auto tokens = api_tokens::load_file(c.cluster.api.tokens_file);
+    if (!tokens) return std::move(tokens).err();
+    d->tokens_ = std::make_unique<api_tokens>(std::move(*tokens));
+    d->plane_ = std::make_unique<head_control_plane>(*d->node_, d->jobs_, d->membership_);
+    api_options ao;
+    ao.bind_address = c.cluster.api.bind;
+    ao.port = c.cluster.api.port;
+    ao.tls_cert_file = c.cluster.api.tls_cert;
+    ao.tls_key_file = c.cluster.api.tls_key;
+    auto api = api_server::start(*d->plane_, *d->tokens_, ao);
+    if (!api) return std::move(api).err();
+    d->api_ = std::move(*api);
+  }
   if (!c.cluster.cluster.ready_file.empty()) {
     // Written whole under a temporary name, then renamed: readers never
     // see half a line.
@@ -168,6 +193,7 @@ result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& 
     {
       std::ofstream out{tmp};
       out << d->name() << ' ' << d->listen_address() << '\n';
+      if (d->api_) out << "api " << d->api_port() << '\n';
       if (!out) return error{rerr::io_error, "cannot write " + tmp.string()};
     }
     std::error_code ec;
@@ -202,7 +228,12 @@ result<void> daemon::leave(std::chrono::nanoseconds timeout) {
   return ok();
 }
 
+uint16_t daemon::api_port() const noexcept {
+  return api_ ? api_->port() : 0;
+}
+
 void daemon::stop() {
+  if (api_) api_->stop();
   if (!node_) return;
   node_->stop();
   fabric_.reset();
@@ -213,6 +244,9 @@ void daemon::stop() {
   agent_ = actor_ref{};
   placement_ = actor_ref{};
   jobs_ = actor_ref{};
+  api_.reset();
+  plane_.reset();
+  tokens_.reset();
   node_.reset();
 }
 

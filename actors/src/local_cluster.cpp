@@ -1,5 +1,6 @@
 #include "troupe/actors/local_cluster.hpp"
 
+#include "troupe/actors/api_tokens.hpp"
 #include "troupe/actors/job_manager.hpp"
 #include "troupe/actors/membership_actor.hpp"
 #include "troupe/runtime/errc.hpp"
@@ -113,7 +114,8 @@ result<uint16_t> free_port() {
 }
 
 std::string node_toml(const local_cluster_options& o, const std::string& name, bool head,
-                      const std::string& head_spec, const fs::path& dir, uint16_t port) {
+                      const std::string& head_spec, const fs::path& dir, uint16_t port,
+                      uint16_t api_port) {
   std::ostringstream t;
   t << "[node]\nname = \"" << name << "\"\n\n"
     << "[metrics]\nenabled = false\n\n"
@@ -125,6 +127,9 @@ std::string node_toml(const local_cluster_options& o, const std::string& name, b
   t << "ready_file = \"" << (dir / (name + ".ready")).string() << "\"\n";
   t << "data_dir = \"" << (dir / (name + ".data")).string() << "\"\n";
   if (!o.exec_helper.empty()) t << "exec_helper = \"" << o.exec_helper.string() << "\"\n";
+  if (head && api_port != 0)
+    t << "\n[api]\nport = " << api_port << "\ntokens_file = \""
+      << (dir / "tokens").string() << "\"\n";
   if (!o.extra_toml.empty()) t << '\n' << o.extra_toml << '\n';
   return t.str();
 }
@@ -161,14 +166,31 @@ result<local_cluster> start_local_cluster(const local_cluster_options& o) {
     auto config = o.dir / (name + ".toml");
     auto ready = o.dir / (name + ".ready");
     fs::remove(ready, ec);
-    uint16_t port = 0;
+    uint16_t port = 0, api_port = 0;
     if (head) {
       auto p = free_port();
       if (!p) return fail(p.err());
       port = *p;
+      if (o.api) {
+        auto a = free_port();
+        if (!a) return fail(a.err());
+        api_port = *a;
+        // An admin token for this machine's user: hashed in DIR/tokens,
+        // itself in DIR/admin.token (0600), the API's URL in DIR/api.
+        auto t = mint_api_token("admin", true);
+        if (!t) return fail(t.err());
+        if (auto r = write_file(o.dir / "tokens", t->line + "\n", 0600); !r)
+          return fail(r.err());
+        if (auto r = write_file(o.dir / "admin.token", t->token + "\n", 0600); !r)
+          return fail(r.err());
+        c.api_url = "http://127.0.0.1:" + std::to_string(api_port);
+        c.admin_token = t->token;
+        if (auto r = write_file(o.dir / "api", c.api_url + "\n", 0644); !r)
+          return fail(r.err());
+      }
     }
-    if (auto r =
-            write_file(config, node_toml(o, name, head, head_spec, o.dir, port), 0644);
+    if (auto r = write_file(
+            config, node_toml(o, name, head, head_spec, o.dir, port, api_port), 0644);
         !r)
       return fail(r.err());
     auto log = o.dir / (name + ".log");
@@ -229,6 +251,10 @@ result<local_cluster> read_local_cluster(const fs::path& dir) {
   c.dir = dir;
   std::ifstream s{dir / "secret"};
   std::getline(s, c.secret);
+  std::ifstream api{dir / "api"};
+  std::getline(api, c.api_url);
+  std::ifstream tok{dir / "admin.token"};
+  std::getline(tok, c.admin_token);
   pid_t pid = 0;
   std::string name;
   while (pids >> pid >> name) {

@@ -41,6 +41,8 @@ int run_up(const cluster_options& o) {
   lo.trouped = trouped_path();
   lo.workers = o.workers;
   lo.gpus_per_node = o.gpus;
+  if (auto helper = trouped_path().parent_path() / "troupe-exec"; fs::exists(helper))
+    lo.exec_helper = helper;
   auto c = actors::start_local_cluster(lo);
   if (!c) {
     std::cerr << "troupe up: " << c.err().to_string() << '\n';
@@ -48,8 +50,11 @@ int run_up(const cluster_options& o) {
   }
   std::cout << "local cluster in " << c->dir.string() << ": head " << c->head().name
             << " at " << c->head().address << ", " << o.workers << " worker(s)\n"
-            << "  troupe nodes --dir " << c->dir.string() << "\n  troupe down --dir "
-            << c->dir.string() << '\n';
+            << "  API " << c->api_url << " (admin token in "
+            << (c->dir / "admin.token").string() << ")\n  troupe nodes --dir "
+            << c->dir.string() << "\n  troupe submit --dir " << c->dir.string()
+            << " --name hello --replicas 2 --gpus 1 -- 'echo hi'\n"
+            << "  troupe down --dir " << c->dir.string() << '\n';
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include "cluster_cmds.hpp"
 #include "cluster_sim.hpp"
 #include "info.hpp"
+#include "jobs_cmds.hpp"
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/workloads/demo_job.hpp"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
 
   std::function<int()> cluster_run;
   troupe::tools::add_cluster_commands(app, cluster_run);
+  troupe::tools::add_job_commands(app, cluster_run);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -15,6 +15,9 @@
 ///   data_dir = "PATH"         # replica logs (jobs/), and on the head the
 ///                             # control plane's stores (placement/, jobs/)
 ///   exec_helper = "PATH"      # troupe-exec (replicas never orphaned)
+///   [api]                     # the head's HTTP API (docs/API.md)
+///   bind = "127.0.0.1"  port = 8470  tokens_file = "PATH"
+///   tls_cert = "PEM"  tls_key = "PEM"
 ///
 /// Every node runs a node agent (node_agent.hpp); the head also runs the
 /// placement actor (empty topology: nodes join it as they come up) and the
@@ -49,8 +52,19 @@ struct cluster_section {
   bool operator==(const cluster_section&) const = default;
 };
 
+/// The head's HTTP API (http_api.hpp), served when `tokens_file` is set.
+struct api_section {
+  std::string bind = "127.0.0.1";
+  std::uint16_t port = 8470; ///< 0 picks a free port
+  std::string tokens_file;   ///< api_tokens.hpp's format; empty: no API
+  std::string tls_cert;      ///< PEM; HTTPS when both are set
+  std::string tls_key;
+  bool operator==(const api_section&) const = default;
+};
+
 struct cluster_settings {
   cluster_section cluster;
+  api_section api;
   bool operator==(const cluster_settings&) const = default;
 };
 
@@ -97,6 +111,8 @@ public:
   /// The head's job manager (empty on workers).
   [[nodiscard]] const actor_ref& jobs() const noexcept { return jobs_; }
   [[nodiscard]] const std::string& data_dir() const noexcept { return data_dir_; }
+  /// The HTTP API's port on the head (0: no API).
+  [[nodiscard]] uint16_t api_port() const noexcept;
 
   /// Worker: tells the head it leaves (waits up to `timeout` for the head's
   /// answer). The head: nothing to do.
@@ -116,6 +132,9 @@ private:
   actor_ref placement_;
   actor_ref jobs_;
   std::string data_dir_;
+  std::unique_ptr<class head_control_plane> plane_;
+  std::unique_ptr<class api_tokens> tokens_;
+  std::unique_ptr<class api_server> api_;
 };
 
 } // namespace troupe::actors

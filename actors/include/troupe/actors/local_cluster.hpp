@@ -3,6 +3,9 @@
 /// machine (a head and N workers on loopback, simulated GPUs where there
 /// are none), kept in a state directory:
 ///   DIR/secret            the cluster secret (mode 0600)
+///   DIR/tokens            the API's tokens, hashed (mode 0600)
+///   DIR/admin.token       the admin bearer token (mode 0600)
+///   DIR/api               the API's URL
 ///   DIR/<node>.toml       each node's config
 ///   DIR/<node>.log        its stdout and stderr
 ///   DIR/<node>.ready      "NAME ADDRESS" once it listens
@@ -30,6 +33,8 @@ struct local_cluster_options {
   std::string name_prefix = "local";
   /// Extra TOML appended to every node's config (e.g. [membership] timings).
   std::string extra_toml;
+  /// Serve the head's HTTP API with a fresh admin token (DIR/admin.token).
+  bool api = true;
   /// troupe-exec for the replicas (empty: spawned directly).
   std::filesystem::path exec_helper;
   std::chrono::nanoseconds ready_timeout = std::chrono::seconds{30};
@@ -46,6 +51,8 @@ struct local_cluster {
   std::filesystem::path dir;
   std::vector<local_node> nodes; ///< the head first
   std::string secret;
+  std::string api_url;     ///< "http://127.0.0.1:PORT" ("" without the API)
+  std::string admin_token; ///< the API's admin bearer token
   [[nodiscard]] const local_node& head() const { return nodes.front(); }
 };
 

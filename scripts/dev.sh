@@ -22,8 +22,9 @@ configure() {  # configure <dir> [cmake args...]
 case "$mode" in
   run)
     configure build
-    cmake --build build -j "$jobs" --target troupe
-    exec ./build/tools/troupe demo "$@"
+    cmake --build build -j "$jobs" --target troupe trouped troupe-exec
+    # A local cluster (head + 3 workers, simulated GPUs) running a job.
+    exec bash scripts/cluster-demo.sh build
     ;;
   test)
     configure build

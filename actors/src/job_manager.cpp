@@ -454,9 +454,7 @@ private:
   void apply_exit(const json& e, time_point now, std::vector<job_command>& out) {
     auto how = e.at("how").get<std::string>();
     auto code = e.at("code").get<int>();
-    auto exit = how == "exited"     ? replica_exit::exited(code)
-                : how == "signaled" ? replica_exit::signaled(code)
-                                    : replica_exit::node_lost();
+    auto exit = make_replica_exit(how, code);
     table_.on_exited(e.at("job").get<std::string>(), e.at("replica").get<uint32_t>(),
                      e.at("generation").get<uint64_t>(), exit, now, out);
   }

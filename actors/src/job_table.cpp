@@ -501,18 +501,6 @@ std::string rfc3339(time_point t) {
   return buf;
 }
 
-const char* exit_kind(replica_exit::kind k) {
-  switch (k) {
-  case replica_exit::kind::exited:
-    return "exited";
-  case replica_exit::kind::signaled:
-    return "signaled";
-  case replica_exit::kind::node_lost:
-    return "node_lost";
-  }
-  return "?";
-}
-
 json replica_doc(const replica_record& r, bool storage) {
   json x = {{"index", r.index},       {"state", to_string(r.state)},
             {"node", r.node},         {"generation", r.generation},
@@ -521,7 +509,7 @@ json replica_doc(const replica_record& r, bool storage) {
   if (r.last_exit) {
     x["last_exit"] = r.last_exit->to_string();
     if (storage)
-      x["exit"] = {{"how", exit_kind(r.last_exit->how)}, {"code", r.last_exit->code}};
+      x["exit"] = {{"how", to_string(r.last_exit->how)}, {"code", r.last_exit->code}};
   }
   if (storage) {
     x["request"] = r.request;
@@ -618,9 +606,7 @@ result<job_record> decode_job(std::string_view text) {
       if (x.contains("exit")) {
         auto how = x["exit"].at("how").get<std::string>();
         int code = x["exit"].at("code").get<int>();
-        r.last_exit = how == "exited"     ? replica_exit::exited(code)
-                      : how == "signaled" ? replica_exit::signaled(code)
-                                          : replica_exit::node_lost();
+        r.last_exit = make_replica_exit(how, code);
       }
       r.request = x.at("request").get<uint64_t>();
       r.allocation = x.at("allocation").get<uint64_t>();

@@ -29,18 +29,6 @@ namespace {
 using tick_atom = caf::atom_constant<caf::atom("ag_tick")>;
 using rerr = runtime::errc;
 
-const char* how_name(replica_exit::kind k) {
-  switch (k) {
-  case replica_exit::kind::exited:
-    return "exited";
-  case replica_exit::kind::signaled:
-    return "signaled";
-  case replica_exit::kind::node_lost:
-    return "node_lost";
-  }
-  return "?";
-}
-
 struct replica_key {
   std::string job;
   uint32_t replica = 0;
@@ -201,7 +189,7 @@ private:
                           {"job", key.job},
                           {"replica", key.replica},
                           {"generation", it->second.generation},
-                          {"how", how_name(ev.exit.how)},
+                          {"how", to_string(ev.exit.how)},
                           {"code", ev.exit.code}};
       running_.erase(it);
       log_->info("agent: {} replica {} {}", key.job, key.replica, ev.exit.to_string());

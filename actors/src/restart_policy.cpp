@@ -26,6 +26,24 @@ std::optional<restart_mode> parse_restart_mode(std::string_view s) noexcept {
   return std::nullopt;
 }
 
+const char* to_string(replica_exit::kind k) noexcept {
+  switch (k) {
+  case replica_exit::kind::exited:
+    return "exited";
+  case replica_exit::kind::signaled:
+    return "signaled";
+  case replica_exit::kind::node_lost:
+    return "node_lost";
+  }
+  return "node_lost";
+}
+
+replica_exit make_replica_exit(std::string_view kind, int code) noexcept {
+  if (kind == "exited") return replica_exit::exited(code);
+  if (kind == "signaled") return replica_exit::signaled(code);
+  return replica_exit::node_lost();
+}
+
 std::string replica_exit::to_string() const {
   switch (how) {
   case kind::exited:

@@ -58,6 +58,12 @@ struct replica_exit {
   friend bool operator==(const replica_exit&, const replica_exit&) = default;
 };
 
+/// "exited" | "signaled" | "node_lost": the kind's name in JSON documents.
+const char* to_string(replica_exit::kind k) noexcept;
+/// A replica_exit from its kind's name and code ("node_lost" for anything
+/// unknown: nobody knows how it ended).
+replica_exit make_replica_exit(std::string_view kind, int code) noexcept;
+
 enum class restart_action : uint8_t { restart_now, restart_after_backoff, give_up };
 
 struct restart_decision {

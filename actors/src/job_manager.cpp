@@ -413,10 +413,10 @@ private:
         log_->warn("jobs: node {} inventory unreadable: {}", name, inv.err().to_string());
       }
     }
-    attach(name);
+    attach_agent(name);
   }
 
-  void attach(const std::string& name) {
+  void attach_agent(const std::string& name) {
     agents_.erase(name);
     auto a = agent(name);
     if (!a) return;

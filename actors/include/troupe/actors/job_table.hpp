@@ -108,7 +108,6 @@ struct job_command {
   uint64_t allocation = 0;
   uint32_t bundle = 0;
   placement::gang_request request; ///< place
-  bool operator==(const job_command&) const = default;
 };
 
 /// A process a node agent reports.

@@ -110,10 +110,27 @@ public:
         [this](jm_list_atom, const std::string& tenant, bool admin, uint32_t limit,
                const std::string& after) { return list(tenant, admin, limit, after); },
         [this](jm_get_atom, const std::string& tenant, bool admin,
-               const std::string& id) {
+               const std::string& id) -> caf::result<std::string> {
           auto* j = visible(tenant, admin, id);
           if (j == nullptr) return error_json("not_found", "no job " + id);
-          return json{{"job", json::parse(job_json(*j))}}.dump();
+          auto doc = json::parse(job_json(*j));
+          // A replica waiting for placement: say why (placement's words).
+          uint64_t waiting = 0;
+          for (auto& r : j->replicas)
+            if (r.state == replica_state::pending && r.request != 0) waiting = r.request;
+          if (waiting == 0) return json{{"job", std::move(doc)}}.dump();
+          auto rp = make_response_promise<std::string>();
+          request(placement(), std::chrono::seconds{5}, placement::why_atom::value,
+                  waiting)
+              .then(
+                  [rp, doc](const std::string& why) mutable {
+                    doc["why_pending"] = why;
+                    rp.deliver(json{{"job", std::move(doc)}}.dump());
+                  },
+                  [rp, doc](caf::error&) mutable {
+                    rp.deliver(json{{"job", std::move(doc)}}.dump());
+                  });
+          return rp;
         },
         [this](jm_cancel_atom, const std::string& tenant, bool admin,
                const std::string& id) {

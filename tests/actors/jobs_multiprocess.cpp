@@ -295,6 +295,17 @@ TEST_CASE("jobs on a local cluster: placement, logs, restart elsewhere, cancel, 
                        all["next"].get<std::string>());
   REQUIRE(page2["jobs"].size() == 1);
   CHECK(page2["jobs"][0]["id"] == id);
+  // A job that does not fit waits, and says why.
+  auto big = cl.call(
+      jm_submit_atom::value, std::string{"acme"},
+      json{{"name", "big"}, {"command", {"true"}}, {"resources", {{"gpus", 64}}}}.dump());
+  auto bigdoc = cl.wait_job(
+      big["job"]["id"].get<std::string>(),
+      [](const json& d) { return d.contains("why_pending"); }, 20s, "a reason to wait");
+  CHECK(bigdoc["state"] == "pending");
+  CHECK(bigdoc["why_pending"].get<std::string>().find("64") != std::string::npos);
+  cl.call(jm_cancel_atom::value, std::string{"acme"}, false,
+          big["job"]["id"].get<std::string>());
   // Hostile specs are refused with the field named, and nothing is added.
   auto hostile = cl.call(jm_submit_atom::value, std::string{"acme"},
                          std::string{R"({"name":"x","command":[],"replicas":0})"});
@@ -302,5 +313,5 @@ TEST_CASE("jobs on a local cluster: placement, logs, restart elsewhere, cancel, 
   CHECK(hostile["error"]["code"] == "invalid_argument");
   auto after = cl.call(jm_list_atom::value, std::string{"acme"}, false, uint32_t{100},
                        std::string{});
-  CHECK(after["jobs"].size() == 3);
+  CHECK(after["jobs"].size() == 4);
 }

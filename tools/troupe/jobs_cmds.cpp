@@ -177,6 +177,8 @@ int run_job(api_opts o, const std::string& id) {
             << j->value("tenant", "") << "): " << j->value("state", "");
   if (!j->value("reason", "").empty()) std::cout << ", " << j->value("reason", "");
   std::cout << "\n  submitted " << j->value("submitted", "") << '\n';
+  if (j->contains("why_pending"))
+    std::cout << "  why pending: " << (*j)["why_pending"].get<std::string>() << '\n';
   std::cout << std::left << "  " << std::setw(9) << "REPLICA" << std::setw(11) << "STATE"
             << std::setw(26) << "NODE" << std::setw(10) << "GPUS" << std::setw(10)
             << "RESTARTS"

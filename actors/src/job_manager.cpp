@@ -364,7 +364,7 @@ private:
       for (auto& m : json::parse(text)) {
         auto state = m.value("state", std::string{});
         auto name = m.value("node", std::string{});
-        if (m.contains("inventory")) inventories_[name] = m["inventory"].dump();
+        if (m.contains("inventory")) remember_inventory(name, m["inventory"].dump());
         if (state == "up") node_up(name);
       }
     } catch (const json::exception& e) {
@@ -389,7 +389,7 @@ private:
                 try {
                   for (auto& m : json::parse(members))
                     if (m.value("node", std::string{}) == name && m.contains("inventory"))
-                      inventories_[name] = m["inventory"].dump();
+                      remember_inventory(name, m["inventory"].dump());
                 } catch (const json::exception&) {
                 }
                 if (kind == "up" || kind == "uncordoned") node_up(name);
@@ -410,6 +410,35 @@ private:
   void unschedulable(const std::string& name) {
     request(placement(), std::chrono::seconds{10}, placement::node_down_atom::value, name)
         .then([](bool) {}, [](caf::error&) {}); // unknown to placement: nothing to do
+  }
+
+  void remember_inventory(const std::string& name, std::string text) {
+    if (auto inv = decode_inventory(text); inv.ok()) {
+      std::vector<std::string> models;
+      for (auto& g : inv->gpus)
+        models.push_back(g.model);
+      gpu_models_[name] = std::move(models);
+    }
+    inventories_[name] = std::move(text);
+  }
+
+  /// Why no node the cluster has known could ever host one replica of
+  /// `spec` (GPUs per replica, of its model); nullopt when one could, or
+  /// when no node has reported yet.
+  std::optional<std::string> never_fits(const job_spec& spec) const {
+    if (spec.resources.gpus == 0 || gpu_models_.empty()) return std::nullopt;
+    size_t best = 0;
+    for (auto& [node, models] : gpu_models_) {
+      size_t n = 0;
+      for (auto& m : models)
+        n += spec.resources.gpu_model.empty() || m == spec.resources.gpu_model ? 1 : 0;
+      best = std::max(best, n);
+    }
+    if (best >= spec.resources.gpus) return std::nullopt;
+    return "job.resources.gpus: a replica needs " + std::to_string(spec.resources.gpus) +
+           (spec.resources.gpu_model.empty() ? "" : " " + spec.resources.gpu_model) +
+           " GPUs on one node; the largest node of the cluster has " +
+           std::to_string(best);
   }
 
   void node_up(const std::string& name) {
@@ -535,6 +564,7 @@ private:
   std::string submit(const std::string& tenant, const std::string& spec_json) {
     auto spec = decode_job_spec(spec_json, cfg_.spec_limits);
     if (!spec.ok()) return error_json(spec.err());
+    if (auto why = never_fits(*spec)) return error_json("invalid_argument", *why);
     std::vector<job_command> out;
     auto s = table_.submit(std::move(*spec), tenant, wall_now(), out);
     if (!s.ok()) return error_json(s.err());
@@ -608,6 +638,8 @@ private:
   std::map<std::string, actor_ref> agents_;
   std::set<std::string> attached_;
   std::map<std::string, std::string> inventories_;
+  std::map<std::string, std::vector<std::string>>
+      gpu_models_; ///< per node, from inventories
   time_point recovered_at_{};
   bool recovering_ = false;
   metrics::gauge* m_jobs_ = nullptr;

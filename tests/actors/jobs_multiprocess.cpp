@@ -295,17 +295,35 @@ TEST_CASE("jobs on a local cluster: placement, logs, restart elsewhere, cancel, 
                        all["next"].get<std::string>());
   REQUIRE(page2["jobs"].size() == 1);
   CHECK(page2["jobs"][0]["id"] == id);
-  // A job that does not fit waits, and says why.
+  // A job that no node could ever host is refused at submit, naming the field.
+  auto never =
+      cl.call(jm_submit_atom::value, std::string{"acme"},
+              json{{"name", "huge"}, {"command", {"true"}}, {"resources", {{"gpus", 64}}}}
+                  .dump());
+  REQUIRE(never.contains("error"));
+  CHECK(never["error"]["code"] == "invalid_argument");
+  CHECK(never["error"]["message"].get<std::string>().find(
+            "the largest node of the cluster has 2") != std::string::npos);
+  // A job that does not fit now (every GPU taken) waits, and says why.
+  auto hog = cl.call(jm_submit_atom::value, std::string{"acme"},
+                     json{{"name", "hog"},
+                          {"command", {"sleep", "600"}},
+                          {"replicas", 4},
+                          {"resources", {{"gpus", 2}}}}
+                         .dump());
+  auto hogid = hog["job"]["id"].get<std::string>();
+  cl.wait_job(hogid, all_running, 30s, "the hog running");
   auto big = cl.call(
       jm_submit_atom::value, std::string{"acme"},
-      json{{"name", "big"}, {"command", {"true"}}, {"resources", {{"gpus", 64}}}}.dump());
+      json{{"name", "big"}, {"command", {"true"}}, {"resources", {{"gpus", 2}}}}.dump());
+  auto bigid = big["job"]["id"].get<std::string>();
   auto bigdoc = cl.wait_job(
-      big["job"]["id"].get<std::string>(),
-      [](const json& d) { return d.contains("why_pending"); }, 20s, "a reason to wait");
+      bigid, [](const json& d) { return d.contains("why_pending"); }, 20s,
+      "a reason to wait");
   CHECK(bigdoc["state"] == "pending");
-  CHECK(bigdoc["why_pending"].get<std::string>().find("64") != std::string::npos);
-  cl.call(jm_cancel_atom::value, std::string{"acme"}, false,
-          big["job"]["id"].get<std::string>());
+  CHECK(bigdoc["why_pending"].get<std::string>().rfind("pending: ", 0) == 0);
+  cl.call(jm_cancel_atom::value, std::string{"acme"}, false, bigid);
+  cl.call(jm_cancel_atom::value, std::string{"acme"}, false, hogid);
   // Hostile specs are refused with the field named, and nothing is added.
   auto hostile = cl.call(jm_submit_atom::value, std::string{"acme"},
                          std::string{R"({"name":"x","command":[],"replicas":0})"});
@@ -313,5 +331,5 @@ TEST_CASE("jobs on a local cluster: placement, logs, restart elsewhere, cancel, 
   CHECK(hostile["error"]["code"] == "invalid_argument");
   auto after = cl.call(jm_list_atom::value, std::string{"acme"}, false, uint32_t{100},
                        std::string{});
-  CHECK(after["jobs"].size() == 4);
+  CHECK(after["jobs"].size() == 5);
 }

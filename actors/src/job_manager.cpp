@@ -179,32 +179,10 @@ private:
     if (!r.ok()) log_->error("jobs: reading the store failed: {}", r.err().to_string());
     recovered_at_ = wall_now();
     recovering_ = loaded > 0;
-    // Replicas that waited for placement but whose request was never
-    // acknowledged: ask again (an orphan request placed later is released).
+    // Requests never acknowledged are made again (an orphan request placed
+    // later is released).
     std::vector<job_command> out;
-    for (auto& [id, j] : table_.jobs()) {
-      if (is_final(j.state)) continue;
-      bool gang_pending = true;
-      for (auto& rr : j.replicas)
-        gang_pending &= rr.state == replica_state::pending && rr.request == 0;
-      if (gang_pending && j.replicas.size() > 0 && j.started == time_point{}) {
-        job_command c;
-        c.what = job_command::kind::place;
-        c.job = id;
-        c.request = to_placement_request(j.spec);
-        out.push_back(std::move(c));
-        continue;
-      }
-      for (auto& rr : j.replicas)
-        if (rr.state == replica_state::pending && rr.request == 0) {
-          job_command c;
-          c.what = job_command::kind::place;
-          c.job = id;
-          c.replica = rr.index;
-          c.request = to_placement_request(j.spec, rr.index);
-          out.push_back(std::move(c));
-        }
-    }
+    table_.place_unacknowledged(out);
     log_->info("jobs: recovered {} jobs", loaded);
     if (!out.empty()) execute(std::move(out));
   }
@@ -217,13 +195,14 @@ private:
 
   void persist() {
     auto dirty = table_.take_dirty();
+    if (dirty.empty()) return;
     if (m_jobs_ != nullptr) {
       size_t active = 0;
       for (auto& [id, j] : table_.jobs())
         active += is_final(j.state) ? 0 : 1;
       m_jobs_->set(static_cast<double>(active));
     }
-    if (!store_ || dirty.empty()) return;
+    if (!store_) return;
     runtime::write_batch b;
     for (auto& id : dirty)
       if (const auto* j = table_.find(id)) b.put(cf_jobs, id, encode_job(*j));
@@ -549,7 +528,7 @@ private:
         table_.on_node_down(n, now, out);
       }
     }
-    if (!out.empty() || !table_.take_dirty().empty()) commit(std::move(out));
+    commit(std::move(out));
   }
 
   // -- queries ----------------------------------------------------------------------

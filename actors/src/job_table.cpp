@@ -81,12 +81,7 @@ result<job_table::submitted> job_table::submit(job_spec spec, const std::string&
     j.replicas.push_back(std::move(r));
   }
   j.spec = std::move(spec);
-  job_command c;
-  c.what = job_command::kind::place;
-  c.job = j.id;
-  c.request = to_placement_request(j.spec);
-  if (j.spec.time_limit.count() > 0) c.request.runtime_estimate = j.spec.time_limit;
-  out.push_back(std::move(c));
+  out.push_back(place_command(j, std::nullopt));
   if (!j.spec.idempotency_key.empty())
     idempotency_[{tenant, j.spec.idempotency_key}] = j.id;
   auto id = j.id;
@@ -240,13 +235,34 @@ void job_table::place_again(job_record& j, replica_record& r,
   r.node.clear();
   r.gpus.clear();
   r.pid = 0;
+  out.push_back(place_command(j, r.index));
+}
+
+job_command job_table::place_command(const job_record& j,
+                                     std::optional<uint32_t> replica) {
   job_command c;
   c.what = job_command::kind::place;
   c.job = j.id;
-  c.replica = r.index;
-  c.request = to_placement_request(j.spec, r.index);
+  c.replica = replica;
+  c.request = to_placement_request(j.spec, replica);
   if (j.spec.time_limit.count() > 0) c.request.runtime_estimate = j.spec.time_limit;
-  out.push_back(std::move(c));
+  return c;
+}
+
+void job_table::place_unacknowledged(std::vector<job_command>& out) const {
+  for (auto& [id, j] : jobs_) {
+    if (is_final(j.state)) continue;
+    auto waits = [](const replica_record& r) {
+      return r.state == replica_state::pending && r.request == 0;
+    };
+    if (j.started == time_point{} &&
+        std::all_of(j.replicas.begin(), j.replicas.end(), waits)) {
+      out.push_back(place_command(j, std::nullopt));
+      continue;
+    }
+    for (auto& r : j.replicas)
+      if (waits(r)) out.push_back(place_command(j, r.index));
+  }
 }
 
 void job_table::end_replica(job_record& j, replica_record& r, const replica_exit& how,
@@ -262,7 +278,6 @@ void job_table::end_replica(job_record& j, replica_record& r, const replica_exit
     return;
   }
   auto d = decide_restart(j.spec.restart, how, r.restarts, now - r.started);
-  r.reason = how.to_string() + ": " + d.reason;
   if (d.action == restart_action::give_up) {
     r.state = how.succeeded() ? replica_state::succeeded : replica_state::failed;
     release(r, out);
@@ -273,12 +288,12 @@ void job_table::end_replica(job_record& j, replica_record& r, const replica_exit
       place_again(j, r, out);
     } else if (d.action == restart_action::restart_now) {
       launch(j, r, now, out);
-      r.reason = how.to_string() + ": " + d.reason;
     } else {
       r.state = replica_state::backoff;
       r.restart_at = now + d.delay;
     }
   }
+  r.reason = how.to_string() + ": " + d.reason; // after launch, which clears it
   update_job(j, now);
 }
 

@@ -48,6 +48,14 @@ constexpr const char* cf_requests = "placement_requests";
 constexpr const char* cf_allocations = "placement_allocations";
 constexpr const char* cf_nodes = "placement_nodes";
 
+/// A node that joined: rack 0 of the topology (a rack "default" when it
+/// has none).
+void append_node(cluster_topology& topo, node_spec n) {
+  if (topo.racks.empty()) topo.racks.push_back(rack_spec{"default", 0, 1.0});
+  n.rack = 0;
+  topo.nodes.push_back(std::move(n));
+}
+
 std::string key_of(uint64_t id) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(id));
@@ -222,9 +230,7 @@ private:
       }
       old = std::move(spec);
     } else {
-      if (topo.racks.empty()) topo.racks.push_back(rack_spec{"default", 0, 1.0});
-      spec.rack = 0;
-      topo.nodes.push_back(std::move(spec));
+      append_node(topo, std::move(spec));
     }
     if (auto v = topo.validate(); !v.ok()) return v;
     auto idx = known.ok() ? known->value() : static_cast<uint32_t>(topo.nodes.size() - 1);
@@ -274,11 +280,7 @@ private:
     if (!r0.ok())
       log_->error("placement: reading nodes failed: {}", r0.err().to_string());
     for (auto& n : stored)
-      if (!topo.find_node(n.name).ok()) {
-        if (topo.racks.empty()) topo.racks.push_back(rack_spec{"default", 0, 1.0});
-        n.rack = 0;
-        topo.nodes.push_back(std::move(n));
-      }
+      if (!topo.find_node(n.name).ok()) append_node(topo, std::move(n));
     size_t restored_nodes = 0;
     if (topo.nodes.size() > base && topo.validate().ok()) {
       state_ = cluster_state(std::move(topo));

@@ -283,4 +283,29 @@ TEST_SUITE("job table") {
     }
     CHECK_FALSE(restored.restore_meta("{").ok());
   }
+
+  TEST_CASE("after a restart, placements never acknowledged are asked for again") {
+    job_table t;
+    std::vector<job_command> out;
+    auto limited = spec(2);
+    limited.time_limit = 30s;
+    auto never_acked = t.submit(limited, "acme", at(0), out); // no on_request
+    REQUIRE(never_acked.ok());
+    auto lost = running_job(t, 2, restart_mode::on_failure, 0);
+    t.on_node_down("w1", at(5), out); // replica 1 waits, its request unanswered
+    auto acked = t.submit(spec(1), "acme", at(6), out);
+    REQUIRE(acked.ok());
+    t.on_request(acked->id, std::nullopt, 42);
+    out.clear();
+    t.place_unacknowledged(out);
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].job == never_acked->id);
+    CHECK_FALSE(out[0].replica.has_value());
+    CHECK(out[0].request.bundles.size() == 2);
+    CHECK(out[0].request.runtime_estimate == 30s);
+    CHECK(out[1].job == lost);
+    REQUIRE(out[1].replica.has_value());
+    CHECK(*out[1].replica == 1);
+    CHECK(out[1].request.bundles.size() == 1);
+  }
 }

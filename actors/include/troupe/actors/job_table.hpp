@@ -173,6 +173,10 @@ public:
   /// releases like cancel. Unknown or ended jobs: nothing.
   void fail(const std::string& job, const std::string& reason, time_point now,
             std::vector<job_command>& out);
+  /// After a restart: places again what waits for placement without an
+  /// acknowledged request (the whole gang of a job that never started, or
+  /// single replicas), as submit and node losses first asked.
+  void place_unacknowledged(std::vector<job_command>& out) const;
   /// Backoffs that are due restart; time limits that passed stop the job.
   void tick(time_point now, std::vector<job_command>& out);
 
@@ -202,6 +206,8 @@ private:
                    bool node_lost, time_point now, std::vector<job_command>& out);
   void release(replica_record& r, std::vector<job_command>& out);
   void place_again(job_record& j, replica_record& r, std::vector<job_command>& out);
+  /// The `place` command for a job's gang (nullopt) or one of its replicas.
+  static job_command place_command(const job_record& j, std::optional<uint32_t> replica);
   void update_job(job_record& j, time_point now);
 
   std::map<std::string, job_record, std::less<>> jobs_;

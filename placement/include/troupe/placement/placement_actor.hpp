@@ -17,8 +17,8 @@
 ///   (subscribe_atom, caf::actor) -> bool: the subscriber then receives
 ///       (placed_atom, uint64_t request, uint64_t allocation, std::string
 ///       allocation_json, whose "node_names" lists each placed bundle's node
-///       name in plan order) and (preempt_atom, std::string plan_json) when the head needs
-///       victims evicted.
+///       name in plan order) and (preempt_atom, std::string plan_json) when the head
+///       needs victims evicted.
 ///   (node_up_atom, std::string node_spec_json) -> bool
 ///       a node joined (or came back): a new name is added to the topology
 ///       (rack 0; a rack "default" is made when there is none), a known one

@@ -1,5 +1,8 @@
 #include "troupe/sim/engine.hpp"
 
+#include "troupe/finops/idle.hpp"
+#include "troupe/finops/ledger.hpp"
+#include "troupe/finops/spot.hpp"
 #include "troupe/placement/placer.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/random.hpp"
@@ -144,6 +147,8 @@ result<void> sim_config::validate() const {
   if (sample_interval.count() <= 0)
     return error{errc::invalid_argument, "sample_interval must be positive"};
   if (horizon.count() < 0) return error{errc::invalid_argument, "horizon is negative"};
+  if (finops)
+    if (auto v = finops->validate(); !v) return v.err();
   return ok();
 }
 
@@ -188,7 +193,15 @@ struct spot_replay {
   }
 };
 
-enum class job_phase : uint8_t { future, waiting, running, evicting, done, rejected };
+enum class job_phase : uint8_t {
+  future,
+  waiting,
+  running,
+  evicting,
+  away, ///< FinOps reclaimed it in a pause; back to the queue at `return_at`
+  done,
+  rejected
+};
 
 struct job_state {
   pl::gang_request req;
@@ -201,7 +214,59 @@ struct job_state {
   time_point wait_since{};
   bool restart = false;
   uint32_t epoch = 0;
-  double gpus = 0; ///< whole-GPU equivalents
+  double gpus = 0;     ///< whole-GPU equivalents
+  bool finite = false; ///< has a run time (FinOps may shorten `work`, not end it)
+  // FinOps (finops_loop.hpp):
+  finops::workload_class cls = finops::workload_class::training;
+  idle_phase idle;                  ///< what is left of its idle phase (work time)
+  bool complete_on_release = false; ///< a reclaim of its end phase: done when released
+  time_point return_at{};           ///< a reclaimed pause: back to the queue then
+};
+
+/// One price group of a running allocation: its GPUs on nodes of one price
+/// and capacity type, metered under its own ledger id.
+struct finops_group {
+  int64_t gpu_milli = 0;
+  micro_usd price{0};
+  bool spot = false;
+  finops::allocation_meter meter;
+};
+
+/// FinOps' view of one running segment of a job.
+struct finops_segment {
+  pl::allocation_id alloc{0};
+  time_point start{};
+  bool has_idle = false;
+  time_point idle_begin{}; ///< wall time of the idle phase in this segment
+  time_point idle_end{};
+  bool notified = false;  ///< the detector told the owner
+  bool busy_sent = false; ///< the busy sample after the phase went out
+  uint32_t gpus = 0;      ///< whole GPUs the detector sees (at least 1)
+  std::vector<finops_group> groups;
+};
+
+/// Everything FinOps keeps during a run.
+struct finops_state {
+  finops_loop_config cfg;
+  std::optional<finops::idle_detector> detector; ///< dry_run and on
+  finops::ledger_state ledger;
+  finops_outcome out;
+  std::map<uint32_t, finops_segment> segments; ///< running jobs, by job index
+  /// GPUs each tenant holds now, in milli-GPUs (decide_spot's share test is
+  /// a ratio, so the unit only has to be the same on both sides).
+  std::map<std::string, finops::tenant_gpus, std::less<>> held;
+  std::set<uint64_t> spot_ledger_ids;
+  std::vector<double> idle_values, busy_values; ///< one per GPU of the largest job
+  bool tick_pending = false;
+
+  explicit finops_state(const finops_loop_config& c) : cfg(c), ledger(c.ledger_period) {
+    out.mode = c.mode;
+    if (c.mode != finops_mode::off) {
+      auto p = c.idle;
+      p.dry_run = c.mode == finops_mode::dry_run;
+      detector.emplace(std::move(p));
+    }
+  }
 };
 
 /// Node unavailability reasons (bits).
@@ -235,13 +300,21 @@ private:
   void node_up(uint32_t n, uint8_t why);
   void schedule_spot(uint32_t n);
   void sample();
+  /// After a job's GPUs were released by an eviction: done (a reclaimed end
+  /// phase), away until its pause ends (a reclaimed pause), or queued.
+  void resume_or_enqueue(uint32_t j);
+  void finops_start(uint32_t j, pl::allocation_id a);
+  void finops_stop(uint32_t j);
+  void finops_tick();
+  void finops_reclaim(uint32_t j, finops::idle_action_kind kind);
+  void finops_finish(sim_result& res);
   void account(time_point to);
   bool never_fits(const pl::gang_request& r);
   /// Jobs with a bundle on node `n` (allocation order).
   std::vector<uint32_t> jobs_on_node(uint32_t n) const;
   void finished_one(uint32_t j) {
     ++finished_;
-    if (jobs_[j].work.count() > 0) ++finite_done_;
+    if (jobs_[j].finite) ++finite_done_;
     if (progress_ && (finished_ % 1024 == 0 || finished_ == jobs_.size()))
       progress_(finished_, jobs_.size());
   }
@@ -282,6 +355,8 @@ private:
   uint64_t down_nodes_ = 0;        ///< failed or reclaimed
   uint64_t unavailable_nodes_ = 0; ///< any flag set (also: reclaim noticed)
   bool dirty_ = false;
+  uint64_t away_ = 0; ///< jobs reclaimed in a pause, not yet back
+  std::unique_ptr<finops_state> fo_;
   sim_summary sum_;
   sim_series ser_;
 };
@@ -318,10 +393,25 @@ result<sim_result> engine::run() {
       return error{errc::invalid_argument, "job " + std::to_string(i) + " (" + tj.name +
                                                "): " + v.err().message()};
     js.work = tj.run_time;
+    js.finite = js.work.count() > 0;
     auto it = c_.checkpoints_by_tenant.find(js.req.tenant);
     js.model = it == c_.checkpoints_by_tenant.end() ? &c_.checkpoints : &it->second;
     js.gpus = js.req.gpu_equivalent();
     records_[i].job = static_cast<uint32_t>(i);
+  }
+  if (c_.finops) {
+    fo_ = std::make_unique<finops_state>(*c_.finops);
+    size_t widest = 1;
+    for (size_t i = 0; i < n; ++i) {
+      auto& js = jobs_[i];
+      js.cls = fo_->cfg.class_of(t_.jobs[i]);
+      if (js.gpus > 0 && js.work.count() > 0)
+        js.idle = draw_idle_phase(fo_->cfg.model, js.cls, js.work, i);
+      if (!js.idle.empty()) ++fo_->out.jobs_with_idle_phase;
+      widest = std::max(widest, static_cast<size_t>(std::ceil(js.gpus)));
+    }
+    fo_->idle_values.assign(widest, fo_->cfg.model.idle_utilisation);
+    fo_->busy_values.assign(widest, fo_->cfg.model.busy_utilisation);
   }
   events_.reserve(1024 + n / 4);
   if (n > 0) origin_ = t_.jobs.front().submit + time_point{};
@@ -354,7 +444,7 @@ result<sim_result> engine::run() {
       dirty_ = false;
       schedule_pass();
       // Nothing can change any more: the rest waits forever.
-      if (running_ == 0 && arrivals_left_ == 0 && unavailable_nodes_ == 0 &&
+      if (running_ == 0 && arrivals_left_ == 0 && unavailable_nodes_ == 0 && away_ == 0 &&
           std::none_of(jobs_.begin(), jobs_.end(),
                        [](const job_state& j) { return j.phase == job_phase::evicting; }))
         break;
@@ -362,6 +452,12 @@ result<sim_result> engine::run() {
   }
   account(std::max(now(), last_end_));
   sample();
+  std::optional<finops_outcome> finops_out;
+  if (fo_) {
+    sim_result tmp;
+    finops_finish(tmp);
+    finops_out = std::move(tmp.finops);
+  }
 
   // Summary.
   sim_result res;
@@ -411,6 +507,7 @@ result<sim_result> engine::run() {
   res.summary = s;
   res.series = std::move(ser_);
   res.jobs = std::move(records_);
+  res.finops = std::move(finops_out);
   return res;
 }
 
@@ -491,7 +588,7 @@ void engine::handle(const event& e) {
   case event_kind::evict:
     if (jobs_[idx].phase == job_phase::evicting && jobs_[idx].epoch == e.tag) {
       release(idx);
-      enqueue(idx);
+      resume_or_enqueue(idx);
     }
     break;
   case event_kind::node_fail: {
@@ -528,7 +625,7 @@ void engine::handle(const event& e) {
     auto victims = jobs_on_node(idx);
     for (auto j : victims) {
       release(j);
-      enqueue(j);
+      resume_or_enqueue(j);
     }
     node_down(idx, node_reclaimed);
     node_up(idx, node_noticed);
@@ -542,6 +639,15 @@ void engine::handle(const event& e) {
   case event_kind::spot_return:
     node_up(idx, node_reclaimed);
     schedule_spot(idx);
+    break;
+  case event_kind::telemetry:
+    finops_tick();
+    break;
+  case event_kind::finops_return:
+    if (jobs_[idx].phase == job_phase::away && jobs_[idx].epoch == e.tag) {
+      --away_;
+      enqueue(idx);
+    }
     break;
   case event_kind::sample:
     sample();
@@ -557,6 +663,20 @@ void engine::arrive(uint32_t j) {
   auto& js = jobs_[j];
   records_[j].submit = now();
   js.req.submitted = now();
+  if (fo_ && fo_->cfg.spot) {
+    const auto& tol = fo_->cfg.spot_tolerant_classes;
+    finops::spot_candidate cand;
+    cand.tenant = js.req.tenant;
+    cand.gpus = static_cast<uint32_t>(std::llround(js.gpus * 1000.0));
+    cand.spot_tolerant = std::find(tol.begin(), tol.end(), js.cls) != tol.end();
+    cand.checkpoints = js.model->interval.count() > 0;
+    cand.checkpoint_interval = js.model->interval;
+    auto h = fo_->held.find(js.req.tenant);
+    auto d = finops::decide_spot(
+        *fo_->cfg.spot, cand, h == fo_->held.end() ? finops::tenant_gpus{} : h->second);
+    js.req.spot_tolerant = d.allowed();
+    if (d.allowed()) ++fo_->out.spot_tolerant_jobs;
+  }
   if (never_fits(js.req)) {
     js.phase = job_phase::rejected;
     records_[j].never_fits = true;
@@ -657,10 +777,12 @@ void engine::start(uint32_t j, pl::allocation_id a) {
   ++rec.starts;
   duration wall = segment_wall_time(*js.model, js.saved, js.work, js.restart);
   if (js.work.count() > 0) events_.push(now() + wall, event_kind::finish, j, js.epoch);
+  if (fo_) finops_start(j, a);
 }
 
 void engine::release(uint32_t j) {
   auto& js = jobs_[j];
+  if (fo_) finops_stop(j);
   if (c_.policy.discipline == queue_discipline::troupe) queue_.charge(st_, now());
   auto r = st_.release(js.alloc);
   TROUPE_ASSERT(r.ok(), "a running job's allocation is unknown");
@@ -735,6 +857,269 @@ void engine::sample() {
   ser_.nodes_down.push_back(static_cast<double>(down_nodes_));
   if (c_.fragmentation_series && mix_ != nullptr)
     ser_.fragmentation_pct.push_back(100.0 * pl::fragmentation_rate(st_, *mix_));
+}
+
+// --- FinOps in the loop (finops_loop.hpp) ------------------------------------
+
+void engine::resume_or_enqueue(uint32_t j) {
+  auto& js = jobs_[j];
+  if (js.complete_on_release) {
+    js.complete_on_release = false;
+    js.return_at = time_point{};
+    js.phase = job_phase::done;
+    records_[j].end = now();
+    last_end_ = std::max(last_end_, now());
+    ++fo_->out.tail_completions;
+    finished_one(j);
+    return;
+  }
+  if (js.return_at > now()) {
+    js.phase = job_phase::away;
+    ++away_;
+    ++fo_->out.pause_returns;
+    events_.push(js.return_at, event_kind::finops_return, j, js.epoch);
+    js.return_at = time_point{};
+    return;
+  }
+  js.return_at = time_point{};
+  enqueue(j);
+}
+
+void engine::finops_start(uint32_t j, pl::allocation_id a) {
+  auto& js = jobs_[j];
+  auto& fo = *fo_;
+  const pl::allocation* al = st_.find(a);
+  TROUPE_ASSERT(al != nullptr, "a started job has no allocation");
+  finops_segment seg;
+  seg.alloc = a;
+  seg.start = now();
+  struct part {
+    int64_t milli;
+    micro_usd price;
+    bool spot;
+  };
+  std::vector<part> parts;
+  int64_t total = 0, spot_milli = 0;
+  for (const auto& b : al->plan.bundles) {
+    int64_t milli = static_cast<int64_t>(b.gpus.size()) * 1000 + b.gpu_milli;
+    if (milli == 0) continue;
+    const auto& node = c_.topology.nodes[b.node.value()];
+    bool spot = node.capacity == pl::capacity_type::spot;
+    total += milli;
+    if (spot) spot_milli += milli;
+    auto it = std::find_if(parts.begin(), parts.end(), [&](const part& p) {
+      return p.price == node.price_per_gpu_hour && p.spot == spot;
+    });
+    if (it == parts.end())
+      parts.push_back({milli, node.price_per_gpu_hour, spot});
+    else
+      it->milli += milli;
+  }
+  if (total == 0) return; // CPU only: nothing to meter or watch
+  TROUPE_ASSERT(parts.size() <= 8, "more than 8 prices in one allocation");
+  for (size_t k = 0; k < parts.size(); ++k) {
+    uint64_t id = a.value() * 8 + k;
+    seg.groups.push_back(
+        finops_group{parts[k].milli, parts[k].price, parts[k].spot,
+                     finops::allocation_meter(finops::allocation_id{id}, js.req.tenant,
+                                              {}, parts[k].milli, now(), parts[k].price,
+                                              fo.cfg.ledger_period)});
+    if (parts[k].spot) fo.spot_ledger_ids.insert(id);
+  }
+  auto& held = fo.held[js.req.tenant];
+  held.total += static_cast<uint64_t>(total);
+  held.spot += static_cast<uint64_t>(spot_milli);
+  seg.gpus = static_cast<uint32_t>(std::max<int64_t>(1, (total + 999) / 1000));
+  if (!js.idle.empty() && js.idle.end > js.saved) {
+    duration b = std::max(js.idle.begin, js.saved);
+    seg.has_idle = true;
+    seg.idle_begin = now() + segment_wall_time(*js.model, js.saved, b, js.restart);
+    seg.idle_end =
+        now() + segment_wall_time(*js.model, js.saved, js.idle.end, js.restart);
+  }
+  if (fo.detector) {
+    finops::tracked_allocation ta;
+    ta.id = a;
+    ta.cls = js.cls;
+    ta.start = now();
+    ta.gpus = seg.gpus;
+    ta.price_per_gpu_hour = seg.groups.front().price;
+    ta.owner = js.req.tenant;
+    auto r = fo.detector->track(ta);
+    TROUPE_ASSERT(r.ok(), "the detector refused a new allocation");
+  }
+  fo.segments.emplace(j, std::move(seg));
+  if (fo.detector && !fo.tick_pending) {
+    // Ticks on a grid from the first arrival, as a periodic sampler would.
+    auto iv = fo.cfg.telemetry_interval;
+    auto k = (now() - origin_ + iv - duration{1}) / iv;
+    fo.tick_pending = true;
+    events_.push(origin_ + k * iv, event_kind::telemetry);
+  }
+}
+
+void engine::finops_stop(uint32_t j) {
+  auto& fo = *fo_;
+  auto it = fo.segments.find(j);
+  if (it == fo.segments.end()) return;
+  auto& seg = it->second;
+  const time_point t = now();
+  const double busy = fo.cfg.model.busy_utilisation;
+  const double idle = fo.cfg.model.idle_utilisation;
+  auto apply = [&](std::vector<finops::usage_entry> entries) {
+    for (const auto& e : entries) {
+      auto r = fo.ledger.apply(e);
+      TROUPE_ASSERT(r.ok(), "the ledger refused a meter's entry");
+      if (*r == finops::apply_outcome::duplicate) ++fo.out.ledger_entries_duplicate;
+    }
+  };
+  int64_t total = 0;
+  for (auto& g : seg.groups) {
+    if (seg.has_idle) {
+      apply(g.meter.advance(std::min(seg.idle_begin, t), busy));
+      apply(g.meter.advance(std::min(seg.idle_end, t), idle));
+    }
+    apply(g.meter.advance(t, busy));
+    fo.out.allocated_gpu_ms += finops::cumulative_gpu_ms(g.gpu_milli, seg.start, t);
+    total += g.gpu_milli;
+    if (seg.has_idle && t > seg.idle_begin) {
+      int64_t held =
+          finops::cumulative_gpu_ms(g.gpu_milli, seg.start, std::min(seg.idle_end, t)) -
+          finops::cumulative_gpu_ms(g.gpu_milli, seg.start, seg.idle_begin);
+      fo.out.idle_held_gpu_ms += held;
+      fo.out.idle_gpu_ms += held;
+      if (seg.notified) fo.out.detected_gpu_ms += held;
+    }
+  }
+  auto& h = fo.held[jobs_[j].req.tenant];
+  h.total -= static_cast<uint64_t>(total);
+  for (const auto& g : seg.groups)
+    if (g.spot) h.spot -= static_cast<uint64_t>(g.gpu_milli);
+  if (fo.detector) fo.detector->untrack(seg.alloc);
+  fo.segments.erase(it);
+}
+
+void engine::finops_tick() {
+  auto& fo = *fo_;
+  ++fo.out.telemetry_ticks;
+  std::vector<finops::utilisation_sample> samples;
+  for (auto& [j, seg] : fo.segments) {
+    if (!seg.has_idle || seg.busy_sent || now() < seg.idle_begin) continue;
+    bool in_phase = now() < seg.idle_end;
+    if (!in_phase) seg.busy_sent = true;
+    const auto& values = in_phase ? fo.idle_values : fo.busy_values;
+    samples.push_back(finops::utilisation_sample{
+        seg.alloc, now(), std::span<const double>(values.data(), seg.gpus)});
+  }
+  fo.out.samples += static_cast<int64_t>(samples.size());
+  auto actions = fo.detector->step(now(), samples);
+  std::vector<std::pair<uint32_t, finops::idle_action_kind>> reclaims;
+  for (const auto& a : actions) {
+    auto ja = job_of_alloc_.find(a.allocation);
+    if (ja == job_of_alloc_.end()) continue;
+    switch (a.kind) {
+    case finops::idle_action_kind::notify_owner:
+      ++fo.out.notices;
+      fo.segments.at(ja->second).notified = true;
+      break;
+    case finops::idle_action_kind::cancel_reclaim:
+      ++fo.out.cancels;
+      break;
+    default:
+      if (!a.dry_run) reclaims.emplace_back(ja->second, a.kind);
+      break;
+    }
+  }
+  for (const auto& [j, kind] : reclaims)
+    finops_reclaim(j, kind);
+  if (!fo.segments.empty()) {
+    events_.push(now() + fo.cfg.telemetry_interval, event_kind::telemetry);
+  } else {
+    fo.tick_pending = false;
+  }
+}
+
+void engine::finops_reclaim(uint32_t j, finops::idle_action_kind kind) {
+  auto& js = jobs_[j];
+  auto& fo = *fo_;
+  if (js.phase != job_phase::running) return;
+  auto si = fo.segments.find(j);
+  TROUPE_ASSERT(si != fo.segments.end(), "a reclaimed job has no FinOps segment");
+  const auto& seg = si->second;
+  const duration wall = now() - js.seg_start;
+  const auto at = segment_after(*js.model, js.saved, js.work, wall, js.restart);
+  const duration w = at.done;
+  const bool in_phase = !js.idle.empty() && w >= js.idle.begin && w < js.idle.end;
+  duration saved = w;
+  duration release_after{0};
+  switch (kind) {
+  case finops::idle_action_kind::checkpoint_and_evict:
+    release_after = js.model->cost; // asked to checkpoint; it confirms
+    break;
+  case finops::idle_action_kind::evict: {
+    auto ev = evict_segment(*js.model, js.saved, js.work, wall, js.restart, duration{0});
+    saved = ev.saved;
+    records_[j].lost_work += ev.lost;
+    break;
+  }
+  default: // serving scaled down, interactive released: stateless
+    break;
+  }
+  ++fo.out.reclaims;
+  if (!in_phase) ++fo.out.reclaims_outside_phase;
+  if (in_phase) {
+    js.work -= js.idle.end - w; // the rest of the phase is not held any more
+    js.idle.end = w;
+  }
+  const bool complete = in_phase && saved >= js.work;
+  if (complete) release_after = duration{0}; // nothing left to save
+  const time_point release_at = now() + release_after;
+  if (in_phase && seg.idle_end > release_at) {
+    for (const auto& g : seg.groups) {
+      int64_t freed = finops::cumulative_gpu_ms(g.gpu_milli, seg.start, seg.idle_end) -
+                      finops::cumulative_gpu_ms(g.gpu_milli, seg.start, release_at);
+      fo.out.reclaimed_gpu_ms += freed;
+      fo.out.idle_gpu_ms += freed;
+      fo.out.detected_gpu_ms += freed;
+      fo.out.reclaimed_cost = micro_usd{fo.out.reclaimed_cost.value() +
+                                        finops::cost_of(freed, g.price).value()};
+    }
+  }
+  js.complete_on_release = complete;
+  js.return_at =
+      in_phase && !complete ? std::max(release_at, seg.idle_end) : time_point{};
+  js.saved = saved;
+  js.restart = true;
+  ++js.epoch;
+  if (release_after.count() <= 0) {
+    release(j);
+    resume_or_enqueue(j);
+  } else {
+    js.phase = job_phase::evicting;
+    events_.push(release_at, event_kind::evict, j, js.epoch);
+  }
+}
+
+void engine::finops_finish(sim_result& res) {
+  auto& fo = *fo_;
+  // Allocations still held at the end are metered up to now.
+  std::vector<uint32_t> open;
+  for (const auto& [j, seg] : fo.segments)
+    open.push_back(j);
+  for (auto j : open)
+    finops_stop(j);
+  fo.out.ledger = fo.ledger.total();
+  for (const auto& [id, acct] : fo.ledger.accounts()) {
+    if (fo.spot_ledger_ids.count(id.value()) != 0) {
+      fo.out.spot_gpu_ms += acct.totals.gpu_ms;
+      fo.out.spot_cost = micro_usd{fo.out.spot_cost.value() + acct.totals.cost.value()};
+    } else {
+      fo.out.on_demand_cost =
+          micro_usd{fo.out.on_demand_cost.value() + acct.totals.cost.value()};
+    }
+  }
+  if (fo.detector) fo.out.dry_run_savings = fo.detector->savings();
+  res.finops = fo.out;
 }
 
 } // namespace

@@ -11,6 +11,7 @@
 #include "troupe/placement/queue.hpp"
 #include "troupe/placement/topology.hpp"
 #include "troupe/sim/cost_model.hpp"
+#include "troupe/sim/finops_loop.hpp"
 #include "troupe/sim/report.hpp"
 #include "troupe/sim/trace.hpp"
 
@@ -107,6 +108,9 @@ struct sim_config {
   /// Stop at this simulated time after the first arrival; 0: run until
   /// every job has completed or can never run.
   duration horizon{0};
+  /// FinOps in the loop: idle detection and reclaim, the showback ledger,
+  /// the spot policy (finops_loop.hpp); unset: none of it runs.
+  std::optional<finops_loop_config> finops;
 
   [[nodiscard]] result<void> validate() const;
 };
@@ -159,6 +163,7 @@ struct sim_result {
   sim_summary summary;
   sim_series series;
   std::vector<job_record> jobs;
+  std::optional<finops_outcome> finops; ///< when `sim_config::finops` was set
 };
 
 /// Called now and then with (jobs finished or rejected, total jobs).

@@ -27,15 +27,17 @@ private:
 
 /// What an event does; the engine dispatches on it.
 enum class event_kind : uint8_t {
-  arrival,      ///< a job arrives (subject: job index)
-  finish,       ///< a running job completes (subject: job, tag: its run epoch)
-  evict,        ///< a job leaves its GPUs after checkpointing for a notice
-  node_fail,    ///< a node fails (subject: node)
-  node_repair,  ///< a failed node comes back (subject: node)
-  spot_notice,  ///< a spot node will be reclaimed after the notice period
-  spot_reclaim, ///< a spot node is taken away (subject: node)
-  spot_return,  ///< a reclaimed spot node is available again (subject: node)
-  sample,       ///< record the time series
+  arrival,       ///< a job arrives (subject: job index)
+  finish,        ///< a running job completes (subject: job, tag: its run epoch)
+  evict,         ///< a job leaves its GPUs after checkpointing for a notice
+  node_fail,     ///< a node fails (subject: node)
+  node_repair,   ///< a failed node comes back (subject: node)
+  spot_notice,   ///< a spot node will be reclaimed after the notice period
+  spot_reclaim,  ///< a spot node is taken away (subject: node)
+  spot_return,   ///< a reclaimed spot node is available again (subject: node)
+  sample,        ///< record the time series
+  telemetry,     ///< FinOps: utilisation samples to the idle detector
+  finops_return, ///< FinOps: a reclaimed pause is over (subject: job, tag: epoch)
 };
 
 /// One scheduled event: 32 bytes, ordered by (time, push order).

@@ -420,7 +420,7 @@ TEST_SUITE("sim.finops_loop") {
     CHECK(r.summary.completed == r.summary.jobs - r.summary.never_fit);
   }
 
-  TEST_CASE("Philly, every 40th job: FinOps reclaims idle time and saves money") {
+  TEST_CASE("Philly, every 10th job: FinOps reclaims idle time and saves money") {
     const auto dir = traces_dir() / "philly-pollux";
     if (!std::filesystem::exists(dir / "philly.csv")) {
       MESSAGE("no Philly trace at ", dir.string(), ": skipped");
@@ -431,7 +431,7 @@ TEST_SUITE("sim.finops_loop") {
                     .value();
     trace t;
     t.source = full.source;
-    for (size_t i = 0; i < full.jobs.size(); i += 40)
+    for (size_t i = 0; i < full.jobs.size(); i += 10)
       t.jobs.push_back(full.jobs[i]);
     auto topo = topology_from_nodes(full.nodes).value();
     REQUIRE(price_nodes(topo, od_price, 0.0, spot_price, 1).ok());
@@ -452,7 +452,7 @@ TEST_SUITE("sim.finops_loop") {
     CHECK(on.finops->reclaimed_gpu_ms <= off.finops->idle_gpu_ms);
     CHECK(on.finops->ledger.cost < off.finops->ledger.cost);
     CHECK(on.summary.completed == off.summary.completed);
-    MESSAGE("Philly 1/40: ", t.jobs.size(), " jobs, idle ",
+    MESSAGE("Philly 1/10: ", t.jobs.size(), " jobs, idle ",
             off.finops->idle_gpu_ms / finops::gpu_ms_per_gpu_hour, " GPU-h, reclaimed ",
             on.finops->reclaimed_gpu_ms / finops::gpu_ms_per_gpu_hour, " GPU-h");
   }

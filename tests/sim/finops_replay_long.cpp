@@ -2,7 +2,7 @@
 // (issue 7): off, dry run and on at one point of the idle model, and spot
 // nodes replaying the real AWS spot traces against all on-demand. The
 // properties of tests/sim/finops_loop_test.cpp on the full trace; about
-// 15 s at -O2. ctest label `long`.
+// 10 s at -O2. ctest label `long`.
 
 #include "troupe/finops/ledger.hpp"
 #include "troupe/sim/engine.hpp"

@@ -44,9 +44,10 @@ result<void> write_file(const fs::path& p, const std::string& text, mode_t mode)
   return ok();
 }
 
-/// trouped --config CONFIG, in its own process group, output to LOG.
+/// [LAUNCHER...] trouped --config CONFIG, in its own process group, output
+/// to LOG.
 result<pid_t> spawn_node(const fs::path& trouped, const fs::path& config,
-                         const fs::path& log) {
+                         const fs::path& log, const local_host& host) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
@@ -57,16 +58,23 @@ result<pid_t> spawn_node(const fs::path& trouped, const fs::path& config,
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
   posix_spawnattr_setpgroup(&attr, 0);
-  std::string exe = trouped.string();
-  std::string flag = "--config";
-  std::string cfg = config.string();
-  char* argv[] = {exe.data(), flag.data(), cfg.data(), nullptr};
+  std::vector<std::string> args = host.launcher;
+  args.push_back(trouped.string());
+  args.emplace_back("--config");
+  args.push_back(config.string());
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &attr, argv, environ);
+  int rc = host.launcher.empty()
+               ? ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ)
+               : ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0)
-    return error{rerr::unavailable, "cannot start " + exe + ": " + std::strerror(rc)};
+    return error{rerr::unavailable,
+                 "cannot start " + args.front() + ": " + std::strerror(rc)};
   return pid;
 }
 
@@ -94,19 +102,28 @@ result<std::string> wait_ready(const fs::path& ready, pid_t pid,
                "trouped did not listen within the timeout (" + ready.string() + ")"};
 }
 
-/// A TCP port free on loopback now (the head keeps its port across
-/// restarts, so workers find it again).
-result<uint16_t> free_port() {
+/// A TCP port free now on `host` (an IPv4 address of this network
+/// namespace; loopback when it is not one): the head keeps its port across
+/// restarts, so workers find it again.
+result<uint16_t> free_port(const std::string& host = "127.0.0.1") {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
     return error{rerr::unavailable, std::string{"socket: "} + std::strerror(errno)};
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, host.c_str(), &a.sin_addr) != 1)
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto bind_to = [&] {
+    return ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  };
+  bool bound = bind_to();
+  if (!bound && a.sin_addr.s_addr != htonl(INADDR_LOOPBACK)) {
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bound = bind_to();
+  }
   socklen_t len = sizeof a;
   uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+  if (bound && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
     port = ntohs(a.sin_port);
   ::close(fd);
   if (port == 0) return error{rerr::unavailable, "no free port on loopback"};
@@ -114,12 +131,12 @@ result<uint16_t> free_port() {
 }
 
 std::string node_toml(const local_cluster_options& o, const std::string& name, bool head,
-                      const std::string& head_spec, const fs::path& dir, uint16_t port,
-                      uint16_t api_port) {
+                      const std::string& head_spec, const fs::path& dir,
+                      const std::string& listen_host, uint16_t port, uint16_t api_port) {
   std::ostringstream t;
   t << "[node]\nname = \"" << name << "\"\n\n"
     << "[metrics]\nenabled = false\n\n"
-    << "[transport]\nlisten = \"127.0.0.1:" << port << "\"\nsecret_file = \""
+    << "[transport]\nlisten = \"" << listen_host << ':' << port << "\"\nsecret_file = \""
     << (dir / "secret").string() << "\"\n\n"
     << "[resources]\ndiscovery = \"auto\"\nsimulated_gpus = " << o.gpus_per_node << "\n\n"
     << "[cluster]\nrole = \"" << (head ? "head" : "worker") << "\"\n";
@@ -166,9 +183,11 @@ result<local_cluster> start_local_cluster(const local_cluster_options& o) {
     auto config = o.dir / (name + ".toml");
     auto ready = o.dir / (name + ".ready");
     fs::remove(ready, ec);
+    auto host = static_cast<size_t>(i) < o.hosts.size() ? o.hosts[static_cast<size_t>(i)]
+                                                        : local_host{};
     uint16_t port = 0, api_port = 0;
     if (head) {
-      auto p = free_port();
+      auto p = free_port(host.listen_host);
       if (!p) return fail(p.err());
       port = *p;
       if (o.api) {
@@ -190,14 +209,16 @@ result<local_cluster> start_local_cluster(const local_cluster_options& o) {
       }
     }
     if (auto r = write_file(
-            config, node_toml(o, name, head, head_spec, o.dir, port, api_port), 0644);
+            config,
+            node_toml(o, name, head, head_spec, o.dir, host.listen_host, port, api_port),
+            0644);
         !r)
       return fail(r.err());
     auto log = o.dir / (name + ".log");
-    auto pid = spawn_node(o.trouped, config, log);
+    auto pid = spawn_node(o.trouped, config, log, host);
     if (!pid) return fail(pid.err());
     pids << *pid << ' ' << name << std::endl;
-    local_node n{name, "", *pid, head};
+    local_node n{name, "", *pid, head, host};
     if (head) {
       // Workers need the head's address: wait for it first.
       auto addr = wait_ready(ready, *pid, o.ready_timeout, log);
@@ -230,7 +251,7 @@ result<void> respawn_local_node(local_cluster& c, const std::string& name,
   std::error_code ec;
   fs::remove(ready, ec);
   auto log = c.dir / (name + ".log");
-  auto pid = spawn_node(trouped, c.dir / (name + ".toml"), log);
+  auto pid = spawn_node(trouped, c.dir / (name + ".toml"), log, it->host);
   if (!pid) return std::move(pid).err();
   it->pid = *pid;
   {
@@ -258,7 +279,7 @@ result<local_cluster> read_local_cluster(const fs::path& dir) {
   pid_t pid = 0;
   std::string name;
   while (pids >> pid >> name) {
-    local_node n{name, "", pid, name.ends_with("-head")};
+    local_node n{name, "", pid, name.ends_with("-head"), {}};
     std::ifstream ready{dir / (name + ".ready")};
     std::string rn;
     ready >> rn >> n.address;

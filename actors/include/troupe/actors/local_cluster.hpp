@@ -25,6 +25,17 @@
 
 namespace troupe::actors {
 
+/// Where one node of a local cluster runs: the host address it listens on
+/// and the command that starts trouped there. A cluster of network
+/// namespaces (`ip netns`, veth) uses `{"ip", "netns", "exec", NS}` with the
+/// namespace's address; the default is this machine's loopback, trouped
+/// started directly. The launcher must exec trouped in place (as `ip netns
+/// exec` does) so the pid started is trouped's.
+struct local_host {
+  std::string listen_host = "127.0.0.1";
+  std::vector<std::string> launcher; ///< argv prefix, found on PATH; empty: none
+};
+
 struct local_cluster_options {
   std::filesystem::path dir;     ///< state directory (created)
   std::filesystem::path trouped; ///< the trouped executable
@@ -38,6 +49,8 @@ struct local_cluster_options {
   /// troupe-exec for the replicas (empty: spawned directly).
   std::filesystem::path exec_helper;
   std::chrono::nanoseconds ready_timeout = std::chrono::seconds{30};
+  /// Per node, the head first; nodes past its end run on loopback.
+  std::vector<local_host> hosts;
 };
 
 struct local_node {
@@ -45,6 +58,7 @@ struct local_node {
   std::string address; ///< fabric listen address
   pid_t pid = 0;
   bool head = false;
+  local_host host; ///< where it runs (a respawn starts it there again)
 };
 
 struct local_cluster {

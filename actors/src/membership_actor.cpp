@@ -243,7 +243,21 @@ private:
     return true;
   }
 
-  std::string members_json() const { return to_json(table_.members(), inventories_); }
+  /// The table, with each member's inventory and, for members this node
+  /// has a live connection to, the UCX lanes of that connection (how a
+  /// test asserts the transport between nodes, and `troupe nodes` shows it).
+  std::string members_json() const {
+    auto text = to_json(table_.members(), inventories_);
+    std::map<uint64_t, std::vector<std::string>> lanes;
+    for (const auto& p : fabric_->peers())
+      if (p.up) lanes[p.node_id] = p.transports;
+    if (lanes.empty()) return text;
+    auto j = nlohmann::json::parse(text);
+    for (auto& m : j)
+      if (auto it = lanes.find(m["id"].get<uint64_t>()); it != lanes.end())
+        m["transports"] = it->second;
+    return j.dump();
+  }
 
   void on_tick() {
     auto now = clock().now();

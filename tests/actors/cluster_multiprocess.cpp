@@ -5,10 +5,7 @@
 // other workers' probes fail; a worker sent SIGTERM leaves gracefully.
 // Processes are cleaned up by pid whatever happens.
 
-#include "troupe/actors/local_cluster.hpp"
-#include "troupe/actors/membership_actor.hpp"
-#include "troupe/runtime/node.hpp"
-#include "troupe/transport/fabric.hpp"
+#include "cluster_test_client.hpp"
 
 #include <csignal>
 #include <doctest/doctest.h>
@@ -19,60 +16,8 @@
 
 using namespace std::chrono_literals;
 using namespace troupe::actors;
+using namespace troupe::actors::testing;
 namespace fs = std::filesystem;
-
-namespace {
-
-/// Stops the cluster (SIGCONT first, for a stopped worker) and removes its
-/// directory, whatever the test did.
-struct cluster_guard {
-  fs::path dir;
-  std::vector<pid_t> stopped;
-  ~cluster_guard() {
-    for (auto p : stopped)
-      ::kill(p, SIGCONT);
-    (void)stop_local_cluster(dir, 3s);
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
-
-/// A client node of the cluster, to ask the head for its members.
-struct client {
-  std::unique_ptr<cluster_client> c;
-
-  explicit client(const local_cluster& lc) {
-    troupe::transport::transport_config tc;
-    tc.secret = lc.secret;
-    auto base = troupe::default_config();
-    base.log.level = troupe::log_level::off;
-    auto cl = cluster_client::connect("cluster-test-client-" + std::to_string(::getpid()),
-                                      tc, lc.head().name, lc.head().address, base);
-    REQUIRE_MESSAGE(cl.ok(), cl.err().to_string());
-    c = std::move(*cl);
-  }
-  nlohmann::json members() {
-    auto r = c->host->request<std::string>(c->membership, 5s, members_atom::value);
-    REQUIRE_MESSAGE(r.ok(), r.err().to_string());
-    return nlohmann::json::parse(*r);
-  }
-  /// Waits until `name` is in `state`; returns the member and how long it took.
-  std::pair<nlohmann::json, std::chrono::milliseconds>
-  wait_state(const std::string& name, const std::string& state,
-             std::chrono::seconds timeout) {
-    auto t0 = std::chrono::steady_clock::now();
-    while (std::chrono::steady_clock::now() - t0 < timeout) {
-      for (const auto& m : members())
-        if (m["node"] == name && m["state"] == state)
-          return {m, std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::steady_clock::now() - t0)};
-      std::this_thread::sleep_for(50ms);
-    }
-    return {nlohmann::json{}, std::chrono::milliseconds{-1}};
-  }
-};
-
-} // namespace
 
 TEST_CASE("a local cluster of trouped processes: join, SIGKILL, SIGSTOP, SIGTERM") {
   ::setenv("UCX_NET_DEVICES", "lo", 0);
@@ -92,7 +37,7 @@ TEST_CASE("a local cluster of trouped processes: join, SIGKILL, SIGSTOP, SIGTERM
   REQUIRE_MESSAGE(c.ok(), c.err().to_string());
   REQUIRE(c->nodes.size() == 4);
 
-  client cl{*c};
+  cluster_test_client cl{*c, "cluster-test-client", false};
   for (const auto& n : c->nodes) {
     auto [m, took] = cl.wait_state(n.name, "up", 20s);
     REQUIRE_MESSAGE(took.count() >= 0, n.name << " never came up");

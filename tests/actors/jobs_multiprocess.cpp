@@ -7,11 +7,7 @@
 // down stops the replica that was moved away from it (fencing). Processes
 // are cleaned up by pid whatever happens.
 
-#include "troupe/actors/job_manager.hpp"
-#include "troupe/actors/local_cluster.hpp"
-#include "troupe/actors/membership_actor.hpp"
-#include "troupe/runtime/node.hpp"
-#include "troupe/transport/fabric.hpp"
+#include "cluster_test_client.hpp"
 
 #include <csignal>
 #include <doctest/doctest.h>
@@ -24,87 +20,9 @@
 
 using namespace std::chrono_literals;
 using namespace troupe::actors;
+using namespace troupe::actors::testing;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-namespace {
-
-struct cluster_guard {
-  fs::path dir;
-  ~cluster_guard() {
-    (void)stop_local_cluster(dir, 3s);
-    // Replica processes of killed nodes die with their troupe-exec parent
-    // (PR_SET_PDEATHSIG); give them a moment before removing their files.
-    std::this_thread::sleep_for(200ms);
-    std::error_code ec;
-    if (std::getenv("TROUPE_TEST_KEEP") == nullptr) fs::remove_all(dir, ec);
-  }
-};
-
-struct client {
-  const local_cluster* lc = nullptr;
-  std::unique_ptr<cluster_client> c;
-
-  explicit client(const local_cluster& cluster) : lc(&cluster) { connect(); }
-  void connect() {
-    c.reset();
-    troupe::transport::transport_config tc;
-    tc.secret = lc->secret;
-    auto base = troupe::default_config();
-    base.log.level = troupe::log_level::off;
-    for (int attempt = 0; attempt < 50; ++attempt) {
-      auto cl = cluster_client::connect("jobs-test-client-" + std::to_string(::getpid()) +
-                                            "-" + std::to_string(attempt),
-                                        tc, lc->head().name, lc->head().address, base);
-      if (cl.ok() && (*cl)->jobs) {
-        c = std::move(*cl);
-        return;
-      }
-      std::this_thread::sleep_for(200ms);
-    }
-    FAIL("cannot reach the head's job manager");
-  }
-  template <class... Ts> json call(Ts&&... xs) {
-    auto r = c->host->request<std::string>(c->jobs, 10s, std::forward<Ts>(xs)...);
-    REQUIRE_MESSAGE(r.ok(), r.err().to_string());
-    return json::parse(*r);
-  }
-  json job(const std::string& id) {
-    return call(jm_get_atom::value, std::string{}, true, id)["job"];
-  }
-  json members() {
-    auto r = c->host->request<std::string>(c->membership, 5s, members_atom::value);
-    REQUIRE_MESSAGE(r.ok(), r.err().to_string());
-    return json::parse(*r);
-  }
-  /// Waits until `pred(job doc)` holds.
-  template <class P>
-  json wait_job(const std::string& id, P pred, std::chrono::seconds timeout,
-                const char* what) {
-    auto t0 = std::chrono::steady_clock::now();
-    json last;
-    while (std::chrono::steady_clock::now() - t0 < timeout) {
-      last = job(id);
-      if (pred(last)) return last;
-      std::this_thread::sleep_for(100ms);
-    }
-    FAIL_CHECK("timed out waiting for " << std::string{what}
-                                        << "; last: " << last.dump());
-    return last;
-  }
-};
-
-bool all_running(const json& j) {
-  for (auto& r : j["replicas"])
-    if (r["state"] != "running") return false;
-  return true;
-}
-
-bool alive(int pid) {
-  return pid > 0 && ::kill(pid, 0) == 0;
-}
-
-} // namespace
 
 TEST_CASE("jobs on a local cluster: placement, logs, restart elsewhere, cancel, head "
           "restart and fencing") {
@@ -120,10 +38,10 @@ TEST_CASE("jobs on a local cluster: placement, logs, restart elsewhere, cancel, 
                  "acceptable_pause = \"600ms\"\nsuspect_timeout = \"4s\"\n"
                  "probe_timeout = \"500ms\"\nfirst_heartbeat_estimate = \"200ms\"\n";
   o.exec_helper = TROUPE_EXEC_HELPER;
-  cluster_guard guard{o.dir};
+  cluster_guard guard{o.dir, {}};
   auto c = start_local_cluster(o);
   REQUIRE_MESSAGE(c.ok(), c.err().to_string());
-  client cl{*c};
+  cluster_test_client cl{*c, "jobs-test-client"};
   for (const auto& n : c->nodes) {
     bool up = false;
     for (int i = 0; i < 200 && !up; ++i) {

@@ -41,6 +41,44 @@ summary_table compare_table(const std::vector<sim_result>& results, std::string 
   return t;
 }
 
+summary_table finops_table(const std::vector<sim_result>& results, std::string title) {
+  summary_table t;
+  t.title = std::move(title);
+  bool labelled = false;
+  for (const auto& r : results)
+    labelled = labelled || (r.finops && !r.label.empty());
+  if (labelled) t.columns.push_back("cluster");
+  for (const char* c :
+       {"policy", "finops", "cost USD", "GPU-h", "spot GPU-h", "idle GPU-h", "held GPU-h",
+        "detected GPU-h", "reclaimed GPU-h", "notices", "reclaims"})
+    t.columns.emplace_back(c);
+  auto h = [](int64_t gpu_ms) {
+    return format_number(static_cast<double>(gpu_ms) /
+                             static_cast<double>(finops::gpu_ms_per_gpu_hour),
+                         1);
+  };
+  for (const auto& r : results) {
+    if (!r.finops) continue;
+    const auto& f = *r.finops;
+    std::vector<std::string> row;
+    if (labelled) row.push_back(r.label);
+    row.push_back(r.policy);
+    row.push_back(to_string(f.mode));
+    row.push_back(finops::format_usd(f.ledger.cost));
+    row.push_back(h(f.ledger.gpu_ms));
+    row.push_back(h(f.spot_gpu_ms));
+    row.push_back(h(f.idle_gpu_ms));
+    row.push_back(h(f.idle_held_gpu_ms));
+    row.push_back(h(f.detected_gpu_ms));
+    row.push_back(h(f.reclaimed_gpu_ms));
+    row.push_back(std::to_string(f.notices));
+    row.push_back(std::to_string(
+        f.mode == finops_mode::dry_run ? f.dry_run_savings.reclaims : f.reclaims));
+    t.rows.push_back(std::move(row));
+  }
+  return t;
+}
+
 namespace {
 
 std::vector<chart> charts_of(const std::vector<sim_result>& results);
@@ -149,6 +187,36 @@ std::string results_json(const std::vector<sim_result>& results) {
     j["spot_reclaims"] = s.spot_reclaims;
     j["lost_gpu_hours"] = s.lost_gpu_hours;
     j["events"] = s.events;
+    if (r.finops) {
+      const auto& f = *r.finops;
+      nlohmann::ordered_json fj;
+      fj["mode"] = to_string(f.mode);
+      fj["cost_micro_usd"] = f.ledger.cost.value();
+      fj["used_cost_micro_usd"] = f.ledger.used_cost.value();
+      fj["spot_cost_micro_usd"] = f.spot_cost.value();
+      fj["on_demand_cost_micro_usd"] = f.on_demand_cost.value();
+      fj["gpu_ms"] = f.ledger.gpu_ms;
+      fj["used_gpu_ms"] = f.ledger.used_gpu_ms;
+      fj["allocated_gpu_ms"] = f.allocated_gpu_ms;
+      fj["spot_gpu_ms"] = f.spot_gpu_ms;
+      fj["idle_gpu_ms"] = f.idle_gpu_ms;
+      fj["idle_held_gpu_ms"] = f.idle_held_gpu_ms;
+      fj["detected_gpu_ms"] = f.detected_gpu_ms;
+      fj["reclaimed_gpu_ms"] = f.reclaimed_gpu_ms;
+      fj["reclaimed_cost_micro_usd"] = f.reclaimed_cost.value();
+      fj["jobs_with_idle_phase"] = f.jobs_with_idle_phase;
+      fj["notices"] = f.notices;
+      fj["cancels"] = f.cancels;
+      fj["reclaims"] = f.reclaims;
+      fj["reclaims_outside_phase"] = f.reclaims_outside_phase;
+      fj["tail_completions"] = f.tail_completions;
+      fj["pause_returns"] = f.pause_returns;
+      fj["spot_tolerant_jobs"] = f.spot_tolerant_jobs;
+      fj["dry_run_savings"] = {{"reclaims", f.dry_run_savings.reclaims},
+                               {"gpu_ms", f.dry_run_savings.gpu_ms},
+                               {"cost_micro_usd", f.dry_run_savings.cost.value()}};
+      j["finops"] = std::move(fj);
+    }
     arr.push_back(std::move(j));
   }
   return arr.dump(2) + "\n";

@@ -64,6 +64,13 @@ result<report_bundle> run_replay(const trace& t, const replay_options& opt,
     }
     runs.push_back(std::move(r));
   }
+  if (opt.pricing)
+    for (auto& r : runs)
+      if (auto p =
+              price_nodes(r.topology, opt.pricing->on_demand, opt.pricing->spot_fraction,
+                          opt.pricing->spot, opt.base.seed);
+          !p)
+        return p.err();
   uint64_t total = 0;
   for (const auto& r : runs)
     total += r.jobs.jobs.size() * policies.size();
@@ -90,6 +97,9 @@ result<report_bundle> run_replay(const trace& t, const replay_options& opt,
     }
   }
   out.table = compare_table(results, "Trace replay: " + t.source);
+  if (opt.base.finops)
+    out.finops_table =
+        finops_table(results, "FinOps (ledger, idle reclaim, spot): " + t.source);
   out.charts = compare_charts(results);
   out.json = results_json(results);
   return out;
@@ -102,7 +112,9 @@ result<void> write_report(const std::string& dir, const report_bundle& r) {
   auto path = [&](const std::string& name) {
     return (std::filesystem::path(dir) / name).string();
   };
-  if (auto w = write_text_file(path("summary.txt"), render_table(r.table)); !w) return w;
+  std::string text = render_table(r.table);
+  if (r.finops_table) text += "\n" + render_table(*r.finops_table);
+  if (auto w = write_text_file(path("summary.txt"), text); !w) return w;
   if (auto w = write_text_file(path("summary.json"), r.json); !w) return w;
   if (auto w = write_text_file(path("series.csv"), render_series_csv(r.charts)); !w)
     return w;

@@ -4,11 +4,13 @@
 #include "cluster_sim.hpp"
 
 #include "troupe/placement/topology_config.hpp"
+#include "troupe/runtime/errc.hpp"
 #include "troupe/sim/fgd_experiment.hpp"
 #include "troupe/sim/replay.hpp"
 #include "troupe/sim/trace.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -118,6 +120,15 @@ struct replay_cli {
   double horizon_hours = 0;
   double arrival_scale = 1.0;
   bool fragmentation = false;
+  // FinOps in the loop (sim/finops_loop.hpp):
+  std::string finops; ///< "", off, dry-run, on
+  double idle_jobs = 0.5;
+  std::vector<double> idle_share{0.05, 0.20};
+  double idle_tail = 0.35;
+  uint64_t idle_seed = 1;
+  bool spot_policy = false;
+  double on_demand_usd = 3.06;
+  double spot_usd = 0.918;
   std::string out_dir;
   bool json = false;
   bool progress = false;
@@ -178,6 +189,36 @@ struct replay_cli {
     c.checkpoints.restart_delay = hours(restart_delay_s / 3600.0);
     c.horizon = hours(horizon_hours);
     c.fragmentation_series = fragmentation;
+    if (!finops.empty()) {
+      sim::finops_loop_config f;
+      if (finops == "off") {
+        f.mode = sim::finops_mode::off;
+      } else if (finops == "dry-run" || finops == "dry_run") {
+        f.mode = sim::finops_mode::dry_run;
+      } else if (finops == "on") {
+        f.mode = sim::finops_mode::on;
+      } else {
+        return fail(
+            error{runtime::errc::invalid_argument,
+                  "--finops: expected off, dry-run or on, got \"" + finops + "\""});
+      }
+      if (idle_share.size() != 2)
+        return fail(error{runtime::errc::invalid_argument,
+                          "--idle-share: expected MIN,MAX (two shares of the run time)"});
+      sim::idle_class_model m;
+      m.idle_job_probability = idle_jobs;
+      m.idle_share_min = idle_share[0];
+      m.idle_share_max = idle_share[1];
+      m.tail_probability = idle_tail;
+      f.model = sim::idle_model::uniform(m, idle_seed);
+      // Alibaba's latency-sensitive pods are online services.
+      f.class_by_qos = {{"LS", finops::workload_class::serving}};
+      if (spot_policy) f.spot = finops::spot_policy{};
+      c.finops = f;
+      auto usd = [](double x) { return micro_usd{std::llround(x * 1e6)}; };
+      opt.pricing = sim::replay_options::node_pricing{usd(on_demand_usd), usd(spot_usd),
+                                                      spot_fraction};
+    }
 
     bool bar_on = progress || (!no_progress && isatty(STDERR_FILENO) != 0);
     uint64_t total = t->jobs.size() * policies.size();
@@ -194,6 +235,7 @@ struct replay_cli {
       std::cout << r->json;
     } else {
       std::cout << sim::render_table(r->table);
+      if (r->finops_table) std::cout << '\n' << sim::render_table(*r->finops_table);
     }
     std::cout.flush();
     std::cerr << "troupe cluster-sim: " << r->events << " events in " << wall << " s ("
@@ -340,7 +382,7 @@ CLI::App* add_cluster_sim(CLI::App& app, std::function<int()>& run) {
   rp->add_option("--generate", replay->generate,
                  "Generated cluster RACKSxNODESxGPUS, e.g. 25x50x8 (10,000 GPUs)");
   rp->add_option("--spot-fraction", replay->spot_fraction,
-                 "Generated: share of spot nodes")
+                 "Share of spot nodes (generated clusters; with --finops, any cluster)")
       ->check(CLI::Range(0.0, 1.0));
   rp->add_option("--seed", replay->seed, "Seed (faults, random scorer, spot offsets)");
   rp->add_option("--sample-minutes", replay->sample_minutes, "Time series resolution")
@@ -376,6 +418,27 @@ CLI::App* add_cluster_sim(CLI::App& app, std::function<int()>& run) {
   rp->add_option("--arrival-scale", replay->arrival_scale,
                  "Multiply submit times by this (0.25: the same jobs arrive 4x faster)")
       ->check(CLI::PositiveNumber);
+  rp->add_option("--finops", replay->finops,
+                 "FinOps in the loop: off (ledger only), dry-run or on (idle reclaim); "
+                 "docs/FINOPS-EXPERIMENT.md");
+  rp->add_option("--idle-jobs", replay->idle_jobs,
+                 "FinOps idle model: share of jobs with an idle phase")
+      ->check(CLI::Range(0.0, 1.0));
+  rp->add_option("--idle-share", replay->idle_share,
+                 "FinOps idle model: MIN,MAX length of the phase, share of the run time")
+      ->delimiter(',');
+  rp->add_option("--idle-tail", replay->idle_tail,
+                 "FinOps idle model: probability the phase ends the run (else a pause)")
+      ->check(CLI::Range(0.0, 1.0));
+  rp->add_option("--idle-seed", replay->idle_seed, "FinOps idle model: seed");
+  rp->add_flag("--spot-policy", replay->spot_policy,
+               "FinOps: the spot policy decides which jobs may use spot (training and "
+               "eval that checkpoint every 30 min or less, 50% per tenant)");
+  rp->add_option("--on-demand-price", replay->on_demand_usd,
+                 "FinOps: on-demand USD per GPU-hour")
+      ->check(CLI::NonNegativeNumber);
+  rp->add_option("--spot-price", replay->spot_usd, "FinOps: spot USD per GPU-hour")
+      ->check(CLI::NonNegativeNumber);
   rp->add_flag("--fragmentation", replay->fragmentation,
                "Record GPU fragmentation over time (FGD's measure against the trace's "
                "typical jobs; costs a scan of the cluster per sample)");

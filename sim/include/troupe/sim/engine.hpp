@@ -182,7 +182,12 @@ summary_table compare_table(const std::vector<sim_result>& results, std::string 
 /// several labels (e.g. one per virtual cluster), one set of charts per
 /// label (ids and titles suffixed with it), one line per policy.
 std::vector<chart> compare_charts(const std::vector<sim_result>& results);
-/// The results as JSON (summary of each; no per-job records).
+/// One row per result that ran with FinOps: policy, label, mode, the
+/// ledger's cost (USD) and GPU-h, of which on spot, idle GPU-h held,
+/// detected and reclaimed, notices and reclaims. No rows without FinOps.
+summary_table finops_table(const std::vector<sim_result>& results, std::string title);
+/// The results as JSON (summary of each, and its FinOps outcome when it
+/// ran with FinOps; no per-job records).
 std::string results_json(const std::vector<sim_result>& results);
 
 } // namespace troupe::sim

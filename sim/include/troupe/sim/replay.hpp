@@ -8,6 +8,7 @@
 #include "troupe/sim/report.hpp"
 #include "troupe/sim/trace.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,14 +20,26 @@ struct replay_options {
   /// "<tenant>-..." (the Philly loader's naming). Tenants without nodes are
   /// skipped with a warning.
   bool per_tenant = false;
-  /// Everything else (topology, checkpoints, faults, sampling, seed). With
-  /// `per_tenant`, the topology is built per tenant from the trace's nodes.
+  /// Everything else (topology, checkpoints, faults, sampling, seed,
+  /// FinOps). With `per_tenant`, the topology is built per tenant from the
+  /// trace's nodes.
   sim_config base;
+  /// Prices put on every topology a run uses (`price_nodes`): all nodes
+  /// on-demand at `on_demand`, a seeded `spot_fraction` of them spot at
+  /// `spot`. Unset: the topology's own prices.
+  struct node_pricing {
+    micro_usd on_demand{0};
+    micro_usd spot{0};
+    double spot_fraction = 0;
+  };
+  std::optional<node_pricing> pricing;
 };
 
 /// What a replay produced, ready to print or write.
 struct report_bundle {
   summary_table table;
+  /// The FinOps outcome of each run, when `base.finops` was set.
+  std::optional<summary_table> finops_table;
   std::vector<chart> charts;
   std::string json;
   std::vector<std::string> warnings;

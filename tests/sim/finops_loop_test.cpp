@@ -85,6 +85,8 @@ void check_invariants(const sim_result& r) {
   CHECK(f.reclaimed_gpu_ms <= f.detected_gpu_ms);
   CHECK(f.detected_gpu_ms <= f.idle_gpu_ms);
   CHECK(f.reclaims_outside_phase <= f.reclaims);
+  CHECK(f.reclaims <= f.notices); // every reclaim follows a notice
+  CHECK(f.tail_completions + f.pause_returns <= f.reclaims);
   if (f.mode != finops_mode::on) {
     CHECK(f.reclaims == 0);
     CHECK(f.reclaimed_gpu_ms == 0);

@@ -1,11 +1,13 @@
 #include "troupe/actors/daemon.hpp"
 
 #include "troupe/actors/api_tokens.hpp"
+#include "troupe/actors/finops_actor.hpp"
 #include "troupe/actors/head_control_plane.hpp"
 #include "troupe/actors/http_api.hpp"
 #include "troupe/actors/job_manager.hpp"
 #include "troupe/actors/membership_actor.hpp"
 #include "troupe/actors/node_agent.hpp"
+#include "troupe/actors/nvml_telemetry.hpp"
 #include "troupe/actors/registry_actor.hpp"
 #include "troupe/placement/placement_actor.hpp"
 #include "troupe/runtime/errc.hpp"
@@ -27,17 +29,23 @@ result<daemon_config> load(const std::filesystem::path* path, std::string_view t
   const auto membership = membership_schema();
   const auto resources = resources_schema();
   const auto cluster = cluster_schema();
+  const auto finops_schema = finops::finops_config_schema();
+  const auto telemetry_schema = finops::telemetry_config_schema();
   cfg.node = node_schema.defaults();
   cfg.transport = transport::transport_schema().defaults();
   cfg.membership = membership.defaults();
   cfg.resources = resources.defaults();
   cfg.cluster = cluster.defaults();
+  cfg.finops = finops_schema.defaults();
+  cfg.telemetry = telemetry_schema.defaults();
   config_binder binder;
   binder.bind(node_schema, cfg.node)
       .bind(transport::transport_schema(), cfg.transport)
       .bind(membership, cfg.membership)
       .bind(resources, cfg.resources)
-      .bind(cluster, cfg.cluster);
+      .bind(cluster, cfg.cluster)
+      .bind(finops_schema, cfg.finops)
+      .bind(telemetry_schema, cfg.telemetry);
   auto loaded = path != nullptr ? binder.load_file(*path, env)
                                 : binder.load_string(toml, source, env);
   if (!loaded) return std::move(loaded).err();
@@ -49,6 +57,28 @@ result<daemon_config> load(const std::filesystem::path* path, std::string_view t
       return error{rerr::invalid_argument, "cluster.head: " + h.err().message()};
   }
   return cfg;
+}
+
+/// The node's GPU telemetry: NVML when the inventory came from it, else
+/// simulated GPUs (the inventory's, or [telemetry] simulated_gpus); null
+/// when the node has no GPUs to sample.
+result<std::unique_ptr<finops::telemetry_source>>
+make_telemetry_source(const daemon& d, const env_map& env) {
+  const auto& t = d.config().telemetry.telemetry;
+  if (d.inventory().source == gpu_source::nvml) {
+    auto lib = nvml_library::open_default(env);
+    if (!lib) return std::move(lib).err();
+    auto src = nvml_telemetry_source::open(std::move(*lib), d.name());
+    if (!src) return std::move(src).err();
+    return std::unique_ptr<finops::telemetry_source>{
+        std::make_unique<nvml_telemetry_source>(std::move(*src))};
+  }
+  uint32_t gpus = t.simulated_gpus;
+  if (gpus == 0 && d.inventory().source == gpu_source::simulated)
+    gpus = static_cast<uint32_t>(d.inventory().gpus.size());
+  if (gpus == 0) return std::unique_ptr<finops::telemetry_source>{};
+  return std::unique_ptr<finops::telemetry_source>{
+      std::make_unique<finops::simulated_source>(d.name(), gpus, t.simulated_file)};
 }
 
 } // namespace
@@ -150,7 +180,27 @@ result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& 
   ac.node_name = d->name();
   ac.jobs_dir = d->data_dir_ + "/jobs";
   ac.exec_helper = c.cluster.cluster.exec_helper;
-  auto agent = start_node_agent(*d->node_, ac);
+  if (auto src = make_telemetry_source(*d, env); src.ok()) {
+    ac.telemetry = std::move(*src);
+  } else {
+    logging::get("agent")->warn("trouped: no GPU telemetry: {}", src.err().to_string());
+  }
+  ac.telemetry_interval = c.telemetry.telemetry.sample_interval;
+  if (mc.head) {
+    ac.telemetry_sink = [n = d->node_.get()]() -> std::optional<actor_ref> {
+      auto r = n->lookup(finops_actor_name);
+      if (!r.ok()) return std::nullopt;
+      return *r;
+    };
+  } else {
+    ac.telemetry_sink = [f = d->fabric_.get(),
+                         head = mc.head_name]() -> std::optional<actor_ref> {
+      auto r = f->lookup(head, finops_actor_name, std::chrono::seconds{2});
+      if (!r.ok()) return std::nullopt;
+      return *r;
+    };
+  }
+  auto agent = start_node_agent(*d->node_, std::move(ac));
   if (!agent) return std::move(agent).err();
   d->agent_ = *agent;
   if (mc.head) {
@@ -169,6 +219,15 @@ result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& 
     auto jm = start_job_manager(*d->node_, std::move(jc));
     if (!jm) return std::move(jm).err();
     d->jobs_ = *jm;
+    finops_actor_config fc;
+    fc.store_path = d->data_dir_ + "/finops";
+    fc.jobs = d->jobs_;
+    fc.finops = c.finops;
+    fc.telemetry = c.telemetry;
+    fc.tick = c.telemetry.telemetry.sample_interval;
+    auto fo = start_finops_actor(*d->node_, std::move(fc));
+    if (!fo) return std::move(fo).err();
+    d->finops_ = *fo;
   }
   if (mc.head && !c.cluster.api.tokens_file.empty()) {
     auto tokens = api_tokens::load_file(c.cluster.api.tokens_file);
@@ -244,6 +303,7 @@ void daemon::stop() {
   agent_ = actor_ref{};
   placement_ = actor_ref{};
   jobs_ = actor_ref{};
+  finops_ = actor_ref{};
   api_.reset();
   plane_.reset();
   tokens_.reset();

@@ -20,6 +20,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 namespace troupe::actors {
 namespace {
@@ -53,6 +54,15 @@ std::string error_json(const error& e) {
   else if (e.code() == runtime::errc::unavailable)
     code = "unavailable";
   return error_json(code, e.message());
+}
+
+int64_t wall_ms(time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch())
+      .count();
+}
+
+bool holds(replica_state s) {
+  return s == replica_state::starting || s == replica_state::running;
 }
 
 uint64_t job_number(const std::string& id) {
@@ -154,6 +164,12 @@ public:
         [this](event_atom, const std::string& text) { on_member_event(text); },
         [this](agent_event_atom, const std::string& text) { on_agent_event(text); },
         [this](tick_atom) { on_tick(); },
+        [this](jm_allocs_atom, uint64_t after) { return allocs(after); },
+        [this](jm_reclaim_atom, const std::string& job, const std::string& action,
+               const std::string& reason) { return reclaim(job, action, reason); },
+        [this](jm_vacate_atom, const std::string& node, const std::string& plan) {
+          return vacate(node, plan);
+        },
     };
   }
 
@@ -179,6 +195,8 @@ private:
     if (!r.ok()) log_->error("jobs: reading the store failed: {}", r.err().to_string());
     recovered_at_ = wall_now();
     recovering_ = loaded > 0;
+    for (auto& [id, j] : table_.jobs())
+      note_launches(j, recovered_at_);
     // Requests never acknowledged are made again (an orphan request placed
     // later is released).
     std::vector<job_command> out;
@@ -196,6 +214,9 @@ private:
   void persist() {
     auto dirty = table_.take_dirty();
     if (dirty.empty()) return;
+    auto now = wall_now();
+    for (auto& id : dirty)
+      if (const auto* j = table_.find(id)) note_launches(*j, now);
     if (m_jobs_ != nullptr) {
       size_t active = 0;
       for (auto& [id, j] : table_.jobs())
@@ -393,6 +414,9 @@ private:
 
   void remember_inventory(const std::string& name, std::string text) {
     if (auto inv = decode_inventory(text); inv.ok()) {
+      auto spec = to_node_spec(*inv);
+      node_prices_[name] = {spec.price_per_gpu_hour.value(),
+                            placement::to_string(spec.capacity)};
       std::vector<std::string> models;
       for (auto& g : inv->gpus)
         models.push_back(g.model);
@@ -493,6 +517,9 @@ private:
       auto job = e.at("job").get<std::string>();
       auto replica = e.at("replica").get<uint32_t>();
       auto gen = e.at("generation").get<uint64_t>();
+      if (kind == "checkpoint_confirmed" || kind == "checkpoint_timed_out" ||
+          kind == "exited")
+        checkpoint_resolved(job, replica, gen, kind == "checkpoint_confirmed", out);
       if (kind == "started")
         table_.on_started(job, replica, gen, e.at("pid").get<int32_t>(), now);
       else if (kind == "launch_failed")
@@ -511,6 +538,7 @@ private:
     auto now = wall_now();
     std::vector<job_command> out;
     table_.tick(now, out);
+    checkpoints_due(now, out);
     if (recovering_ && now - recovered_at_ >= cfg_.reconcile_grace) {
       recovering_ = false;
       // Nodes that held replicas before the restart and never came back.
@@ -611,9 +639,267 @@ private:
     return rp;
   }
 
+  // -- FinOps: launches, reclaims, vacating a node --------------------------------
+
+  /// Keeps `launches_` in step with the table: a replica's generation that
+  /// stops holding a process (or is replaced by a newer one) is an ended
+  /// launch. Its end is the replica's `ended` when that falls within the
+  /// launch, otherwise `now` (the launch ended in this operation).
+  void note_launches(const job_record& j, time_point now) {
+    for (auto& r : j.replicas) {
+      auto key = std::pair{j.id, r.index};
+      auto it = launches_.find(key);
+      bool h = holds(r.state);
+      if (it != launches_.end() && (!h || it->second.generation != r.generation)) {
+        auto end = r.ended >= it->second.started && r.ended <= now ? r.ended : now;
+        auto e = std::move(it->second.doc);
+        e["seq"] = next_ended_++;
+        e["ended_ms"] = wall_ms(end);
+        ended_.push_back(std::move(e));
+        if (ended_.size() > 10000) ended_.pop_front();
+        launches_.erase(it);
+        it = launches_.end();
+      }
+      if (h && it == launches_.end())
+        launches_[key] = {r.generation, r.started, launch_doc(j, r)};
+    }
+  }
+
+  /// The launch's document for the FinOps actor (the protocol above).
+  json launch_doc(const job_record& j, const replica_record& r) const {
+    json labels = json::object();
+    for (auto& [k, v] : j.spec.labels.custom)
+      labels[k] = v;
+    if (!j.spec.labels.team.empty()) labels["team"] = j.spec.labels.team;
+    if (!j.spec.labels.project.empty()) labels["project"] = j.spec.labels.project;
+    if (!j.spec.labels.env.empty()) labels["env"] = j.spec.labels.env;
+    int64_t price = -1;
+    std::string capacity = "on_demand";
+    if (auto p = node_prices_.find(r.node); p != node_prices_.end()) {
+      price = p->second.first;
+      capacity = p->second.second;
+    }
+    return {{"job", j.id},
+            {"replica", r.index},
+            {"generation", r.generation},
+            {"node", r.node},
+            {"gpus", r.gpus},
+            {"started_ms", wall_ms(r.started)},
+            {"tenant", j.tenant},
+            {"labels", std::move(labels)},
+            {"class", to_string(j.spec.kind)},
+            {"priority", j.spec.priority},
+            {"spot_tolerant", j.spec.spot_tolerant},
+            {"checkpoint", j.spec.checkpoint.has_value()},
+            {"checkpoint_timeout_ms",
+             j.spec.checkpoint ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     j.spec.checkpoint->timeout)
+                                     .count()
+                               : 0},
+            {"price_micro_usd", price},
+            {"capacity", capacity}};
+  }
+
+  std::string allocs(uint64_t after) const {
+    json running = json::array();
+    for (auto& [key, l] : launches_)
+      running.push_back(l.doc);
+    json ended = json::array();
+    uint64_t next = after;
+    for (auto& e : ended_) {
+      auto seq = e.at("seq").get<uint64_t>();
+      if (seq <= after) continue;
+      ended.push_back(e);
+      next = seq;
+    }
+    return json{
+        {"running", std::move(running)}, {"ended", std::move(ended)}, {"next", next}}
+        .dump();
+  }
+
+  /// What must happen once the replicas in `waiting` have checkpointed.
+  struct pending_checkpoint {
+    bool vacate = false; ///< false: end the job `target`; true: move off node `target`
+    std::string target;
+    std::string reason;
+    std::set<std::tuple<std::string, uint32_t, uint64_t>> waiting;
+    time_point deadline{};
+  };
+
+  /// Asks the agent of replica `r` of `j` to checkpoint within `timeout`;
+  /// false when no agent is reachable.
+  bool ask_checkpoint(const job_record& j, const replica_record& r, duration timeout) {
+    auto a = agent(r.node);
+    if (!a || !j.spec.checkpoint) return false;
+    auto ms = std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
+    tell(*a, agent_checkpoint_atom::value, j.id, r.index, r.generation,
+         static_cast<int32_t>(j.spec.checkpoint->signal), static_cast<uint64_t>(ms));
+    return true;
+  }
+
+  std::string reclaim(const std::string& id, const std::string& action,
+                      const std::string& reason) {
+    const auto* j = table_.find(id);
+    if (j == nullptr) return error_json("not_found", "no job " + id);
+    if (is_final(j->state))
+      return error_json("conflict", "job " + id + " has already ended");
+    auto answer = [&](const char* state) {
+      return json{{"job", id}, {"action", action}, {"state", state}}.dump();
+    };
+    if (action == "scale_to_min_replicas")
+      return error_json("unavailable", "the job manager cannot scale job " + id +
+                                           " down yet (no minimum replica count): "
+                                           "nothing done");
+    if (action != "checkpoint_and_evict" && action != "evict" && action != "release")
+      return error_json("invalid_argument", "unknown reclaim action "
+                                            " + action + "
+                                            "");
+    auto now = wall_now();
+    if (action == "checkpoint_and_evict" && j->spec.checkpoint) {
+      pending_checkpoint p;
+      p.target = id;
+      p.reason = reason;
+      p.deadline = now + j->spec.checkpoint->timeout;
+      for (auto& r : j->replicas)
+        if (holds(r.state) && ask_checkpoint(*j, r, j->spec.checkpoint->timeout))
+          p.waiting.insert({id, r.index, r.generation});
+      if (!p.waiting.empty()) {
+        log_->info("jobs: job {} checkpoints before it is reclaimed: {}", id, reason);
+        checkpoints_.push_back(std::move(p));
+        return answer("checkpointing");
+      }
+    }
+    evict(id, reason, now);
+    return answer("evicted");
+  }
+
+  void evict(const std::string& id, const std::string& reason, time_point now) {
+    log_->info("jobs: job {} reclaimed: {}", id, reason);
+    std::vector<job_command> out;
+    table_.fail(id, "reclaimed: " + reason, now, out);
+    commit(std::move(out));
+  }
+
+  std::string vacate(const std::string& node, const std::string& text) {
+    json plan;
+    try {
+      plan = json::parse(text);
+    } catch (const json::exception& e) {
+      return error_json("invalid_argument", std::string{"unreadable plan: "} + e.what());
+    }
+    auto now = wall_now();
+    auto deadline =
+        time_point{std::chrono::milliseconds{plan.value("deadline_ms", wall_ms(now))}};
+    auto reason = plan.value("reason", std::string{"spot preemption notice"});
+    // No new work on the node; sent before any placement request below, so
+    // placement sees it first.
+    unschedulable(node);
+    pending_checkpoint p;
+    p.vacate = true;
+    p.target = node;
+    p.reason = reason;
+    p.deadline = deadline;
+    try {
+      for (auto& c : plan.value("checkpoint", json::array())) {
+        auto id = c.at("job").get<std::string>();
+        auto replica = c.at("replica").get<uint32_t>();
+        auto gen = c.at("generation").get<uint64_t>();
+        const auto* j = table_.find(id);
+        if (j == nullptr || replica >= j->replicas.size()) continue;
+        const auto& r = j->replicas[replica];
+        if (r.generation != gen || r.node != node || !holds(r.state)) continue;
+        auto timeout = j->spec.checkpoint ? j->spec.checkpoint->timeout : duration{0};
+        timeout = std::min(timeout, deadline - now);
+        if (timeout > duration{0} && ask_checkpoint(*j, r, timeout))
+          p.waiting.insert({id, replica, gen});
+      }
+    } catch (const json::exception& e) {
+      return error_json("invalid_argument", std::string{"bad plan: "} + e.what());
+    }
+    auto n = p.waiting.size();
+    log_->info("jobs: vacating node {} ({} replicas checkpoint first): {}", node, n,
+               reason);
+    if (n == 0) {
+      std::vector<job_command> out;
+      move_off(node, now, out);
+      commit(std::move(out));
+    } else {
+      checkpoints_.push_back(std::move(p));
+    }
+    return json{{"node", node}, {"checkpointing", n}, {"moving", n == 0}}.dump();
+  }
+
+  /// Stops every replica on `node` and places it elsewhere.
+  void move_off(const std::string& node, time_point now, std::vector<job_command>& out) {
+    for (auto& [id, j] : table_.jobs())
+      for (auto& r : j.replicas)
+        if (r.node == node && holds(r.state)) {
+          job_command c;
+          c.what = job_command::kind::stop;
+          c.job = id;
+          c.replica = r.index;
+          c.generation = r.generation;
+          c.node = node;
+          out.push_back(std::move(c));
+        }
+    table_.on_node_down(node, now, out);
+  }
+
+  void finish(pending_checkpoint& p, time_point now, std::vector<job_command>& out) {
+    if (p.vacate) {
+      move_off(p.target, now, out);
+    } else {
+      log_->info("jobs: job {} reclaimed: {}", p.target, p.reason);
+      table_.fail(p.target, "reclaimed: " + p.reason, now, out);
+    }
+  }
+
+  void checkpoint_resolved(const std::string& job, uint32_t replica, uint64_t gen,
+                           bool confirmed, std::vector<job_command>& out) {
+    auto now = wall_now();
+    for (auto it = checkpoints_.begin(); it != checkpoints_.end();) {
+      if (it->waiting.erase({job, replica, gen}) != 0 && confirmed)
+        log_->info("jobs: {} replica {} checkpointed", job, replica);
+      if (it->waiting.empty()) {
+        auto p = std::move(*it);
+        it = checkpoints_.erase(it);
+        finish(p, now, out);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void checkpoints_due(time_point now, std::vector<job_command>& out) {
+    for (auto it = checkpoints_.begin(); it != checkpoints_.end();) {
+      if (it->deadline <= now) {
+        log_->warn("jobs: {} replica(s) of {} did not confirm their checkpoint in time",
+                   it->waiting.size(), it->target);
+        auto p = std::move(*it);
+        it = checkpoints_.erase(it);
+        finish(p, now, out);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  struct launch_seen {
+    uint64_t generation = 0;
+    time_point started{};
+    json doc; ///< launch_doc when it started
+  };
+
   job_manager_config cfg_;
   std::unique_ptr<runtime::store> store_;
   job_table table_;
+  std::map<std::pair<std::string, uint32_t>, launch_seen> launches_;
+  std::deque<json> ended_; ///< ended launches, oldest first
+  uint64_t next_ended_ = 1;
+  std::vector<pending_checkpoint> checkpoints_;
+  /// Per node: price per GPU-hour (micro-USD) and capacity type.
+  std::map<std::string, std::pair<int64_t, std::string>> node_prices_;
   std::map<std::string, actor_ref> agents_;
   std::set<std::string> attached_;
   std::map<std::string, std::string> inventories_;

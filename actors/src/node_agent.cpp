@@ -1,6 +1,7 @@
 #include "troupe/actors/node_agent.hpp"
 
 #include "ticker.hpp"
+#include "troupe/actors/finops_actor.hpp"
 #include "troupe/actors/process.hpp"
 #include "troupe/runtime/errc.hpp"
 #include "troupe/runtime/logging.hpp"
@@ -65,7 +66,14 @@ public:
                uint64_t offset, uint32_t max_bytes) -> caf::result<std::string> {
           return read_log(job, replica, stream, offset, max_bytes);
         },
-        [this](tick_atom) { poll(); },
+        [this](agent_checkpoint_atom, const std::string& job, uint32_t replica,
+               uint64_t generation, int32_t signal, uint64_t timeout_ms) {
+          checkpoint(job, replica, generation, signal, timeout_ms);
+        },
+        [this](tick_atom) {
+          poll();
+          sample_telemetry();
+        },
     };
   }
 
@@ -150,8 +158,7 @@ private:
     spec.stdout_path = log_path(job, replica, false);
     spec.stderr_path = log_path(job, replica, true);
     spec.exec_helper = cfg_.exec_helper;
-    spec.checkpoint_done_path = cfg_.jobs_dir + "/" + job + "/replica-" +
-                                std::to_string(replica) + ".checkpointed";
+    spec.checkpoint_done_path = done_path(job, replica);
     auto pid = procs_->launch(spec);
     if (!pid.ok()) return fail(pid.err().message());
     running r;
@@ -176,8 +183,79 @@ private:
       log_->warn("agent: stop of {} replica {}: {}", job, replica, r.err().to_string());
   }
 
+  std::string done_path(const std::string& job, uint32_t replica) const {
+    return cfg_.jobs_dir + "/" + job + "/replica-" + std::to_string(replica) +
+           ".checkpointed";
+  }
+
+  void checkpoint(const std::string& job, uint32_t replica, uint64_t generation,
+                  int32_t signal, uint64_t timeout_ms) {
+    nlohmann::json ev = {{"kind", "checkpoint_timed_out"},
+                         {"job", job},
+                         {"replica", replica},
+                         {"generation", generation}};
+    auto it = running_.find(replica_key{job, replica});
+    if (it == running_.end() || it->second.generation != generation) {
+      ev["why"] = "not running here";
+      return emit(std::move(ev));
+    }
+    auto r = procs_->checkpoint(it->second.pid, signal, done_path(job, replica),
+                                std::chrono::milliseconds{timeout_ms}, clock().now());
+    if (!r.ok()) {
+      log_->warn("agent: checkpoint of {} replica {}: {}", job, replica,
+                 r.err().to_string());
+      ev["why"] = r.err().message();
+      return emit(std::move(ev));
+    }
+    log_->info("agent: {} replica {} asked to checkpoint (signal {})", job, replica,
+               signal);
+  }
+
+  void sample_telemetry() {
+    if (!cfg_.telemetry) return;
+    auto now = clock().now();
+    if (last_sample_ && now - *last_sample_ < cfg_.telemetry_interval) return;
+    last_sample_ = now;
+    auto samples = cfg_.telemetry->sample(finops_wall_now());
+    if (!samples.ok()) {
+      log_->warn("agent: GPU telemetry: {}", samples.err().to_string());
+      return;
+    }
+    if (samples->empty()) return;
+    if (sink_ && ++sends_ % 30 == 0) sink_.reset();
+    if (!sink_ && cfg_.telemetry_sink) {
+      // A failed lookup may have blocked a while: not again for 10 samples.
+      if (skip_lookups_ > 0) {
+        --skip_lookups_;
+        return;
+      }
+      sink_ = cfg_.telemetry_sink();
+      if (!sink_) skip_lookups_ = 10;
+    }
+    if (!sink_) return;
+    tell(*sink_, fo_samples_atom::value, encode_samples(*samples));
+  }
+
   void poll() {
-    for (auto& ev : procs_->poll(clock().now())) {
+    auto events = procs_->poll(clock().now());
+    // Checkpoint events first: an exit in the same batch forgets the pid.
+    for (auto& ev : events) {
+      if (ev.what != process_event::kind::checkpoint_confirmed &&
+          ev.what != process_event::kind::checkpoint_timed_out)
+        continue;
+      auto k = by_pid_.find(ev.pid);
+      if (k == by_pid_.end()) continue;
+      auto it = running_.find(k->second);
+      if (it == running_.end()) continue;
+      bool ok = ev.what == process_event::kind::checkpoint_confirmed;
+      log_->info("agent: {} replica {} checkpoint {}", k->second.job, k->second.replica,
+                 ok ? "confirmed" : "timed out");
+      emit({{"kind", ok ? "checkpoint_confirmed" : "checkpoint_timed_out"},
+            {"job", k->second.job},
+            {"replica", k->second.replica},
+            {"generation", it->second.generation}});
+    }
+    for (auto& ev : events) {
       if (ev.what != process_event::kind::exited) continue;
       auto k = by_pid_.find(ev.pid);
       if (k == by_pid_.end()) continue;
@@ -230,6 +308,10 @@ private:
   std::map<replica_key, running> running_;
   std::map<pid_t, replica_key> by_pid_;
   std::deque<nlohmann::json> exits_;
+  std::optional<time_point> last_sample_;
+  std::optional<actor_ref> sink_; ///< the FinOps actor samples go to
+  uint64_t sends_ = 0;
+  int skip_lookups_ = 0;
   std::shared_ptr<spdlog::logger> log_;
 };
 

@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
   CLI::App app{"trouped: a troupe cluster node (head or worker)"};
   app.add_option("--config", config_path,
                  "node config (TOML): [node], [transport], "
-                 "[membership], [resources], [cluster]");
+                 "[membership], [resources], [cluster], [api], [finops], "
+                 "[telemetry]");
   app.set_version_flag("--version", TROUPE_VERSION);
   CLI11_PARSE(app, argc, argv);
 

@@ -19,11 +19,21 @@
 ///   bind = "127.0.0.1"  port = 8470  tokens_file = "PATH"
 ///   tls_cert = "PEM"  tls_key = "PEM"
 ///
+/// and [finops] / [telemetry] (finops/config.hpp, telemetry_config.hpp).
+///
 /// Every node runs a node agent (node_agent.hpp); the head also runs the
-/// placement actor (empty topology: nodes join it as they come up) and the
-/// job manager (job_manager.hpp).
+/// placement actor (empty topology: nodes join it as they come up), the
+/// job manager (job_manager.hpp) and the FinOps actor (finops_actor.hpp,
+/// its store under data_dir/finops, policy from [finops], ticking every
+/// [telemetry] sample_interval). Each node agent samples its GPUs every
+/// sample_interval, through NVML when the inventory came from NVML, else
+/// through the simulated source when the node has simulated GPUs (or
+/// [telemetry] simulated_gpus > 0; its hook file is simulated_file), and
+/// ships the samples to the head's FinOps actor.
 #include "troupe/actors/inventory.hpp"
 #include "troupe/actors/membership.hpp"
+#include "troupe/finops/config.hpp"
+#include "troupe/finops/telemetry_config.hpp"
 #include "troupe/runtime/config.hpp"
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"
@@ -77,6 +87,8 @@ struct daemon_config {
   membership_settings membership;
   resources_settings resources;
   cluster_settings cluster;
+  finops::finops_config finops = finops::finops_config_schema().defaults();
+  finops::telemetry_config telemetry = finops::telemetry_config_schema().defaults();
 };
 
 /// Loads `path` (or, with an empty path, the defaults) and the `TROUPE_*`
@@ -110,7 +122,11 @@ public:
   [[nodiscard]] const actor_ref& agent() const noexcept { return agent_; }
   /// The head's job manager (empty on workers).
   [[nodiscard]] const actor_ref& jobs() const noexcept { return jobs_; }
+  /// The head's FinOps actor (empty on workers).
+  [[nodiscard]] const actor_ref& finops() const noexcept { return finops_; }
   [[nodiscard]] const std::string& data_dir() const noexcept { return data_dir_; }
+  /// The configuration it was started with.
+  [[nodiscard]] const daemon_config& config() const noexcept { return cfg_; }
   /// The HTTP API's port on the head (0: no API).
   [[nodiscard]] uint16_t api_port() const noexcept;
 
@@ -131,6 +147,7 @@ private:
   actor_ref agent_;
   actor_ref placement_;
   actor_ref jobs_;
+  actor_ref finops_;
   std::string data_dir_;
   std::unique_ptr<class head_control_plane> plane_;
   std::unique_ptr<class api_tokens> tokens_;

@@ -35,6 +35,32 @@
 ///   (jm_logs_atom, std::string tenant, bool admin, std::string id, uint32 replica,
 ///    uint8 stream, uint64 offset, uint32 max_bytes) -> the agent's chunk JSON
 /// A tenant's request for another tenant's job answers not_found.
+///
+/// For the FinOps actor (finops_actor.hpp), which is trusted (no tenant):
+///   (jm_allocs_atom, uint64 after) -> {"running": [launch...], "ended":
+///       [launch + {"seq", "ended_ms"}], "next": seq}
+///       a launch is one generation of a replica holding a process
+///       (starting or running): {"job", "replica", "generation", "node",
+///       "gpus", "started_ms", "tenant", "labels", "class", "priority",
+///       "spot_tolerant", "checkpoint" (has a hook), "checkpoint_timeout_ms",
+///       "price_micro_usd", "capacity"} (price and capacity of its node's
+///       inventory); ended launches since sequence `after` (the last 10,000
+///       are kept, in memory). Times in ms since the Unix epoch.
+///   (jm_reclaim_atom, std::string job, std::string action, std::string reason)
+///       -> {"job", "action", "state": "checkpointing"|"evicted"}
+///       action checkpoint_and_evict: replicas with a checkpoint hook are
+///       asked to checkpoint (agent_checkpoint_atom); once each confirmed,
+///       exited or timed out, the job ends as failed with `reason` and its
+///       GPUs go back to placement. evict and release: that at once.
+///       scale_to_min_replicas answers unavailable (jobs have no minimum
+///       replica count yet): nothing is done. not_found, conflict (ended).
+///   (jm_vacate_atom, std::string node, std::string plan)
+///       -> {"node", "checkpointing": n, "moving": bool}
+///       plan {"deadline_ms", "reason", "checkpoint": [{"job", "replica",
+///       "generation"}]}: the node takes no new work; the listed replicas
+///       checkpoint (each within its hook's timeout and the deadline); then
+///       every replica on the node is stopped and placed elsewhere (as
+///       after a node loss: the restart policy decides).
 #include "troupe/actors/job_spec.hpp"
 #include "troupe/runtime/actor.hpp"
 #include "troupe/runtime/clock.hpp"
@@ -58,6 +84,9 @@ using jm_list_atom = caf::atom_constant<caf::atom("jm_list")>;
 using jm_get_atom = caf::atom_constant<caf::atom("jm_get")>;
 using jm_cancel_atom = caf::atom_constant<caf::atom("jm_cancel")>;
 using jm_logs_atom = caf::atom_constant<caf::atom("jm_logs")>;
+using jm_allocs_atom = caf::atom_constant<caf::atom("jm_allocs")>;
+using jm_reclaim_atom = caf::atom_constant<caf::atom("jm_reclaim")>;
+using jm_vacate_atom = caf::atom_constant<caf::atom("jm_vacate")>;
 
 inline constexpr const char* job_manager_name = "troupe.jobs";
 

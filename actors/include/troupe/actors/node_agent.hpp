@@ -25,18 +25,36 @@
 ///       {"data": the bytes as a JSON string (invalid UTF-8 replaced by
 ///        U+FFFD), "next": offset after them, "finished": the replica is not
 ///        running here and the chunk reaches the end of the file}
+///   (agent_checkpoint_atom, std::string job, uint32 replica, uint64
+///    generation, int32 signal, uint64 timeout_ms)              one way
+///       sends `signal` to the replica (process_supervisor::checkpoint,
+///       TROUPE_CHECKPOINT_DONE is the file it creates when done); answered
+///       with checkpoint_confirmed (the file appeared or the replica
+///       exited) or checkpoint_timed_out (also at once when the replica
+///       does not run here with that generation).
 /// Events to the manager: (agent_event_atom, std::string event JSON) with
-///   {"kind": "started"|"launch_failed"|"exited", "node", "job", "replica",
-///    "generation", "pid"|"why"|"how"+"code"}.
+///   {"kind": "started"|"launch_failed"|"exited"|"checkpoint_confirmed"|
+///    "checkpoint_timed_out", "node", "job", "replica", "generation",
+///    "pid"|"why"|"how"+"code"}.
+///
+/// Telemetry: with a `telemetry` source, every `telemetry_interval` the
+/// agent samples its GPUs (stamped with the wall clock) and sends them to
+/// `telemetry_sink` (the head's FinOps actor) as (fo_samples_atom,
+/// encode_samples(...)) (finops_actor.hpp). A failed sample is logged and
+/// skipped; samples taken while no sink can be found are dropped.
 ///
 /// Logs: <jobs_dir>/<job>/replica-<i>.out and .err, appended across
 /// restarts of the replica. Job ids and replica numbers are checked before
 /// they become paths.
+#include "troupe/finops/telemetry.hpp"
 #include "troupe/runtime/actor.hpp"
 #include "troupe/runtime/clock.hpp"
 #include "troupe/runtime/result.hpp"
 
 #include <caf/fwd.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 
 namespace troupe {
@@ -50,6 +68,7 @@ using agent_launch_atom = caf::atom_constant<caf::atom("ag_launch")>;
 using agent_stop_atom = caf::atom_constant<caf::atom("ag_stop")>;
 using agent_log_atom = caf::atom_constant<caf::atom("ag_log")>;
 using agent_event_atom = caf::atom_constant<caf::atom("ag_event")>;
+using agent_checkpoint_atom = caf::atom_constant<caf::atom("ag_ckpt")>;
 
 inline constexpr const char* agent_actor_name = "troupe.agent";
 
@@ -61,6 +80,14 @@ struct node_agent_config {
   std::string exec_helper;
   /// How often processes are reaped.
   duration poll_interval = std::chrono::milliseconds{100};
+  /// GPU telemetry (NVML or simulated); null: no sampling. Owned by the
+  /// agent's thread once started.
+  std::unique_ptr<finops::telemetry_source> telemetry;
+  duration telemetry_interval = std::chrono::seconds{10};
+  /// Finds the head's FinOps actor; called on the agent's thread when a
+  /// sample is ready and no sink is known (again every 30 samples, so a
+  /// restarted head is found). May block briefly (a fabric lookup).
+  std::function<std::optional<actor_ref>()> telemetry_sink;
 };
 
 /// Whether `id` may name a job directory: [A-Za-z0-9._-], 1..64 bytes, not

@@ -1,0 +1,449 @@
+// The FinOps actor in one process, against a scripted job manager: idle
+// reclaim in order (notify, then reclaim after the grace) through the job
+// manager, dry run, each launch's GPU-ms charged exactly once (repeated
+// ticks, an ended launch reported again, a restart on the same store), the
+// audit log, reports, the spot notice API, and the samples' wire format.
+
+#include "troupe/actors/finops_actor.hpp"
+#include "troupe/actors/job_manager.hpp"
+#include "troupe/finops/config.hpp"
+#include "troupe/finops/telemetry_config.hpp"
+#include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/node.hpp"
+
+#include <caf/all.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <doctest/doctest.h>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <unistd.h>
+#include <vector>
+
+using namespace std::chrono_literals;
+using namespace troupe::actors;
+using json = nlohmann::json;
+
+namespace {
+
+class temp_dir {
+public:
+  temp_dir() {
+    std::string pattern = "/tmp/troupe-finops-actor-test-XXXXXX";
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+private:
+  std::string path_;
+};
+
+/// What the scripted job manager reports and was asked.
+struct fake_jobs_state {
+  std::mutex mu; // guards everything below
+  json running = json::array();
+  json ended = json::array();
+  std::vector<std::tuple<std::string, std::string, std::string>> reclaims;
+  std::vector<std::pair<std::string, json>> vacates;
+};
+
+caf::behavior fake_jobs(caf::event_based_actor* self,
+                        std::shared_ptr<fake_jobs_state> st) {
+  return {
+      [st](jm_allocs_atom, uint64_t after) {
+        std::lock_guard lock{st->mu};
+        json ended = json::array();
+        uint64_t next = after;
+        for (auto& e : st->ended)
+          if (e.at("seq").get<uint64_t>() > after) {
+            ended.push_back(e);
+            next = e.at("seq").get<uint64_t>();
+          }
+        return json{{"running", st->running}, {"ended", ended}, {"next", next}}.dump();
+      },
+      [st](jm_reclaim_atom, const std::string& job, const std::string& action,
+           const std::string& reason) {
+        std::lock_guard lock{st->mu};
+        st->reclaims.emplace_back(job, action, reason);
+        return json{{"job", job}, {"action", action}, {"state", "evicted"}}.dump();
+      },
+      [st](jm_vacate_atom, const std::string& node, const std::string& plan) {
+        std::lock_guard lock{st->mu};
+        st->vacates.emplace_back(node, json::parse(plan));
+        return json{{"node", node}, {"checkpointing", 1}, {"moving", false}}.dump();
+      },
+      [self](troupe::drain_atom) { self->quit(); },
+  };
+}
+
+json launch(const std::string& job, uint32_t replica, uint64_t generation,
+            const std::string& node, std::vector<uint32_t> gpus, int64_t started_ms,
+            const std::string& cls = "training", bool checkpoint = false) {
+  return {{"job", job},
+          {"replica", replica},
+          {"generation", generation},
+          {"node", node},
+          {"gpus", gpus},
+          {"started_ms", started_ms},
+          {"tenant", "acme"},
+          {"labels", {{"team", "vision"}}},
+          {"class", cls},
+          {"priority", 0},
+          {"spot_tolerant", true},
+          {"checkpoint", checkpoint},
+          {"checkpoint_timeout_ms", checkpoint ? 5000 : 0},
+          {"price_micro_usd", 3'600'000}, // 1 micro-USD per GPU-ms
+          {"capacity", "spot"}};
+}
+
+/// `l` as the job manager reports it once ended.
+json ended(json l, uint64_t seq, int64_t ended_ms) {
+  l["seq"] = seq;
+  l["ended_ms"] = ended_ms;
+  return l;
+}
+
+/// Ms since the Unix epoch, rounded to a whole second (the tests' time base).
+int64_t base_ms() {
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  return now / 1000 * 1000;
+}
+
+troupe::finops::finops_config fast_policy(bool dry_run) {
+  auto c = troupe::finops::finops_config_schema().defaults();
+  c.finops.dry_run = dry_run;
+  c.training.utilisation_threshold = 0.05;
+  c.training.window = 2s;
+  c.training.warm_up = 0s;
+  c.training.grace = 2s;
+  return c;
+}
+
+/// A node with the scripted job manager and a FinOps actor on `dir`.
+struct harness {
+  std::unique_ptr<troupe::node> node;
+  std::shared_ptr<fake_jobs_state> jobs = std::make_shared<fake_jobs_state>();
+  troupe::actor_ref finops;
+
+  harness(const std::string& dir, troupe::finops::finops_config policy) {
+    auto cfg = troupe::default_config();
+    cfg.node.name = "finops-test-" + std::to_string(::getpid());
+    cfg.scheduler.threads = 2;
+    cfg.metrics.enabled = false;
+    cfg.log.level =
+        std::getenv("TROUPE_TEST_LOG") ? troupe::log_level::info : troupe::log_level::off;
+    auto n = troupe::node::start(cfg);
+    REQUIRE(n.ok());
+    node = std::move(*n);
+    auto jm = node->adopt(troupe::actor_ref{node->system().spawn(fake_jobs, jobs)});
+    finops_actor_config fc;
+    fc.store_path = dir + "/finops";
+    fc.jobs = jm;
+    fc.finops = policy;
+    fc.telemetry = troupe::finops::telemetry_config_schema().defaults();
+    fc.tick = troupe::duration{0}; // the test drives time
+    auto f = start_finops_actor(*node, std::move(fc));
+    REQUIRE_MESSAGE(f.ok(), f.err().to_string());
+    finops = *f;
+  }
+  ~harness() {
+    finops = troupe::actor_ref{};
+    if (node) node->stop();
+  }
+
+  json tick(int64_t now_ms) {
+    auto r = node->request<std::string>(finops, 10s, fo_tick_atom::value, now_ms);
+    REQUIRE_MESSAGE(r.ok(), r.err().to_string());
+    return json::parse(*r);
+  }
+  json ask(auto atom, auto... xs) {
+    auto r = node->request<std::string>(finops, 10s, atom, xs...);
+    REQUIRE_MESSAGE(r.ok(), r.err().to_string());
+    return json::parse(*r);
+  }
+  void samples(const std::string& node_name, std::vector<uint32_t> gpus, int64_t at_ms,
+               uint32_t util) {
+    std::vector<troupe::finops::gpu_sample> s;
+    for (auto g : gpus) {
+      troupe::finops::gpu_sample x;
+      x.node = node_name;
+      x.gpu_index = g;
+      x.at = troupe::time_point{std::chrono::milliseconds{at_ms}};
+      x.utilisation_pct = util;
+      s.push_back(x);
+    }
+    node->tell(finops, fo_samples_atom::value, encode_samples(s));
+  }
+  json audit() {
+    return ask(fo_audit_atom::value, uint64_t{0}, uint32_t{1000})["records"];
+  }
+  json total() {
+    return ask(fo_report_atom::value, std::string{R"({"group": []})"})["total"];
+  }
+};
+
+/// The audit records' actions, in order.
+std::vector<std::string> actions(const json& records) {
+  std::vector<std::string> out;
+  for (auto& r : records)
+    out.push_back(r.at("action").get<std::string>());
+  return out;
+}
+
+} // namespace
+
+TEST_SUITE("actors.finops_actor") {
+
+  TEST_CASE("an idle training job is notified, then reclaimed through the job manager "
+            "after the grace, each step audited with its reason") {
+    temp_dir dir;
+    harness h{dir.path(), fast_policy(false)};
+    auto b = base_ms();
+    {
+      std::lock_guard lock{h.jobs->mu};
+      h.jobs->running.push_back(launch("j-1", 0, 1, "w1", {0, 1}, b));
+    }
+    h.tick(b); // learns the launch
+    for (int s = 1; s <= 3; ++s) {
+      h.samples("w1", {0, 1}, b + s * 1000, 1);
+      auto t = h.tick(b + s * 1000);
+      CHECK(t["jobs_tracked"] == 1);
+    }
+    // Idle from b+1s to b+3s spans the 2 s window: the owner is told.
+    CHECK(actions(h.audit()) == std::vector<std::string>{"notify_owner"});
+    {
+      std::lock_guard lock{h.jobs->mu};
+      CHECK(h.jobs->reclaims.empty());
+    }
+    h.samples("w1", {0, 1}, b + 4000, 2);
+    h.tick(b + 4000);
+    CHECK(actions(h.audit()).size() == 1); // still within the grace
+    h.samples("w1", {0, 1}, b + 5000, 0);
+    auto t = h.tick(b + 5000);
+    REQUIRE(t["actions"].size() == 1);
+    CHECK(t["actions"][0]["action"] == "checkpoint_and_evict");
+    CHECK(t["actions"][0]["job"] == "j-1");
+    CHECK(t["actions"][0]["gpus"] == 2);
+    CHECK_FALSE(t["actions"][0]["reason"].get<std::string>().empty());
+    // The reclaim went to the job manager; its answer becomes the outcome.
+    for (int i = 0; i < 100; ++i) {
+      auto rec = h.audit();
+      if (rec.size() == 2 && rec[1]["outcome"] != "requested") break;
+      std::this_thread::sleep_for(20ms);
+    }
+    auto rec = h.audit();
+    CHECK(actions(rec) ==
+          std::vector<std::string>{"notify_owner", "checkpoint_and_evict"});
+    CHECK(rec[1]["outcome"] == "evicted");
+    CHECK(rec[0]["seq"] == 1);
+    CHECK(rec[1]["seq"] == 2);
+    std::lock_guard lock{h.jobs->mu};
+    REQUIRE(h.jobs->reclaims.size() == 1);
+    CHECK(std::get<0>(h.jobs->reclaims[0]) == "j-1");
+    CHECK(std::get<1>(h.jobs->reclaims[0]) == "checkpoint_and_evict");
+  }
+
+  TEST_CASE("a busy sample after the notice cancels the reclaim") {
+    temp_dir dir;
+    harness h{dir.path(), fast_policy(false)};
+    auto b = base_ms();
+    {
+      std::lock_guard lock{h.jobs->mu};
+      h.jobs->running.push_back(launch("j-2", 0, 5, "w1", {3}, b));
+    }
+    h.tick(b);
+    for (int s = 1; s <= 3; ++s) {
+      h.samples("w1", {3}, b + s * 1000, 0);
+      h.tick(b + s * 1000);
+    }
+    h.samples("w1", {3}, b + 4000, 90);
+    h.tick(b + 4000);
+    h.samples("w1", {3}, b + 5000, 90);
+    h.tick(b + 6000);
+    CHECK(actions(h.audit()) ==
+          std::vector<std::string>{"notify_owner", "cancel_reclaim"});
+    std::lock_guard lock{h.jobs->mu};
+    CHECK(h.jobs->reclaims.empty());
+  }
+
+  TEST_CASE("dry run audits what it would reclaim and asks the job manager nothing") {
+    temp_dir dir;
+    harness h{dir.path(), fast_policy(true)};
+    auto b = base_ms();
+    {
+      std::lock_guard lock{h.jobs->mu};
+      h.jobs->running.push_back(launch("j-1", 0, 1, "w1", {0}, b));
+    }
+    h.tick(b);
+    for (int s = 1; s <= 6; ++s) {
+      h.samples("w1", {0}, b + s * 1000, 0);
+      h.tick(b + s * 1000);
+    }
+    auto rec = h.audit();
+    REQUIRE(actions(rec) ==
+            std::vector<std::string>{"notify_owner", "checkpoint_and_evict"});
+    CHECK(rec[1]["dry_run"] == true);
+    CHECK(rec[1]["outcome"].get<std::string>().find("dry run") == 0);
+    CHECK(rec[1]["savings"]["reclaims"] == 1);
+    std::this_thread::sleep_for(100ms);
+    std::lock_guard lock{h.jobs->mu};
+    CHECK(h.jobs->reclaims.empty());
+  }
+
+  TEST_CASE("each launch's GPU-ms is charged exactly once, across repeated ticks, a "
+            "repeated end and a restart on the same store") {
+    temp_dir dir;
+    auto b = base_ms();
+    auto check_total = [](const json& t) {
+      CHECK(t["gpu_ms"] == 2 * 3000 + 1 * 2000);
+      CHECK(t["cost_micro_usd"] == 2 * 3000 + 1 * 2000); // 1 micro-USD per GPU-ms
+    };
+    {
+      harness h{dir.path(), fast_policy(true)};
+      {
+        std::lock_guard lock{h.jobs->mu};
+        h.jobs->running.push_back(launch("j-7", 0, 7, "w1", {0, 1}, b));
+        h.jobs->running.push_back(launch("j-8", 0, 8, "w2", {0}, b + 1000));
+      }
+      h.tick(b + 1000);
+      h.tick(b + 1000);
+      h.samples("w1", {0, 1}, b + 2000, 50);
+      h.tick(b + 2500);
+      {
+        std::lock_guard lock{h.jobs->mu};
+        h.jobs->running = json::array({h.jobs->running[1]});
+        h.jobs->ended.push_back(ended(launch("j-7", 0, 7, "w1", {0, 1}, b), 1, b + 3000));
+      }
+      h.tick(b + 3000);
+      h.tick(b + 3000);
+      auto rep = h.ask(fo_report_atom::value, std::string{R"({"group": ["tenant"]})"});
+      REQUIRE(rep["rows"].size() == 1);
+      CHECK(rep["rows"][0]["tenant"] == "acme");
+      CHECK(rep["total"]["gpu_ms"] == 2 * 3000 + 1 * 2000);
+      // Half of j-7's piece to b+2.5s was used (50% utilisation).
+      CHECK(rep["total"]["used_gpu_ms"] == 1500 * 2 * 50 / 100);
+      auto csv = h.ask(fo_report_atom::value, std::string{R"({"format": "csv"})"});
+      CHECK(csv["csv"].get<std::string>().rfind("period_start_ms,tenant", 0) == 0);
+      // j-8 still runs; the next head meters it on.
+      check_total(h.total());
+    }
+    {
+      harness h{dir.path(), fast_policy(true)};
+      check_total(h.total()); // the ledger survived the restart
+      {
+        std::lock_guard lock{h.jobs->mu};
+        h.jobs->running.push_back(launch("j-8", 0, 8, "w2", {0}, b + 1000));
+        h.jobs->ended.push_back(ended(launch("j-7", 0, 7, "w1", {0, 1}, b), 1,
+                                      b + 3000)); // told again: no change
+      }
+      h.tick(b + 3000);
+      check_total(h.total());
+      h.tick(b + 4000);
+      auto t = h.total();
+      CHECK(t["gpu_ms"] == 2 * 3000 + 1 * 3000);
+    }
+  }
+
+  TEST_CASE("a launch that began and ended between two ticks is charged in full") {
+    temp_dir dir;
+    harness h{dir.path(), fast_policy(true)};
+    auto b = base_ms();
+    h.tick(b);
+    {
+      std::lock_guard lock{h.jobs->mu};
+      h.jobs->ended.push_back(
+          ended(launch("j-9", 1, 21, "w3", {0, 1, 2}, b + 100), 1, b + 700));
+    }
+    h.tick(b + 1000);
+    h.tick(b + 2000);
+    CHECK(h.total()["gpu_ms"] == 3 * 600);
+  }
+
+  TEST_CASE("a spot notice plans every launch on the node, records the loss and asks the "
+            "job manager to vacate the node") {
+    temp_dir dir;
+    harness h{dir.path(), fast_policy(false)};
+    auto b = base_ms();
+    {
+      std::lock_guard lock{h.jobs->mu};
+      h.jobs->running.push_back(launch("j-3", 0, 11, "w2", {0, 1}, b, "training", true));
+      h.jobs->running.push_back(launch("j-4", 0, 12, "w2", {2}, b, "training", false));
+      h.jobs->running.push_back(launch("j-5", 0, 13, "w1", {0}, b, "training", true));
+    }
+    h.tick(b);
+    json notice = {
+        {"node", "w2"}, {"received_ms", b + 60'000}, {"deadline_ms", b + 90'000}};
+    auto plan = h.ask(fo_notice_atom::value, notice.dump());
+    REQUIRE(plan["steps"].size() == 2);
+    CHECK(plan["steps"][0]["job"] == "j-3");
+    CHECK(plan["steps"][0]["action"] == "checkpoint_then_reschedule");
+    CHECK(plan["steps"][1]["job"] == "j-4");
+    CHECK(plan["steps"][1]["action"] == "lose_work");
+    // j-4 cannot checkpoint: it loses everything since it started, on 1 GPU.
+    CHECK(plan["steps"][1]["lost_gpu_ms"] == 90'000);
+    CHECK(plan["lost_gpu_ms"] == 90'000);
+    CHECK(plan["gpus_to_reschedule"] == 3);
+    CHECK(plan["jobs"]["checkpointing"] == 1);
+    auto rec = h.audit();
+    REQUIRE(rec.size() == 2);
+    CHECK(rec[0]["kind"] == "spot");
+    CHECK(rec[1]["lost_gpu_ms"] == 90'000);
+    std::lock_guard lock{h.jobs->mu};
+    REQUIRE(h.jobs->vacates.size() == 1);
+    CHECK(h.jobs->vacates[0].first == "w2");
+    auto& ckpt = h.jobs->vacates[0].second["checkpoint"];
+    REQUIRE(ckpt.size() == 1);
+    CHECK(ckpt[0]["job"] == "j-3");
+    CHECK(ckpt[0]["generation"] == 11);
+    CHECK(h.jobs->vacates[0].second["deadline_ms"] == b + 90'000);
+  }
+
+  TEST_CASE("bad queries, notices and samples get clear errors") {
+    temp_dir dir;
+    harness h{dir.path(), fast_policy(true)};
+    auto e = h.ask(fo_report_atom::value, std::string{R"({"group": ["planet"]})"});
+    CHECK(e["error"]["code"] == "invalid_argument");
+    e = h.ask(fo_report_atom::value, std::string{R"({"format": "xml"})"});
+    CHECK(e["error"]["code"] == "invalid_argument");
+    e = h.ask(fo_notice_atom::value, std::string{R"({"node": "w1"})"});
+    CHECK(e["error"]["code"] == "invalid_argument");
+    e = h.ask(fo_notice_atom::value, std::string{"not json"});
+    CHECK(e["error"]["code"] == "invalid_argument");
+    for (const char* bad :
+         {"{}", "[{\"node\": \"w1\"}]",
+          "[{\"node\": \"w1\", \"gpu\": 0, \"at_ms\": 1, \"util\": 101}]",
+          "[{\"node\": \"\", \"gpu\": 0, \"at_ms\": 1, \"util\": 1}]",
+          "[{\"node\": \"w1\", \"gpu\": -1, \"at_ms\": 1, \"util\": 1}]"}) {
+      auto s = decode_samples(bad);
+      CHECK_MESSAGE(!s.ok(), std::string{bad});
+      if (!s.ok()) CHECK(s.err().code() == troupe::runtime::errc::invalid_argument);
+    }
+    // Refused samples are dropped; the actor keeps serving.
+    h.node->tell(h.finops, fo_samples_atom::value, std::string{"[1, 2]"});
+    CHECK(h.tick(base_ms())["launches"] == 0);
+    std::vector<troupe::finops::gpu_sample> one(1);
+    one[0].node = "w1";
+    one[0].gpu_index = 3;
+    one[0].uuid = "GPU-x";
+    one[0].at = troupe::time_point{std::chrono::milliseconds{1234}};
+    one[0].utilisation_pct = 42;
+    one[0].memory_used_mib = 100;
+    one[0].power_mw = 2000;
+    auto back = decode_samples(encode_samples(one));
+    REQUIRE(back.ok());
+    CHECK(*back == one);
+  }
+
+} // TEST_SUITE

@@ -1,0 +1,188 @@
+// FinOps on a local cluster of trouped processes (a head and two workers on
+// loopback, two simulated GPUs each): the node agents sample their GPUs
+// (the simulated source's hook file says 80%) and ship the samples to the
+// head's FinOps actor, whose ledger charges the running replicas with the
+// used share; a spot preemption notice for the worker of a replica makes
+// that replica checkpoint (its hook touches TROUPE_CHECKPOINT_DONE) and
+// move to the free node, and the notice is in the audit log. Processes are
+// cleaned up by pid whatever happens.
+
+#include "troupe/actors/finops_actor.hpp"
+#include "troupe/actors/job_manager.hpp"
+#include "troupe/actors/local_cluster.hpp"
+#include "troupe/actors/membership_actor.hpp"
+#include "troupe/runtime/node.hpp"
+#include "troupe/transport/fabric.hpp"
+
+#include <doctest/doctest.h>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+using namespace troupe::actors;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+struct cluster_guard {
+  fs::path dir;
+  ~cluster_guard() {
+    (void)stop_local_cluster(dir, 3s);
+    std::this_thread::sleep_for(200ms);
+    std::error_code ec;
+    if (std::getenv("TROUPE_TEST_KEEP") == nullptr) fs::remove_all(dir, ec);
+  }
+};
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool all_running(const json& j) {
+  for (auto& r : j["replicas"])
+    if (r["state"] != "running") return false;
+  return true;
+}
+
+} // namespace
+
+TEST_CASE("finops on a local cluster: telemetry reaches the head's ledger, and a spot "
+          "notice checkpoints a worker's replica and moves it") {
+  ::setenv("UCX_NET_DEVICES", "lo", 0);
+  ::setenv("UCX_TLS", "tcp", 1);
+  local_cluster_options o;
+  o.dir =
+      fs::temp_directory_path() / ("troupe-finops-test-" + std::to_string(::getpid()));
+  fs::create_directories(o.dir);
+  auto hook = o.dir / "gpu-utilisation";
+  std::ofstream{hook} << "0 80\n1 80\n";
+  o.trouped = TROUPE_TROUPED;
+  o.workers = 2;
+  o.gpus_per_node = 2;
+  o.name_prefix = "f" + std::to_string(::getpid());
+  o.extra_toml = "[membership]\nheartbeat_interval = \"200ms\"\n"
+                 "acceptable_pause = \"600ms\"\nsuspect_timeout = \"4s\"\n"
+                 "probe_timeout = \"500ms\"\nfirst_heartbeat_estimate = \"200ms\"\n"
+                 "[telemetry]\nsample_interval = \"300ms\"\nsimulated_file = \"" +
+                 hook.string() + "\"\n";
+  o.exec_helper = TROUPE_EXEC_HELPER;
+  cluster_guard guard{o.dir};
+  auto c = start_local_cluster(o);
+  REQUIRE_MESSAGE(c.ok(), c.err().to_string());
+
+  troupe::transport::transport_config tc;
+  tc.secret = c->secret;
+  auto base = troupe::default_config();
+  base.log.level = troupe::log_level::off;
+  std::unique_ptr<cluster_client> cl;
+  for (int attempt = 0; attempt < 50 && !cl; ++attempt) {
+    auto r = cluster_client::connect("finops-test-client-" + std::to_string(::getpid()) +
+                                         "-" + std::to_string(attempt),
+                                     tc, c->head().name, c->head().address, base);
+    if (r.ok() && (*r)->jobs)
+      cl = std::move(*r);
+    else
+      std::this_thread::sleep_for(200ms);
+  }
+  REQUIRE_MESSAGE(cl, "cannot reach the head's job manager");
+  auto fo = cl->fabric->lookup(c->head().name, finops_actor_name, 5s);
+  REQUIRE_MESSAGE(fo.ok(), fo.err().to_string());
+  auto call = [&](const troupe::actor_ref& to, auto... xs) {
+    auto r = cl->host->request<std::string>(to, 10s, xs...);
+    REQUIRE_MESSAGE(r.ok(), r.err().to_string());
+    return json::parse(*r);
+  };
+  for (const auto& n : c->nodes) {
+    bool up = false;
+    for (int i = 0; i < 200 && !up; ++i) {
+      auto r = cl->host->request<std::string>(cl->membership, 5s, members_atom::value);
+      REQUIRE(r.ok());
+      for (auto& m : json::parse(*r))
+        up |= m["node"] == n.name && m["state"] == "up";
+      if (!up) std::this_thread::sleep_for(100ms);
+    }
+    REQUIRE_MESSAGE(up, n.name << " never came up");
+  }
+
+  // Two replicas of two GPUs each: two of the three nodes, one left free.
+  // SIGUSR1 makes a replica confirm a checkpoint.
+  auto spec = json{{"name", "spot-train"},
+                   {"command", "trap 'touch \"$TROUPE_CHECKPOINT_DONE\"' USR1; "
+                               "while true; do sleep 0.1; done"},
+                   {"replicas", 2},
+                   {"class", "training"},
+                   {"spot_tolerant", true},
+                   {"resources", {{"gpus", 2}}},
+                   {"checkpoint", {{"signal", "SIGUSR1"}, {"timeout", "5s"}}},
+                   {"restart", {{"policy", "on-failure"}, {"max_restarts", 3}}}};
+  auto sub = call(cl->jobs, jm_submit_atom::value, std::string{"acme"}, spec.dump());
+  REQUIRE_MESSAGE(sub.contains("job"), sub.dump());
+  auto id = sub["job"]["id"].get<std::string>();
+  auto job = [&] {
+    return call(cl->jobs, jm_get_atom::value, std::string{}, true, id)["job"];
+  };
+  json j;
+  for (int i = 0; i < 300; ++i) {
+    j = job();
+    if (all_running(j)) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE_MESSAGE(all_running(j), j.dump());
+
+  // The FinOps actor follows both launches and charges them, with the used
+  // share the agents' samples report.
+  json report;
+  for (int i = 0; i < 100; ++i) {
+    auto t = call(*fo, fo_tick_atom::value, now_ms());
+    report = call(*fo, fo_report_atom::value, std::string{R"({"group": ["tenant"]})"});
+    if (t.value("launches", 0) == 2 && report["total"]["used_gpu_ms"].get<int64_t>() > 0)
+      break;
+    std::this_thread::sleep_for(200ms);
+  }
+  REQUIRE_MESSAGE(report["rows"].size() == 1, report.dump());
+  CHECK(report["rows"][0]["tenant"] == "acme");
+  CHECK(report["total"]["gpu_ms"].get<int64_t>() > 0);
+  CHECK(report["total"]["used_gpu_ms"].get<int64_t>() > 0);
+
+  // A spot notice for the worker of a replica (not the head).
+  int moved = -1;
+  std::string victim;
+  for (int r = 0; r < 2; ++r)
+    if (j["replicas"][r]["node"] != c->head().name) {
+      moved = r;
+      victim = j["replicas"][r]["node"].get<std::string>();
+    }
+  REQUIRE(moved >= 0);
+  auto stays = j["replicas"][1 - moved]["node"];
+  json notice = {{"node", victim}, {"deadline_ms", now_ms() + 30'000}};
+  auto plan = call(*fo, fo_notice_atom::value, notice.dump());
+  REQUIRE_MESSAGE(plan["steps"].size() == 1, plan.dump());
+  CHECK(plan["steps"][0]["action"] == "checkpoint_then_reschedule");
+  CHECK(plan["lost_gpu_ms"] == 0);
+  CHECK(plan["jobs"]["checkpointing"] == 1);
+
+  // It checkpoints on its node, then runs elsewhere.
+  for (int i = 0; i < 300; ++i) {
+    j = job();
+    if (all_running(j) && j["replicas"][moved]["node"] != victim) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK_MESSAGE(all_running(j), j.dump());
+  CHECK(j["replicas"][moved]["node"] != victim);
+  CHECK(j["replicas"][1 - moved]["node"] == stays); // only the victim's replica moved
+  auto done = o.dir / (victim + ".data") / "jobs" / id /
+              ("replica-" + std::to_string(moved) + ".checkpointed");
+  CHECK_MESSAGE(fs::exists(done), done.string());
+  auto audit = call(*fo, fo_audit_atom::value, uint64_t{0}, uint32_t{100});
+  bool spot = false;
+  for (auto& r : audit["records"])
+    spot |= r["kind"] == "spot" && r["node"] == victim;
+  CHECK_MESSAGE(spot, audit.dump());
+  (void)call(cl->jobs, jm_cancel_atom::value, std::string{}, true, id);
+}

@@ -55,6 +55,7 @@ struct workload {
   trace jobs;
   placement::cluster_topology topology;
   std::map<std::string, workload_class, std::less<>> class_by_qos;
+  size_t dropped = 0; ///< jobs without a run time, left out
 };
 
 workload load_philly(const std::filesystem::path& dir, size_t stride, double scale) {
@@ -88,6 +89,11 @@ workload load_openb(const std::filesystem::path& dir, size_t stride, double scal
       load_alibaba_pods((dir / "alibaba-openb-2023/openb_pod_list_default.csv").string());
   if (!t) die(t.err().to_string());
   w.jobs = std::move(*t);
+  // Pods still running when the trace was cut have no deletion time: they
+  // would hold their GPUs forever (and faults need every job to end).
+  const auto before = w.jobs.jobs.size();
+  std::erase_if(w.jobs.jobs, [](const trace_job& j) { return j.run_time.count() == 0; });
+  w.dropped = before - w.jobs.jobs.size();
   auto topo = topology_from_nodes(*nodes);
   if (!topo) die(topo.err().to_string());
   w.topology = std::move(*topo);
@@ -151,10 +157,12 @@ void idle_sweep(const workload& w, uint64_t seed) {
   auto topo = w.topology;
   if (auto pr = price_nodes(topo, on_demand_price, 0.0, spot_price, seed); !pr)
     die(pr.err().to_string());
-  std::printf("\n%s: %zu jobs on %zu GPUs, all on-demand at %.2f USD/GPU-h; idle model "
-              "sweep (tail share 0.35), FinOps off vs on\n",
-              w.name.c_str(), w.jobs.jobs.size(), topo.total_gpus(),
-              usd(on_demand_price));
+  std::printf(
+      "\n%s: %zu jobs (%zu without a run time left out) on %zu GPUs, all on-demand "
+      "at %.2f USD/GPU-h; idle model sweep (tail share 0.35), FinOps off, dry run, "
+      "on\n",
+      w.name.c_str(), w.jobs.jobs.size(), w.dropped, topo.total_gpus(),
+      usd(on_demand_price));
   std::printf(
       "%-5s %-9s %-4s | %9s %9s %9s %9s | %6s %6s %5s | %12s %12s %6s | %8s %8s | "
       "%6s\n",

@@ -169,7 +169,8 @@ result<ledger_state> ledger_state_from_json(std::string_view text) {
 }
 
 std::vector<report_row> make_report(const ledger_state& s, const report_grouping& g,
-                                    time_point from, time_point to) {
+                                    time_point from, time_point to,
+                                    std::string_view only_tenant) {
   const int64_t from_ms =
       from == time_point::min() ? std::numeric_limits<int64_t>::min() : floor_ms(from);
   const int64_t to_ms =
@@ -179,6 +180,7 @@ std::vector<report_row> make_report(const ledger_state& s, const report_grouping
       grouped;
   for (const auto& [k, t] : s.rows()) {
     if (k.period_start_ms < from_ms || k.period_start_ms >= to_ms) continue;
+    if (!only_tenant.empty() && k.tenant != only_tenant) continue;
     grouped[{g.period ? k.period_start_ms : -1, g.tenant ? k.tenant : "",
              g.team ? k.team : "", g.project ? k.project : "", g.env ? k.env : ""}]
         .add(t);

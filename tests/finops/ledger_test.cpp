@@ -389,6 +389,21 @@ TEST_SUITE("finops.ledger") {
     REQUIRE(window.size() == 1);
     CHECK(window[0].totals.entries == 1);
 
+    // A tenant's own report: only its rows, whatever the grouping.
+    auto g = entry(3, 0, 1'000, 0, 2'000'000, epoch0 + 1h);
+    g.tenant = "globex";
+    REQUIRE(l.apply(g).ok());
+    auto all_teams = make_report(l, {.period = false, .tenant = false, .team = true});
+    auto acme = make_report(l, {.period = false, .tenant = false, .team = true},
+                            time_point::min(), time_point::max(), "acme");
+    CHECK(acme == by_team);
+    CHECK(all_teams != by_team);
+    auto globex = make_report(l, {.period = false, .tenant = true}, time_point::min(),
+                              time_point::max(), "globex");
+    REQUIRE(globex.size() == 1);
+    CHECK(globex[0].totals.gpu_ms == 1'000);
+    CHECK(make_report(l, {}, time_point::min(), time_point::max(), "initech").empty());
+
     const auto csv = render_csv(by_team);
     CHECK(csv.starts_with("period_start_ms,tenant,team,project,env,gpu_ms,used_gpu_ms,"
                           "idle_gpu_ms,gpu_hours,cost_usd,used_cost_usd,idle_cost_usd,"

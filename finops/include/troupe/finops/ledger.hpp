@@ -289,10 +289,12 @@ struct report_row {
 };
 
 /// Rows of `s` whose period starts in [from, to), grouped as asked, sorted by
-/// the grouping key.
+/// the grouping key; only tenant `only_tenant`'s when it is not empty (what a
+/// tenant's own report shows, whatever the grouping).
 std::vector<report_row> make_report(const ledger_state& s, const report_grouping& g,
                                     time_point from = time_point::min(),
-                                    time_point to = time_point::max());
+                                    time_point to = time_point::max(),
+                                    std::string_view only_tenant = {});
 
 /// CSV with a header line: period_start_ms,tenant,team,project,env,gpu_ms,
 /// used_gpu_ms,idle_gpu_ms,gpu_hours,cost_usd,used_cost_usd,idle_cost_usd,

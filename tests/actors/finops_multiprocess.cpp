@@ -4,8 +4,10 @@
 // head's FinOps actor, whose ledger charges the running replicas with the
 // used share; a spot preemption notice for the worker of a replica makes
 // that replica checkpoint (its hook touches TROUPE_CHECKPOINT_DONE) and
-// move to the free node, and the notice is in the audit log. Processes are
-// cleaned up by pid whatever happens.
+// move to the free node, and the notice is in the audit log; once the GPUs
+// go idle (the hook file says 0%) the job is notified, then reclaimed: its
+// replicas checkpoint and it ends. Processes are cleaned up by pid whatever
+// happens.
 
 #include "troupe/actors/finops_actor.hpp"
 #include "troupe/actors/job_manager.hpp"
@@ -52,8 +54,9 @@ bool all_running(const json& j) {
 
 } // namespace
 
-TEST_CASE("finops on a local cluster: telemetry reaches the head's ledger, and a spot "
-          "notice checkpoints a worker's replica and moves it") {
+TEST_CASE("finops on a local cluster: telemetry reaches the head's ledger, a spot "
+          "notice checkpoints a worker's replica and moves it, an idle job is "
+          "reclaimed") {
   ::setenv("UCX_NET_DEVICES", "lo", 0);
   ::setenv("UCX_TLS", "tcp", 1);
   local_cluster_options o;
@@ -70,7 +73,10 @@ TEST_CASE("finops on a local cluster: telemetry reaches the head's ledger, and a
                  "acceptable_pause = \"600ms\"\nsuspect_timeout = \"4s\"\n"
                  "probe_timeout = \"500ms\"\nfirst_heartbeat_estimate = \"200ms\"\n"
                  "[telemetry]\nsample_interval = \"300ms\"\nsimulated_file = \"" +
-                 hook.string() + "\"\n";
+                 hook.string() +
+                 "\"\n"
+                 "[finops]\ndry_run = false\n"
+                 "[finops.training]\nwindow = \"1s\"\nwarm_up = \"0s\"\ngrace = \"1s\"\n";
   o.exec_helper = TROUPE_EXEC_HELPER;
   cluster_guard guard{o.dir};
   auto c = start_local_cluster(o);
@@ -184,5 +190,36 @@ TEST_CASE("finops on a local cluster: telemetry reaches the head's ledger, and a
   for (auto& r : audit["records"])
     spot |= r["kind"] == "spot" && r["node"] == victim;
   CHECK_MESSAGE(spot, audit.dump());
-  (void)call(cl->jobs, jm_cancel_atom::value, std::string{}, true, id);
+
+  // The GPUs go idle: after the window the owner is notified, after the
+  // grace the job is reclaimed: each replica checkpoints, then the job ends
+  // and its GPUs go back to placement.
+  std::ofstream{hook} << "0 0\n1 0\n";
+  for (int i = 0; i < 300; ++i) {
+    j = job();
+    if (j["state"] != "running") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK_MESSAGE(j["state"] == "failed", j.dump());
+  CHECK_MESSAGE(j["reason"].get<std::string>().find("reclaimed") != std::string::npos,
+                j.dump());
+  for (int r = 0; r < 2; ++r) {
+    auto f = o.dir / (j["replicas"][r]["node"].get<std::string>() + ".data") / "jobs" /
+             id / ("replica-" + std::to_string(r) + ".checkpointed");
+    CHECK_MESSAGE(fs::exists(f), f.string());
+  }
+  std::vector<std::string> idle;
+  for (int i = 0; i < 50; ++i) {
+    idle.clear();
+    audit = call(*fo, fo_audit_atom::value, uint64_t{0}, uint32_t{100});
+    for (auto& r : audit["records"])
+      if (r["kind"] == "idle")
+        idle.push_back(r["action"].get<std::string>() + ":" +
+                       r["outcome"].get<std::string>());
+    if (!idle.empty() && idle.back() != "checkpoint_and_evict:requested") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  const std::vector<std::string> want{"notify_owner:owner notified (log)",
+                                      "checkpoint_and_evict:checkpointing"};
+  CHECK_MESSAGE(idle == want, audit.dump());
 }

@@ -1,6 +1,7 @@
 #include "troupe/actors/head_control_plane.hpp"
 
 #include "troupe/actors/errc.hpp"
+#include "troupe/actors/finops_actor.hpp"
 #include "troupe/actors/job_manager.hpp"
 #include "troupe/actors/membership_actor.hpp"
 #include "troupe/runtime/metrics.hpp"
@@ -113,6 +114,61 @@ result<log_chunk> head_control_plane::logs(const caller& who, std::string_view i
   c.next_offset = a->value("next", offset);
   c.finished = a->value("finished", false);
   return c;
+}
+
+result<actor_ref> head_control_plane::finops() {
+  auto r = host_.lookup(finops_actor_name);
+  if (!r.ok())
+    return error{errc::unavailable, "FinOps is not running on this head ([finops] in "
+                                    "its config)"};
+  return r;
+}
+
+result<std::string> head_control_plane::costs(const caller& who, const cost_query& q) {
+  if (!who.admin && !q.tenant.empty() && q.tenant != who.tenant)
+    return error{errc::forbidden, "a tenant sees only its own costs"};
+  auto fo = finops();
+  if (!fo.ok()) return fo.err();
+  json query{{"group", q.group}, {"format", q.csv ? "csv" : "json"}};
+  if (q.from_ms) query["from_ms"] = *q.from_ms;
+  if (q.to_ms) query["to_ms"] = *q.to_ms;
+  std::string tenant = who.admin ? q.tenant : who.tenant;
+  if (!tenant.empty()) query["tenant"] = tenant;
+  auto a = decode_answer(
+      host_.request<std::string>(*fo, timeout_, fo_report_atom::value, query.dump()));
+  if (!a.ok()) return a.err();
+  return a->dump();
+}
+
+result<std::string> head_control_plane::finops_audit(const caller& who, uint64_t after,
+                                                     uint32_t limit) {
+  if (!who.admin) return error{errc::forbidden, "the audit log needs an admin token"};
+  auto fo = finops();
+  if (!fo.ok()) return fo.err();
+  auto a = decode_answer(
+      host_.request<std::string>(*fo, timeout_, fo_audit_atom::value, after, limit));
+  if (!a.ok()) return a.err();
+  return a->dump();
+}
+
+result<std::string> head_control_plane::spot_notice(const caller& who,
+                                                    std::string_view node_name,
+                                                    int64_t deadline_ms) {
+  if (!who.admin) return error{errc::forbidden, "spot notices need an admin token"};
+  auto members = nodes(who);
+  if (!members.ok()) return members.err();
+  auto list = json::parse(*members);
+  bool known = false;
+  for (const auto& m : list["nodes"])
+    known = known || m.value("node", std::string{}) == node_name;
+  if (!known) return error{errc::not_found, "no node " + std::string{node_name}};
+  auto fo = finops();
+  if (!fo.ok()) return fo.err();
+  json notice{{"node", node_name}, {"deadline_ms", deadline_ms}};
+  auto a = decode_answer(
+      host_.request<std::string>(*fo, timeout_, fo_notice_atom::value, notice.dump()));
+  if (!a.ok()) return a.err();
+  return a->dump();
 }
 
 std::string head_control_plane::metrics_text() {

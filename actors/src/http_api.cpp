@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <exception>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -112,7 +113,10 @@ enum class route_id {
   jobs,
   job,
   job_cancel,
-  job_logs
+  job_logs,
+  costs,
+  finops_audit,
+  spot_notice
 };
 
 struct route {
@@ -153,6 +157,11 @@ std::optional<route> match(std::string_view path) {
   if (s.size() == 3 && s[0] == "nodes" &&
       (s[2] == "cordon" || s[2] == "uncordon" || s[2] == "drain"))
     return route{route_id::node_action, "POST", s};
+  if (is(3, {{0, "nodes"}, {2, "spot-notice"}}))
+    return route{route_id::spot_notice, "POST", s};
+  if (is(1, {{0, "costs"}})) return route{route_id::costs, "GET", s};
+  if (is(2, {{0, "finops"}, {1, "audit"}}))
+    return route{route_id::finops_audit, "GET", s};
   if (is(1, {{0, "jobs"}})) return route{route_id::jobs, "GET, POST", s};
   if (is(2, {{0, "jobs"}})) return route{route_id::job, "GET, DELETE", s};
   if (is(3, {{0, "jobs"}, {2, "cancel"}})) return route{route_id::job_cancel, "POST", s};
@@ -224,6 +233,52 @@ std::string media_type(std::string_view content_type) {
   std::string out(t);
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  return out;
+}
+
+/// GET /v1/costs' parameters: group (comma-separated period, tenant, team,
+/// project, env; at least one), from_ms and to_ms (ms since the Unix epoch,
+/// from before to), tenant (a tenant name), format (json or csv).
+result<cost_query> parse_cost_query(const query_values& q) {
+  cost_query out;
+  if (auto g = q.get("group")) {
+    out.group.clear();
+    std::string_view rest = *g;
+    while (true) {
+      auto comma = rest.find(',');
+      auto key = rest.substr(0, comma);
+      if (key != "period" && key != "tenant" && key != "team" && key != "project" &&
+          key != "env")
+        return bad_param("group",
+                         "a comma-separated list of period, tenant, team, "
+                         "project, env",
+                         *g);
+      if (std::find(out.group.begin(), out.group.end(), key) != out.group.end())
+        return bad_param("group", "each key at most once", *g);
+      out.group.emplace_back(key);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  constexpr int64_t max_ms = int64_t{1} << 52; // year ~144,000: far past any ledger
+  for (auto [name, field] : {std::pair{"from_ms", &out.from_ms}, {"to_ms", &out.to_ms}}) {
+    if (auto v = q.get(name)) {
+      auto n = parse_uint<uint64_t>(*v, 0, max_ms);
+      if (!n) return bad_param(name, "ms since the Unix epoch (an integer >= 0)", *v);
+      *field = static_cast<int64_t>(*n);
+    }
+  }
+  if (out.from_ms && out.to_ms && *out.from_ms >= *out.to_ms)
+    return error{errc::invalid_argument,
+                 "query parameters from_ms and to_ms: from_ms must be before to_ms"};
+  if (auto t = q.get("tenant")) {
+    if (!valid_id(*t)) return bad_param("tenant", "a tenant name", *t);
+    out.tenant = std::string{*t};
+  }
+  if (auto f = q.get("format")) {
+    if (*f != "json" && *f != "csv") return bad_param("format", "json or csv", *f);
+    out.csv = *f == "csv";
+  }
   return out;
 }
 
@@ -434,6 +489,67 @@ api_response http_api::handle(const api_request& rq) {
       if (auto done = plane_.act_on_node(*who, node, action); !done)
         return fail(done.err());
       return ok_json(dump(json{{"node", node}, {"action", action_name(action)}}));
+    }
+    case route_id::spot_notice: {
+      if (!who->admin) return fail(403, "forbidden", "spot notices need an admin token");
+      std::string_view node = seg[1];
+      if (!valid_id(node))
+        return fail(
+            400, "invalid_argument",
+            "node name: expected [A-Za-z0-9][A-Za-z0-9._:-]*, at most 128 bytes, got " +
+                quote_for_error(node));
+      auto q = check_query(rq, {"deadline_s"});
+      if (!q) return fail(q.err());
+      auto d = q->get("deadline_s");
+      if (!d)
+        return fail(400, "invalid_argument",
+                    "query parameter \"deadline_s\" is required: seconds until the "
+                    "node's capacity goes away");
+      auto secs = parse_uint<uint32_t>(*d, 0, 86'400);
+      if (!secs) return fail(bad_param("deadline_s", "seconds in [0, 86400]", *d));
+      auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+      auto plan = plane_.spot_notice(*who, node, now_ms + int64_t{*secs} * 1000);
+      if (!plan) return fail(plan.err());
+      return ok_json(std::move(*plan));
+    }
+    case route_id::costs: {
+      auto q = check_query(rq, {"group", "from_ms", "to_ms", "tenant", "format"});
+      if (!q) return fail(q.err());
+      auto cq = parse_cost_query(*q);
+      if (!cq) return fail(cq.err());
+      auto report = plane_.costs(*who, *cq);
+      if (!report) return fail(report.err());
+      if (!cq->csv) return ok_json(std::move(*report));
+      json doc = json::parse(*report, nullptr, false);
+      if (!doc.is_object() || !doc.contains("csv") || !doc["csv"].is_string())
+        return fail(500, "internal", "unreadable CSV report");
+      api_response res = ok_json(doc["csv"].get<std::string>());
+      res.content_type = "text/csv; charset=utf-8";
+      return res;
+    }
+    case route_id::finops_audit: {
+      if (!who->admin)
+        return fail(403, "forbidden", "the audit log needs an admin token");
+      auto q = check_query(rq, {"after", "limit"});
+      if (!q) return fail(q.err());
+      uint64_t after = 0;
+      uint32_t limit = 100;
+      if (auto a = q->get("after")) {
+        auto n = parse_uint<uint64_t>(*a, 0, uint64_t{1} << 62);
+        if (!n)
+          return fail(bad_param("after", "a sequence number (an integer >= 0)", *a));
+        after = *n;
+      }
+      if (auto l = q->get("limit")) {
+        auto n = parse_uint<uint32_t>(*l, 1, 1000);
+        if (!n) return fail(bad_param("limit", "an integer in [1, 1000]", *l));
+        limit = *n;
+      }
+      auto records = plane_.finops_audit(*who, after, limit);
+      if (!records) return fail(records.err());
+      return ok_json(std::move(*records));
     }
     case route_id::jobs: {
       if (rq.method == "POST") {

@@ -323,6 +323,88 @@ TEST_SUITE("http_api") {
     CHECK(error_code_of(r->body) == "not_found");
   }
 
+  TEST_CASE("costs: a tenant's own rows, an admin's any, as JSON or CSV; audit log "
+            "and spot notices for admins") {
+    fixture f;
+    auto charge = [&](uint64_t alloc, const char* tenant, const char* team,
+                      int64_t gpu_ms) {
+      finops::usage_entry e;
+      e.allocation = finops::allocation_id{alloc};
+      e.tenant = tenant;
+      e.cost_labels = {{"team", team}};
+      e.span = {time_point{1h}, time_point{1h + 10min}};
+      e.gpu_ms = gpu_ms;
+      e.used_gpu_ms = gpu_ms / 2;
+      e.price_per_gpu_hour = micro_usd{3'600'000}; // $3.60/GPU-h: 1 micro-USD per GPU-ms
+      f.plane.charge(e);
+    };
+    charge(1, "acme", "vision", 1'000);
+    charge(2, "acme", "speech", 2'000);
+    charge(3, "globex", "vision", 4'000);
+    auto c = f.client();
+    auto rows_of = [&](const std::string& token, const std::string& path) {
+      auto r = c.Get(path, bearer(token));
+      REQUIRE(r);
+      REQUIRE_MESSAGE(r->status == 200, r->body);
+      return json::parse(r->body)["rows"];
+    };
+    auto mine = rows_of(f.tokens.acme, "/v1/costs?group=tenant");
+    REQUIRE(mine.size() == 1);
+    CHECK(mine[0]["tenant"] == "acme");
+    CHECK(mine[0]["gpu_ms"] == 3'000);
+    CHECK(mine[0]["cost_micro_usd"] == 3'000);
+    // Grouped by team only, a tenant still sees only its own GPU-ms.
+    auto by_team = rows_of(f.tokens.acme, "/v1/costs?group=team");
+    int64_t sum = 0;
+    for (auto& r : by_team)
+      sum += r["gpu_ms"].get<int64_t>();
+    CHECK(sum == 3'000);
+    auto all = rows_of(f.tokens.admin, "/v1/costs?group=tenant,team");
+    CHECK(all.size() == 3);
+    auto one = rows_of(f.tokens.admin, "/v1/costs?group=tenant&tenant=globex");
+    REQUIRE(one.size() == 1);
+    CHECK(one[0]["gpu_ms"] == 4'000);
+    CHECK(rows_of(f.tokens.acme, "/v1/costs?tenant=acme").size() == 1);
+    // The window is on period starts, [from, to): the plane's periods are
+    // days, so every charge above is in the period starting at 0.
+    CHECK(rows_of(f.tokens.admin, "/v1/costs?from_ms=3600000&to_ms=7200000").empty());
+    auto q = f.plane.last_cost_query();
+    REQUIRE(q);
+    CHECK(q->from_ms == 3'600'000);
+    CHECK(q->to_ms == 7'200'000);
+    CHECK(rows_of(f.tokens.admin, "/v1/costs?from_ms=0&to_ms=1").size() == 2);
+    auto csv = c.Get("/v1/costs?group=tenant&format=csv", bearer(f.tokens.globex));
+    REQUIRE(csv);
+    CHECK(csv->status == 200);
+    CHECK(csv->get_header_value("Content-Type") == "text/csv; charset=utf-8");
+    CHECK(csv->body.starts_with("period_start_ms,tenant,"));
+    CHECK(csv->body.find("globex") != std::string::npos);
+    CHECK(csv->body.find("acme") == std::string::npos);
+
+    // A spot notice (admins), then the audit log shows it.
+    auto before = std::chrono::system_clock::now();
+    auto n = c.Post("/v1/nodes/gpu-b/spot-notice?deadline_s=120", bearer(f.tokens.admin),
+                    "", "application/json");
+    REQUIRE(n);
+    REQUIRE_MESSAGE(n->status == 200, n->body);
+    auto plan = json::parse(n->body);
+    CHECK(plan["node"] == "gpu-b");
+    auto deadline = std::chrono::system_clock::time_point{
+        std::chrono::milliseconds{plan["deadline_ms"].get<int64_t>()}};
+    CHECK(deadline >= before + 119s);
+    CHECK(deadline <= std::chrono::system_clock::now() + 121s);
+    auto a = c.Get("/v1/finops/audit?limit=10", bearer(f.tokens.admin));
+    REQUIRE(a);
+    REQUIRE(a->status == 200);
+    auto audit = json::parse(a->body);
+    REQUIRE(audit["records"].size() == 1);
+    CHECK(audit["records"][0]["node"] == "gpu-b");
+    CHECK(audit["next"] == 1);
+    a = c.Get("/v1/finops/audit?after=1", bearer(f.tokens.admin));
+    REQUIRE(a);
+    CHECK(json::parse(a->body)["records"].empty());
+  }
+
   TEST_CASE("metrics need an admin token by default, and can be open") {
     {
       fixture f;
@@ -558,6 +640,54 @@ TEST_SUITE("http_api") {
          "forbidden"},
         {"tenant drains", "POST", "/v1/nodes/gpu-b/drain", bearer(A), "", "", 403,
          "forbidden"},
+        // Costs, the audit log and spot notices.
+        {"costs without a token", "GET", "/v1/costs", {}, "", "", 401, "unauthorized"},
+        {"another tenant's costs", "GET", "/v1/costs?tenant=globex", bearer(A), "", "",
+         403, "forbidden"},
+        {"unknown group key", "GET", "/v1/costs?group=period,colour", bearer(A), "", "",
+         400, "invalid_argument"},
+        {"empty group key", "GET", "/v1/costs?group=period,", bearer(A), "", "", 400,
+         "invalid_argument"},
+        {"group key twice", "GET", "/v1/costs?group=team,team", bearer(A), "", "", 400,
+         "invalid_argument"},
+        {"negative from", "GET", "/v1/costs?from_ms=-5", bearer(A), "", "", 400,
+         "invalid_argument"},
+        {"from not a number", "GET", "/v1/costs?from_ms=yesterday", bearer(A), "", "",
+         400, "invalid_argument"},
+        {"from after to", "GET", "/v1/costs?from_ms=7200000&to_ms=3600000", bearer(A), "",
+         "", 400, "invalid_argument"},
+        {"huge to", "GET", "/v1/costs?to_ms=99999999999999999999", bearer(A), "", "", 400,
+         "invalid_argument"},
+        {"format xml", "GET", "/v1/costs?format=xml", bearer(A), "", "", 400,
+         "invalid_argument"},
+        {"bad tenant name", "GET", "/v1/costs?tenant=%2E%2E", bearer(f.tokens.admin), "",
+         "", 400, "invalid_argument"},
+        {"unknown costs parameter", "GET", "/v1/costs?currency=eur", bearer(A), "", "",
+         400, "invalid_argument"},
+        {"post costs", "POST", "/v1/costs", bearer(A), "", "application/json", 405,
+         "method_not_allowed"},
+        {"tenant reads the audit log", "GET", "/v1/finops/audit", bearer(A), "", "", 403,
+         "forbidden"},
+        {"audit limit 0", "GET", "/v1/finops/audit?limit=0", bearer(f.tokens.admin), "",
+         "", 400, "invalid_argument"},
+        {"audit after not a number", "GET", "/v1/finops/audit?after=x",
+         bearer(f.tokens.admin), "", "", 400, "invalid_argument"},
+        {"tenant sends a spot notice", "POST",
+         "/v1/nodes/gpu-a/spot-notice?deadline_s=30", bearer(A), "", "", 403,
+         "forbidden"},
+        {"spot notice without deadline", "POST", "/v1/nodes/gpu-a/spot-notice",
+         bearer(f.tokens.admin), "", "", 400, "invalid_argument"},
+        {"spot notice, deadline a day and more", "POST",
+         "/v1/nodes/gpu-a/spot-notice?deadline_s=86401", bearer(f.tokens.admin), "", "",
+         400, "invalid_argument"},
+        {"spot notice, negative deadline", "POST",
+         "/v1/nodes/gpu-a/spot-notice?deadline_s=-1", bearer(f.tokens.admin), "", "", 400,
+         "invalid_argument"},
+        {"spot notice for an unknown node", "POST",
+         "/v1/nodes/gpu-z/spot-notice?deadline_s=30", bearer(f.tokens.admin), "", "", 404,
+         "not_found"},
+        {"spot notice by GET", "GET", "/v1/nodes/gpu-a/spot-notice?deadline_s=30",
+         bearer(f.tokens.admin), "", "", 405, "method_not_allowed"},
     };
 
     auto c = f.client();

@@ -9,14 +9,17 @@
 #include "troupe/actors/control_plane.hpp"
 #include "troupe/actors/errc.hpp"
 #include "troupe/actors/job_spec.hpp"
+#include "troupe/finops/ledger.hpp"
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -148,6 +151,62 @@ public:
     return out;
   }
 
+  /// Costs from a real showback ledger (finops::ledger_state) that tests
+  /// charge with charge(); the same report functions as the FinOps actor.
+  result<std::string> costs(const caller& who, const cost_query& q) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!who.admin && !q.tenant.empty() && q.tenant != who.tenant)
+      return error{errc::forbidden, "a tenant sees only its own costs"};
+    last_cost_query_ = q;
+    finops::report_grouping g{false, false, false, false, false};
+    for (const auto& k : q.group) {
+      g.period = g.period || k == "period";
+      g.tenant = g.tenant || k == "tenant";
+      g.team = g.team || k == "team";
+      g.project = g.project || k == "project";
+      g.env = g.env || k == "env";
+    }
+    auto at = [](std::optional<int64_t> ms, time_point none) {
+      return ms ? time_point{std::chrono::milliseconds{*ms}} : none;
+    };
+    auto rows = finops::make_report(ledger_, g, at(q.from_ms, time_point::min()),
+                                    at(q.to_ms, time_point::max()),
+                                    who.admin ? q.tenant : who.tenant);
+    if (q.csv)
+      return nlohmann::json{{"format", "csv"}, {"csv", finops::render_csv(rows)}}.dump();
+    return nlohmann::json{{"format", "json"},
+                          {"rows", nlohmann::json::parse(finops::render_json(rows))}}
+        .dump();
+  }
+  result<std::string> finops_audit(const caller& who, uint64_t after,
+                                   uint32_t limit) override {
+    if (!who.admin) return error{errc::forbidden, "the audit log needs an admin token"};
+    std::lock_guard<std::mutex> lock(mu_);
+    auto records = nlohmann::json::array();
+    uint64_t next = after;
+    for (uint64_t seq = after + 1; seq <= audit_.size() && records.size() < limit;
+         ++seq) {
+      records.push_back(nlohmann::json::parse(audit_[seq - 1]));
+      next = seq;
+    }
+    return nlohmann::json{{"records", records}, {"next", next}}.dump();
+  }
+  result<std::string> spot_notice(const caller& who, std::string_view node,
+                                  int64_t deadline_ms) override {
+    if (!who.admin) return error{errc::forbidden, "spot notices need an admin token"};
+    std::lock_guard<std::mutex> lock(mu_);
+    if (std::none_of(nodes_.begin(), nodes_.end(),
+                     [&](auto& n) { return n.name == node; }))
+      return error{errc::not_found, "no node \"" + std::string(node) + "\""};
+    ++changes_;
+    audit_.push_back(nlohmann::json{
+        {"action", "spot_notice"}, {"node", node}, {"deadline_ms", deadline_ms}}
+                         .dump());
+    return nlohmann::json{
+        {"node", node}, {"deadline_ms", deadline_ms}, {"steps", nlohmann::json::array()}}
+        .dump();
+  }
+
   std::string metrics_text() override {
     std::lock_guard<std::mutex> lock(mu_);
     return "# TYPE troupe_jobs gauge\ntroupe_jobs " + std::to_string(jobs_.size()) + "\n";
@@ -156,6 +215,14 @@ public:
   bool healthy() override { return healthy_.load(); }
 
   // Test controls.
+  void charge(const finops::usage_entry& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    (void)ledger_.apply(e);
+  }
+  std::optional<cost_query> last_cost_query() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_cost_query_;
+  }
   void set_healthy(bool up) { healthy_ = up; }
   void append_log(const std::string& job_id, uint32_t replica, log_stream stream,
                   std::string_view text, bool finish = false) {
@@ -185,6 +252,9 @@ public:
   }
 
 private:
+  finops::ledger_state ledger_{std::chrono::hours{24}};
+  std::optional<cost_query> last_cost_query_;
+  std::vector<std::string> audit_; ///< audit records, sequence = index + 1
   struct node {
     std::string name;
     std::string state;

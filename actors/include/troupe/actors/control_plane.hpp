@@ -12,6 +12,7 @@
 /// Errors are actors::errc (errc.hpp). Payloads are JSON text so the same documents cross
 /// the network, the HTTP API and the CLI unchanged: the shapes are in docs/API.md and
 /// docs/openapi.yaml.
+#include "troupe/actors/errc.hpp"
 #include "troupe/actors/job_spec.hpp"
 #include "troupe/runtime/result.hpp"
 
@@ -19,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace troupe::actors {
 
@@ -49,6 +51,18 @@ struct log_chunk {
 
 /// Which log of a replica.
 enum class log_stream : uint8_t { stdout_log, stderr_log };
+
+/// A showback report (GET /v1/costs, `troupe cost`): the ledger's rows whose
+/// period starts in [from_ms, to_ms), grouped by any of period, tenant,
+/// team, project, env. A tenant's report holds only its own rows; an admin
+/// sees every tenant's, or one tenant's with `tenant`.
+struct cost_query {
+  std::vector<std::string> group{"period", "tenant"};
+  std::optional<int64_t> from_ms; ///< ms since the Unix epoch; none: all time
+  std::optional<int64_t> to_ms;
+  std::string tenant; ///< admins only: one tenant's rows ("" all)
+  bool csv = false;   ///< CSV text instead of JSON rows
+};
 
 class control_plane {
 public:
@@ -85,6 +99,29 @@ public:
   [[nodiscard]] virtual result<log_chunk> logs(const caller& who, std::string_view job_id,
                                                uint32_t replica, log_stream stream,
                                                uint64_t offset, uint32_t max_bytes) = 0;
+  /// The showback report: {"format": "json", "rows": [...], "total": {...}}
+  /// or {"format": "csv", "csv": "..."} (docs/API.md). Errors: forbidden (a
+  /// tenant asking for another tenant's rows), unavailable (no FinOps actor).
+  [[nodiscard]] virtual result<std::string> costs(const caller& who,
+                                                  const cost_query& q) {
+    (void)who, (void)q;
+    return error{errc::unavailable, "this control plane has no FinOps actor"};
+  }
+  /// The FinOps audit log, oldest first after sequence `after`:
+  /// {"records": [...], "next": last sequence}. Admins only (forbidden).
+  [[nodiscard]] virtual result<std::string> finops_audit(const caller& who,
+                                                         uint64_t after, uint32_t limit) {
+    (void)who, (void)after, (void)limit;
+    return error{errc::unavailable, "this control plane has no FinOps actor"};
+  }
+  /// A spot preemption notice for `node`: its capacity goes away at
+  /// `deadline_ms` (ms since the Unix epoch). The FinOps actor's plan
+  /// (checkpoints, moves, work lost). Admins only (forbidden); not_found.
+  [[nodiscard]] virtual result<std::string>
+  spot_notice(const caller& who, std::string_view node, int64_t deadline_ms) {
+    (void)who, (void)node, (void)deadline_ms;
+    return error{errc::unavailable, "this control plane has no FinOps actor"};
+  }
   /// The head's metrics in Prometheus text format.
   [[nodiscard]] virtual std::string metrics_text() = 0;
   /// Whether the control plane is up (the HTTP health endpoint).

@@ -1,6 +1,8 @@
 #pragma once
 /// The head's control_plane (control_plane.hpp) over its actors: jobs go to
 /// the job manager (job_manager.hpp), nodes to the membership actor,
+/// costs, the FinOps audit log and spot notices to the FinOps actor
+/// (finops_actor.hpp, found by its name on the head when first needed),
 /// metrics from the node's registry. What the HTTP API (http_api.hpp) is
 /// served from in trouped. Every call waits at most `timeout` for the
 /// actor's answer (runtime timeout error otherwise).
@@ -29,10 +31,19 @@ public:
   result<std::string> cancel_job(const caller& who, std::string_view job_id) override;
   result<log_chunk> logs(const caller& who, std::string_view job_id, uint32_t replica,
                          log_stream stream, uint64_t offset, uint32_t max_bytes) override;
+  result<std::string> costs(const caller& who, const cost_query& q) override;
+  result<std::string> finops_audit(const caller& who, uint64_t after,
+                                   uint32_t limit) override;
+  result<std::string> spot_notice(const caller& who, std::string_view node,
+                                  int64_t deadline_ms) override;
   std::string metrics_text() override;
   bool healthy() override;
 
 private:
+  /// The FinOps actor, looked up by name (unavailable when the head runs
+  /// without one).
+  result<actor_ref> finops();
+
   node& host_;
   actor_ref jobs_;
   actor_ref membership_;

@@ -3,6 +3,7 @@
 
 #include "cluster_cmds.hpp"
 #include "cluster_sim.hpp"
+#include "cost_cmds.hpp"
 #include "info.hpp"
 #include "jobs_cmds.hpp"
 #include "troupe/runtime/config.hpp"
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   std::function<int()> cluster_run;
   troupe::tools::add_cluster_commands(app, cluster_run);
   troupe::tools::add_job_commands(app, cluster_run);
+  troupe::tools::add_cost_commands(app, cluster_run);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -220,8 +220,11 @@ private:
     return l;
   }
 
-  /// Records a launch in the ledger (the same launch again changes nothing).
+  /// Records a launch in the ledger (a known launch changes nothing).
   void start_launch(const replica_launch& l, time_point now) {
+    // Known already (told again after a restart of the head or of the job
+    // manager, whose price may not be known yet): nothing to do.
+    if (ledger_->allocations().count(finops::allocation_id{l.generation})) return;
     finops::allocation_spec spec;
     spec.id = finops::allocation_id{l.generation};
     spec.tenant = l.tenant;

@@ -702,8 +702,17 @@ private:
 
   std::string allocs(uint64_t after) const {
     json running = json::array();
-    for (auto& [key, l] : launches_)
-      running.push_back(l.doc);
+    for (auto& [key, l] : launches_) {
+      auto doc = l.doc;
+      // The node's price may have become known since (after a restart the
+      // table is read back before the nodes report their inventories).
+      if (auto p = node_prices_.find(doc.value("node", std::string{}));
+          p != node_prices_.end()) {
+        doc["price_micro_usd"] = p->second.first;
+        doc["capacity"] = p->second.second;
+      }
+      running.push_back(std::move(doc));
+    }
     json ended = json::array();
     uint64_t next = after;
     for (auto& e : ended_) {

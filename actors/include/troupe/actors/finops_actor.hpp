@@ -37,6 +37,12 @@
 /// run, sent to the job manager (jm_reclaim_atom), whose answer becomes the
 /// record's outcome. Dry run audits "would reclaim" with the savings so far.
 ///
+/// Restarts: the ledger and the audit log are durable; the idle
+/// detector's state is not (after a restart of the head, idle runs start
+/// over), nor are the samples of a tick not yet taken. A launch that ended
+/// while the head was down is ended when the restarted actor first misses
+/// it (the job manager's list of ended launches is in memory).
+///
 /// Protocol (answers are JSON text, or {"error": {"code", "message"}}):
 ///   (fo_samples_atom, std::string samples)        one way, from node agents:
 ///       encode_samples' array.

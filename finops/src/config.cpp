@@ -1,5 +1,7 @@
 #include "troupe/finops/config.hpp"
 
+#include "troupe/finops/errc.hpp"
+
 #include <cmath>
 #include <optional>
 
@@ -54,6 +56,13 @@ config_schema<finops_config> finops_config_schema() {
       .integer("budget_block_below_priority", &fs::budget_block_below_priority, 0,
                {-1'000'000, 1'000'000},
                "Over budget, new work below this priority is blocked.")
+      .string_list("budgets", &fs::budgets, {},
+                   "Per tenant, \"tenant=USD\": the spend allowed per budget_period "
+                   "(e.g. \"acme=5000\"); tenants not listed have no budget.")
+      .duration("budget_period", &fs::budget_period, 24h * 30,
+                duration_range{1min, 24h * 366},
+                "The budget window (a whole number of ledger periods, aligned to the "
+                "Unix epoch, UTC).")
       .duration("ledger_period", &fs::ledger_period, 1h, duration_range{1min, 24h * 31},
                 "Showback aggregation period.");
   declare_class(s, &finops_config::training, "training", "training jobs", 0.05, 30min,
@@ -73,6 +82,13 @@ config_schema<finops_config> finops_config_schema() {
                     std::string{"finops.exempt_labels["} + std::to_string(i) +
                     "]: " + e.err().message();
     }
+    if (auto b = to_budgets(c); !b)
+      problems += (problems.empty() ? "" : "; ") + b.err().message();
+    if (c.finops.ledger_period.count() > 0 &&
+        c.finops.budget_period % c.finops.ledger_period != std::chrono::nanoseconds{0})
+      problems += (problems.empty() ? "" : "; ") +
+                  std::string{"finops.budget_period: must be a whole number of "
+                              "ledger_period"};
     if (problems.empty()) return std::nullopt;
     return problems;
   });
@@ -108,6 +124,27 @@ spot_policy to_spot_policy(const finops_config& c) {
   p.max_checkpoint_interval = c.finops.spot_checkpoint_interval;
   p.notice_margin = c.finops.spot_notice_margin;
   return p;
+}
+
+result<std::map<std::string, tenant_budget, std::less<>>>
+to_budgets(const finops_config& c) {
+  std::map<std::string, tenant_budget, std::less<>> out;
+  for (size_t i = 0; i < c.finops.budgets.size(); ++i) {
+    const auto& text = c.finops.budgets[i];
+    auto where = "finops.budgets[" + std::to_string(i) + "]: ";
+    auto eq = text.find('=');
+    if (eq == 0 || eq == std::string::npos)
+      return error{errc::invalid_argument,
+                   where + "expected tenant=USD (e.g. acme=5000), got \"" +
+                       text.substr(0, 64) + "\""};
+    auto tenant = text.substr(0, eq);
+    auto limit = parse_usd(std::string_view{text}.substr(eq + 1));
+    if (!limit) return error{errc::invalid_argument, where + limit.err().message()};
+    if (!out.emplace(tenant, to_budget(c, *limit)).second)
+      return error{errc::invalid_argument,
+                   where + "a second budget for tenant \"" + tenant + "\""};
+  }
+  return out;
 }
 
 tenant_budget to_budget(const finops_config& c, micro_usd limit) {

@@ -69,6 +69,37 @@ std::string format_usd(micro_usd m) {
   return (v < 0 ? "-" : "") + std::to_string(mag / 1'000'000) + "." + frac;
 }
 
+result<micro_usd> parse_usd(std::string_view text) {
+  auto bad = [&](const std::string& why) -> result<micro_usd> {
+    return error{errc::invalid_argument, "amount \"" + std::string{text.substr(0, 64)} +
+                                             "\": " + why};
+  };
+  if (text.empty()) return bad("empty");
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  constexpr int64_t max_usd = 1'000'000'000'000;
+  size_t i = 0;
+  int64_t whole = 0;
+  for (; i < text.size() && digit(text[i]); ++i) {
+    whole = whole * 10 + (text[i] - '0');
+    if (whole > max_usd) return bad("more than 10^12 USD");
+  }
+  if (i == 0) return bad("expected digits, as in 120 or 99.50");
+  int64_t frac = 0;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    size_t digits = 0;
+    for (; i < text.size() && digit(text[i]); ++i, ++digits) {
+      if (digits == 6) return bad("more than six fractional digits");
+      frac = frac * 10 + (text[i] - '0');
+    }
+    if (digits == 0) return bad("expected digits after the point");
+    for (; digits < 6; ++digits)
+      frac *= 10;
+  }
+  if (i != text.size()) return bad("expected digits and at most one point");
+  return micro_usd{whole * 1'000'000 + frac};
+}
+
 std::vector<interval> split_by_period(interval whole, duration period) {
   TROUPE_ASSERT(period.count() > 0, "period must be positive");
   std::vector<interval> out;
@@ -224,6 +255,17 @@ usage_totals ledger_state::tenant_period(std::string_view tenant, time_point t) 
 }
 
 // -- budgets ------------------------------------------------------------------
+
+micro_usd budget_spend(const ledger_state& s, std::string_view tenant, time_point t,
+                       duration window) {
+  TROUPE_ASSERT(window.count() > 0, "budget window must be positive");
+  const time_point from = period_start(t, window);
+  micro_usd spent{0};
+  for (const auto& r : make_report(s, {.period = false, .tenant = true}, from,
+                                   from + window, tenant))
+    spent = micro_usd{spent.value() + r.totals.cost.value()};
+  return spent;
+}
 
 const char* to_string(budget_status s) noexcept {
   switch (s) {

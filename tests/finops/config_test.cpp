@@ -73,6 +73,34 @@ std::vector<hostile_case> hostile_cases() {
        "[finops]\nledger_period = \"1s\"\n",
        {},
        {"finops.toml:2: finops.ledger_period:"}},
+      {"budget without '='",
+       "[finops]\nbudgets = [\"acme=10\", \"globex\"]\n",
+       {},
+       {"finops.budgets[1]", "expected tenant=USD"}},
+      {"budget without a tenant",
+       "[finops]\nbudgets = [\"=10\"]\n",
+       {},
+       {"finops.budgets[0]", "expected tenant=USD"}},
+      {"negative budget",
+       "[finops]\nbudgets = [\"acme=-5\"]\n",
+       {},
+       {"finops.budgets[0]", "expected digits"}},
+      {"budget with seven decimals",
+       "[finops]\nbudgets = [\"acme=1.0000001\"]\n",
+       {},
+       {"finops.budgets[0]", "more than six fractional digits"}},
+      {"budget in exponent form",
+       "[finops]\nbudgets = [\"acme=1e6\"]\n",
+       {},
+       {"finops.budgets[0]", "expected digits and at most one point"}},
+      {"two budgets for one tenant",
+       "[finops]\nbudgets = [\"acme=10\", \"acme=20\"]\n",
+       {},
+       {"finops.budgets[1]", "a second budget for tenant \"acme\""}},
+      {"budget window not whole ledger periods",
+       "[finops]\nledger_period = \"1h\"\nbudget_period = \"90m\"\n",
+       {},
+       {"finops.budget_period: must be a whole number of ledger_period"}},
       {"unknown class",
        "[finops.batch]\nwindow = \"1h\"\n",
        {},
@@ -134,6 +162,8 @@ spot_max_share = 0.25
 spot_checkpoint_interval = "15m"
 budget_warn_fraction = 0.9
 budget_block_below_priority = 5
+budgets = ["acme=5000", "globex=120.50"]
+budget_period = "168h"
 
 [finops.training]
 utilisation_threshold = 0.1
@@ -163,6 +193,14 @@ grace = "1h"
     auto budget = to_budget(*c, micro_usd{1});
     CHECK(budget.warn_permille == 900);
     CHECK(budget.block_below_priority == 5);
+    CHECK(c->finops.budget_period == 168h);
+    auto budgets = to_budgets(*c);
+    REQUIRE(budgets.ok());
+    REQUIRE(budgets->size() == 2);
+    CHECK(budgets->at("acme").limit == micro_usd{5'000'000'000});
+    CHECK(budgets->at("globex").limit == micro_usd{120'500'000});
+    CHECK(budgets->at("globex").warn_permille == 900);
+    CHECK(budgets->at("globex").block_below_priority == 5);
 
     // What to_toml writes loads back to the same config.
     auto again = schema.load_string(schema.to_toml(*c), "round.toml", {});

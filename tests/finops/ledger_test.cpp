@@ -361,6 +361,45 @@ TEST_SUITE("finops.ledger") {
     CHECK_FALSE(check_budget(b, spent, 0).admit);
   }
 
+  TEST_CASE("parse_usd reads what format_usd writes and refuses the rest") {
+    for (int64_t v : {int64_t{0}, int64_t{1}, int64_t{999'999}, int64_t{1'000'000},
+                      int64_t{123'456'789'012}, int64_t{1'000'000'000'000'000'000}}) {
+      auto r = parse_usd(format_usd(micro_usd{v}));
+      REQUIRE(r.ok());
+      CHECK(r->value() == v);
+    }
+    CHECK(parse_usd("120")->value() == 120'000'000);
+    CHECK(parse_usd("0.5")->value() == 500'000);
+    CHECK(parse_usd("007.25")->value() == 7'250'000);
+    for (const char* bad : {"", "-1", "+1", "1.", ".5", "1.2.3", "1,000", "1e6", " 1",
+                            "1 ", "0x10", "1.0000001", "1000000000001", "nan", "inf",
+                            "99999999999999999999999", "12\n", "USD 5"}) {
+      CAPTURE(bad);
+      auto r = parse_usd(bad);
+      CHECK_FALSE(r.ok());
+      if (!r.ok()) CHECK(r.err().message().find("amount") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("a budget window sums the tenant's periods in it, aligned to the epoch") {
+    ledger_state l{1h};
+    // acme: 1 USD in each of hours 0..4; globex: 7 USD in hour 1.
+    for (uint64_t h = 0; h < 5; ++h)
+      REQUIRE(l.apply(entry(10 + h, 0, 3'600'000, 0, 1'000'000,
+                            epoch0 + std::chrono::hours{h}))
+                  .ok());
+    auto g = entry(99, 0, 3'600'000, 0, 7'000'000, epoch0 + 1h);
+    g.tenant = "globex";
+    REQUIRE(l.apply(g).ok());
+    // Windows of 2 h: [0, 2h), [2h, 4h), [4h, 6h).
+    CHECK(budget_spend(l, "acme", epoch0 + 30min, 2h) == micro_usd{2'000'000});
+    CHECK(budget_spend(l, "acme", epoch0 + 3h, 2h) == micro_usd{2'000'000});
+    CHECK(budget_spend(l, "acme", epoch0 + 5h, 2h) == micro_usd{1'000'000});
+    CHECK(budget_spend(l, "globex", epoch0 + 1h, 2h) == micro_usd{7'000'000});
+    CHECK(budget_spend(l, "initech", epoch0 + 1h, 2h) == micro_usd{0});
+    CHECK(budget_spend(l, "acme", epoch0 + 1h, 24h) == micro_usd{5'000'000});
+  }
+
   TEST_CASE("reports group by period and label and render as CSV and JSON") {
     ledger_state l{1h};
     auto a = entry(1, 0, 3'600'000, 1'800'000, 2'000'000, epoch0 + 1h);

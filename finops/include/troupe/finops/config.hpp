@@ -9,6 +9,8 @@
 /// dry_run = true
 /// exempt_labels = ["finops/exempt=true"]
 /// spot_max_share = 0.5
+/// budgets = ["acme=5000", "globex=120.50"]   # USD per budget_period
+/// budget_period = "720h"
 /// [finops.training]
 /// utilisation_threshold = 0.05
 /// window = "30m"
@@ -21,6 +23,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,9 @@ struct finops_section {
   std::chrono::nanoseconds spot_notice_margin{0};
   double budget_warn_fraction = 0.8;
   int32_t budget_block_below_priority = 0;
+  /// "tenant=USD" per budget window, e.g. "acme=5000" or "globex=120.50".
+  std::vector<std::string> budgets;
+  std::chrono::nanoseconds budget_period{0}; ///< the budget window (ledger periods)
   std::chrono::nanoseconds ledger_period{0};
   bool operator==(const finops_section&) const = default;
 };
@@ -71,7 +77,11 @@ struct finops_config {
 /// The spot policy the config describes (fractions become permille,
 /// rounded to nearest).
 [[nodiscard]] spot_policy to_spot_policy(const finops_config& c);
-/// A budget of `limit` per ledger period with the config's thresholds.
+/// A budget of `limit` per budget window with the config's thresholds.
 [[nodiscard]] tenant_budget to_budget(const finops_config& c, micro_usd limit);
+/// Every tenant's budget from `budgets` (a tenant without one has none);
+/// invalid_argument naming the entry for a malformed or repeated one.
+[[nodiscard]] result<std::map<std::string, tenant_budget, std::less<>>>
+to_budgets(const finops_config& c);
 
 } // namespace troupe::finops

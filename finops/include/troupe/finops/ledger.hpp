@@ -80,6 +80,10 @@ micro_usd share_of(micro_usd cost, int64_t part, int64_t whole);
 /// Renders micro-USD as a decimal with six digits: 1234567 -> "1.234567",
 /// -5 -> "-0.000005".
 std::string format_usd(micro_usd m);
+/// Reads a non-negative decimal amount of USD ("120", "0.5", "1234.567890":
+/// at most six fractional digits, no sign, no exponent, at most 10^12 USD)
+/// as micro-USD; invalid_argument saying what is wrong otherwise.
+[[nodiscard]] result<micro_usd> parse_usd(std::string_view text);
 
 /// A half-open time interval [start, end).
 struct interval {
@@ -258,6 +262,13 @@ struct budget_decision {
   bool admit = true; ///< may the new work start
   std::string reason;
 };
+
+/// What `tenant` spent in the budget window holding `t`: the window is
+/// `window` long (a whole number of ledger periods) and starts at a multiple
+/// of it since the Unix epoch (UTC); the spend is the cost of the ledger's
+/// rows whose period starts in it.
+[[nodiscard]] micro_usd budget_spend(const ledger_state& s, std::string_view tenant,
+                                     time_point t, duration window);
 
 /// Whether new work of `priority` may start for a tenant that has spent
 /// `spent` this period. exceeded when spent >= limit (limit > 0); warn when

@@ -2,6 +2,7 @@
 
 #include "troupe/actors/errc.hpp"
 #include "troupe/placement/mig.hpp"
+#include "troupe/placement/topology_config.hpp"
 
 #include <algorithm>
 #include <array>
@@ -213,6 +214,14 @@ result<node_inventory> discover_inventory(const resources_section& cfg,
   node_inventory inv;
   inv.node_name = std::string{node_name};
   inv.hostname = local_hostname();
+  inv.capacity = cfg.capacity;
+  if (!cfg.price_per_gpu_hour.empty()) {
+    auto price = placement::parse_price(cfg.price_per_gpu_hour);
+    if (!price)
+      return error{errc::invalid_argument,
+                   "resources.price_per_gpu_hour: " + price.err().message()};
+    inv.price_per_gpu_hour = *price;
+  }
   std::optional<host_topology> topo;
   if (auto t = host_topology::load(); t) {
     topo.emplace(std::move(*t));
@@ -313,6 +322,8 @@ placement::node_spec to_node_spec(const node_inventory& inv) {
             : placement::gpu_sharing::whole;
     n.gpus.push_back(std::move(s));
   }
+  n.capacity = inv.capacity;
+  n.price_per_gpu_hour = inv.price_per_gpu_hour;
   return n;
 }
 

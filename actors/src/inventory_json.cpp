@@ -165,6 +165,13 @@ constexpr std::array<std::pair<std::string_view, mig_mode>, 3> mig_names = {
      {"disabled", mig_mode::disabled},
      {"enabled", mig_mode::enabled}}};
 
+constexpr std::array<std::pair<std::string_view, placement::capacity_type>, 3>
+    capacity_names = {{{"on-demand", placement::capacity_type::on_demand},
+                       {"reserved", placement::capacity_type::reserved},
+                       {"spot", placement::capacity_type::spot}}};
+/// Placement's price limit: 10^6 USD per GPU-hour.
+constexpr uint64_t max_price_micro_usd = uint64_t{1'000'000} * 1'000'000;
+
 constexpr std::array<std::pair<std::string_view, gpu_source>, 4> source_names = {
     {{"none", gpu_source::none},
      {"nvml", gpu_source::nvml},
@@ -253,6 +260,12 @@ node_inventory decode(const json& doc) {
     inv.gpus.push_back(std::move(g));
   }
 
+  // The pool (inventories from before it was declared have neither field).
+  if (r.optional_field("capacity") != nullptr)
+    inv.capacity = enum_field(r, "capacity", capacity_names);
+  if (r.optional_field("price_micro_usd") != nullptr)
+    inv.price_per_gpu_hour = micro_usd{
+        static_cast<int64_t>(r.unsigned_int("price_micro_usd", 0, max_price_micro_usd))};
   if (const json* notes = r.optional_field("notes"); notes != nullptr) {
     const json& list = r.array("notes", max_notes);
     for (size_t i = 0; i < list.size(); ++i)
@@ -273,19 +286,24 @@ std::string encode_inventory(const node_inventory& inv) {
   json gpus = json::array();
   for (const auto& g : inv.gpus)
     gpus.push_back(gpu_json(g));
-  json doc = {{"node_name", inv.node_name},
-              {"hostname", inv.hostname},
-              {"host",
-               {{"physical_cores", inv.host.physical_cores},
-                {"logical_cpus", inv.host.logical_cpus},
-                {"allowed_cpus", inv.host.allowed_cpus},
-                {"memory_bytes", inv.host.memory_bytes},
-                {"source", inv.host.source},
-                {"numa_nodes", std::move(numa)}}},
-              {"gpu_source", std::string{to_string(inv.source)}},
-              {"driver_version", inv.driver_version},
-              {"gpus", std::move(gpus)},
-              {"notes", inv.notes}};
+  json doc = {
+      {"node_name", inv.node_name},
+      {"hostname", inv.hostname},
+      {"host",
+       {{"physical_cores", inv.host.physical_cores},
+        {"logical_cpus", inv.host.logical_cpus},
+        {"allowed_cpus", inv.host.allowed_cpus},
+        {"memory_bytes", inv.host.memory_bytes},
+        {"source", inv.host.source},
+        {"numa_nodes", std::move(numa)}}},
+      {"gpu_source", std::string{to_string(inv.source)}},
+      {"driver_version", inv.driver_version},
+      {"gpus", std::move(gpus)},
+      {"notes", inv.notes},
+      {"capacity", inv.capacity == placement::capacity_type::on_demand  ? "on-demand"
+                   : inv.capacity == placement::capacity_type::reserved ? "reserved"
+                                                                        : "spot"},
+      {"price_micro_usd", inv.price_per_gpu_hour.value()}};
   // Replace invalid UTF-8 (a hostname or NVML string could hold any byte)
   // rather than throw.
   return doc.dump(-1, ' ', false, json::error_handler_t::replace);

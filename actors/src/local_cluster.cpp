@@ -132,13 +132,18 @@ result<uint16_t> free_port(const std::string& host = "127.0.0.1") {
 
 std::string node_toml(const local_cluster_options& o, const std::string& name, bool head,
                       const std::string& head_spec, const fs::path& dir,
-                      const std::string& listen_host, uint16_t port, uint16_t api_port) {
+                      const std::string& listen_host, uint16_t port, uint16_t api_port,
+                      bool spot) {
+  const std::string& price = spot ? o.spot_price_per_gpu_hour : o.price_per_gpu_hour;
   std::ostringstream t;
   t << "[node]\nname = \"" << name << "\"\n\n"
     << "[metrics]\nenabled = false\n\n"
     << "[transport]\nlisten = \"" << listen_host << ':' << port << "\"\nsecret_file = \""
     << (dir / "secret").string() << "\"\n\n"
-    << "[resources]\ndiscovery = \"auto\"\nsimulated_gpus = " << o.gpus_per_node << "\n\n"
+    << "[resources]\ndiscovery = \"auto\"\nsimulated_gpus = " << o.gpus_per_node << "\n"
+    << (spot ? "capacity = \"spot\"\n" : "")
+    << (price.empty() ? std::string{} : "price_per_gpu_hour = \"" + price + "\"\n")
+    << "\n"
     << "[cluster]\nrole = \"" << (head ? "head" : "worker") << "\"\n";
   if (!head) t << "head = \"" << head_spec << "\"\n";
   t << "ready_file = \"" << (dir / (name + ".ready")).string() << "\"\n";
@@ -208,10 +213,11 @@ result<local_cluster> start_local_cluster(const local_cluster_options& o) {
           return fail(r.err());
       }
     }
-    if (auto r = write_file(
-            config,
-            node_toml(o, name, head, head_spec, o.dir, host.listen_host, port, api_port),
-            0644);
+    if (auto r =
+            write_file(config,
+                       node_toml(o, name, head, head_spec, o.dir, host.listen_host, port,
+                                 api_port, !head && i > o.workers - o.spot_workers),
+                       0644);
         !r)
       return fail(r.err());
     auto log = o.dir / (name + ".log");

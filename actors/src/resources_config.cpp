@@ -2,6 +2,7 @@
 
 #include "troupe/actors/inventory.hpp"
 #include "troupe/placement/mig.hpp"
+#include "troupe/placement/topology_config.hpp"
 
 #include <string>
 
@@ -50,7 +51,16 @@ config_schema<resources_settings> resources_schema() {
                "or 1: no NVLink.")
       .boolean("gpu_mig", &rs::gpu_mig, false,
                "Declared or simulated GPUs are in MIG mode (the model needs MIG "
-               "profiles).");
+               "profiles).")
+      .one_of("capacity", &rs::capacity, placement::capacity_type::on_demand,
+              {{"on-demand", placement::capacity_type::on_demand},
+               {"reserved", placement::capacity_type::reserved},
+               {"spot", placement::capacity_type::spot}},
+              "The node's capacity type: on-demand, reserved or spot (spot nodes may "
+              "be preempted; only spot-tolerant work goes there).")
+      .string("price_per_gpu_hour", &rs::price_per_gpu_hour, "",
+              "Price of one of this node's GPUs for an hour in USD (\"2.50\"), "
+              "charged by the showback ledger; empty: 0.");
   s.check([](const resources_settings& c) -> std::optional<std::string> {
     const rs& r = c.resources;
     if (r.discovery == gpu_discovery::declared && r.declared_gpus == 0)
@@ -71,6 +81,9 @@ config_schema<resources_settings> resources_schema() {
       return "resources: gpu_mig needs a MIG-capable gpu_model (A100-40GB, A100-80GB, "
              "H100-80GB, H100-94GB, H200-141GB), got \"" +
              r.gpu_model + "\"";
+    if (!r.price_per_gpu_hour.empty())
+      if (auto p = placement::parse_price(r.price_per_gpu_hour); !p)
+        return "resources.price_per_gpu_hour: " + p.err().message();
     return std::nullopt;
   });
   return s;

@@ -145,6 +145,8 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
     }
     auto node = to_node_spec(*inv);
     CHECK(node.gpus.size() == 8);
+    CHECK(node.capacity == placement::capacity_type::on_demand);
+    CHECK(node.price_per_gpu_hour == troupe::micro_usd{0});
     placement::cluster_topology topo;
     topo.racks.push_back({"rack-0", 0, 1.0});
     topo.nodes.push_back(node);
@@ -352,8 +354,15 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
     REQUIRE(nvml.ok());
     auto r = with_nvml(gpu_discovery::simulated, no_nvml);
     r.simulated_gpus = 8;
+    r.capacity = placement::capacity_type::spot;
+    r.price_per_gpu_hour = "1.25";
     auto sim = discover_inventory(r, "b", env_map{});
     REQUIRE(sim.ok());
+    CHECK(sim->capacity == placement::capacity_type::spot);
+    CHECK(sim->price_per_gpu_hour == troupe::micro_usd{1'250'000});
+    auto spec = to_node_spec(*sim);
+    CHECK(spec.capacity == placement::capacity_type::spot);
+    CHECK(spec.price_per_gpu_hour == troupe::micro_usd{1'250'000});
     auto none =
         discover_inventory(with_nvml(gpu_discovery::none, no_nvml), "", env_map{});
     REQUIRE(none.ok());
@@ -461,6 +470,15 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
            j["notes"] = {1, 2};
          },
          "notes[0]"},
+        {"unknown capacity", [](json& j) { j["capacity"] = "preemptible"; },
+         "capacity: expected one of on-demand|reserved|spot"},
+        {"capacity a number", [](json& j) { j["capacity"] = 1; }, "capacity: expected"},
+        {"negative price", [](json& j) { j["price_micro_usd"] = -1; },
+         "price_micro_usd: expected an integer"},
+        {"price above placement's limit",
+         [](json& j) { j["price_micro_usd"] = 1'000'000'000'001; }, "price_micro_usd"},
+        {"price as text", [](json& j) { j["price_micro_usd"] = "2.50"; },
+         "price_micro_usd"},
     };
     for (const auto& r : rows) {
       CAPTURE(r.what);
@@ -526,6 +544,13 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
              {"[resources]\nsimulated_gpus = 8\ngpu_model = \"T4-16GB\"\ngpu_mig = "
               "true\n",
               "gpu_mig needs a MIG-capable gpu_model"},
+             {"[resources]\ncapacity = \"preemptible\"\n", "resources.capacity"},
+             {"[resources]\ncapacity = \"on_demand\"\n", "resources.capacity"},
+             {"[resources]\nprice_per_gpu_hour = \"-2\"\n",
+              "resources.price_per_gpu_hour"},
+             {"[resources]\nprice_per_gpu_hour = \"2,50\"\n",
+              "resources.price_per_gpu_hour"},
+             {"[resources]\nprice_per_gpu_hour = 2.5\n", "resources.price_per_gpu_hour"},
          }) {
       CAPTURE(r.toml);
       auto got = load_resources(r.toml);

@@ -8,6 +8,7 @@
 #include "troupe/runtime/node.hpp"
 #include "troupe/transport/fabric.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -24,6 +25,9 @@ struct cluster_options {
   std::string dir = "/tmp/troupe-local";
   int workers = 3;
   int gpus = 8;
+  std::string price;
+  int spot_workers = 0;
+  std::string spot_price;
   std::string head; // NAME@HOST:PORT for `nodes`
   bool json = false;
 };
@@ -41,6 +45,9 @@ int run_up(const cluster_options& o) {
   lo.trouped = trouped_path();
   lo.workers = o.workers;
   lo.gpus_per_node = o.gpus;
+  lo.price_per_gpu_hour = o.price;
+  lo.spot_workers = std::min(o.spot_workers, o.workers);
+  lo.spot_price_per_gpu_hour = o.spot_price.empty() ? o.price : o.spot_price;
   if (auto helper = trouped_path().parent_path() / "troupe-exec"; fs::exists(helper))
     lo.exec_helper = helper;
   auto c = actors::start_local_cluster(lo);
@@ -146,6 +153,13 @@ void add_cluster_commands(CLI::App& app, std::function<int()>& run) {
   up->add_option("--workers", o->workers, "Worker nodes")->check(CLI::Range(0, 64));
   up->add_option("--gpus", o->gpus, "Simulated GPUs per node where NVML finds none")
       ->check(CLI::Range(0, 256));
+  up->add_option("--price", o->price,
+                 "Price of a GPU-hour in USD on every node (\"2.50\"), for showback");
+  up->add_option("--spot-workers", o->spot_workers,
+                 "The last N workers are spot capacity")
+      ->check(CLI::Range(0, 64));
+  up->add_option("--spot-price", o->spot_price,
+                 "Price of a spot GPU-hour in USD (default: --price)");
   up->callback([&run, o] { run = [o] { return run_up(*o); }; });
   auto* down =
       app.add_subcommand("down", "Stop the local cluster started by `troupe up`");

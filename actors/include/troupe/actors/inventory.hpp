@@ -98,6 +98,10 @@ struct node_inventory {
   /// What discovery wants the operator to know (NVML missing, hwloc failed),
   /// one sentence each.
   std::vector<std::string> notes;
+  /// The node's pool, as [resources] declares it: capacity type and the
+  /// price of one of its GPUs for an hour (showback, spot placement).
+  placement::capacity_type capacity = placement::capacity_type::on_demand;
+  micro_usd price_per_gpu_hour{0};
   bool operator==(const node_inventory&) const = default;
 };
 
@@ -124,6 +128,10 @@ struct resources_section {
   /// indices); 0 or 1: no NVLink.
   uint32_t nvlink_domain_size = 8;
   bool gpu_mig = false; ///< declared or simulated GPUs are in MIG mode
+  /// The node's pool: capacity type and price per GPU-hour in USD ("2.50";
+  /// empty: 0, nothing charged).
+  placement::capacity_type capacity = placement::capacity_type::on_demand;
+  std::string price_per_gpu_hour;
   bool operator==(const resources_section&) const = default;
 };
 
@@ -240,8 +248,9 @@ inline constexpr size_t max_inventory_json_bytes = 1u << 20;
 /// the processes it starts may run on), memory, and per GPU
 /// its model, memory, NVLink domain and NUMA node (0 when unknown); a GPU in
 /// MIG mode is shared as MIG when placement knows the model's MIG profiles,
-/// whole otherwise. Rack, labels, capacity type, price, PCIe switch and NIC
-/// rail are not known to the node and are left at their defaults.
+/// whole otherwise; its capacity type and price as [resources] declares
+/// them. Rack, labels, PCIe switch and NIC rail are not known to the node
+/// and are left at their defaults.
 [[nodiscard]] placement::node_spec to_node_spec(const node_inventory& inv);
 
 } // namespace troupe::actors

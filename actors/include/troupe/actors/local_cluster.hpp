@@ -42,6 +42,11 @@ struct local_cluster_options {
   int workers = 3;
   int gpus_per_node = 8; ///< simulated GPUs where NVML finds none
   std::string name_prefix = "local";
+  /// Price of a GPU-hour in USD on every node ("2.50"; empty: 0), and on the
+  /// spot nodes: the last `spot_workers` workers, declared spot capacity.
+  std::string price_per_gpu_hour;
+  int spot_workers = 0;
+  std::string spot_price_per_gpu_hour;
   /// Extra TOML appended to every node's config (e.g. [membership] timings).
   std::string extra_toml;
   /// Serve the head's HTTP API with a fresh admin token (DIR/admin.token).

@@ -216,6 +216,11 @@ result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& 
     jc.fabric = d->fabric_.get();
     jc.local_node = d->name();
     jc.local_agent = d->agent_;
+    jc.finops = [n = d->node_.get()]() -> std::optional<actor_ref> {
+      auto r = n->lookup(finops_actor_name);
+      if (!r.ok()) return std::nullopt;
+      return *r;
+    };
     auto jm = start_job_manager(*d->node_, std::move(jc));
     if (!jm) return std::move(jm).err();
     d->jobs_ = *jm;

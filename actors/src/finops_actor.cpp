@@ -103,11 +103,12 @@ public:
                std::unique_ptr<runtime::store> db,
                std::unique_ptr<finops::ledger_store> ledger,
                std::unique_ptr<finops::telemetry_store> telemetry,
-               finops::idle_policy policy, uint64_t next_audit)
-      : actor(cfg), cfg_(std::move(c)), db_(std::move(db)), ledger_(std::move(ledger)),
-        telemetry_(std::move(telemetry)), detector_(std::move(policy)),
-        spot_(finops::to_spot_policy(cfg_.finops)), next_audit_(next_audit),
-        log_(logging::get("finops")) {}
+               finops::idle_policy policy, uint64_t next_audit,
+               std::map<std::string, finops::tenant_budget, std::less<>> budgets)
+      : actor(cfg), cfg_(std::move(c)), budgets_(std::move(budgets)), db_(std::move(db)),
+        ledger_(std::move(ledger)), telemetry_(std::move(telemetry)),
+        detector_(std::move(policy)), spot_(finops::to_spot_policy(cfg_.finops)),
+        next_audit_(next_audit), log_(logging::get("finops")) {}
 
   const char* name() const override { return "finops"; }
 
@@ -154,6 +155,8 @@ public:
         [this](fo_notice_atom, const std::string& notice) -> caf::result<std::string> {
           return on_notice(notice);
         },
+        [this](fo_budget_atom, const std::string& tenant, int32_t priority,
+               int64_t now_ms) { return budget(tenant, priority, from_ms(now_ms)); },
     };
   }
 
@@ -497,6 +500,51 @@ private:
     return json{{"records", std::move(records)}, {"next", next}}.dump();
   }
 
+  // -- budgets -----------------------------------------------------------------------
+
+  /// May new work of `priority` start for `tenant` at `now`? The spend in
+  /// the budget window holding `now` against the tenant's budget (none:
+  /// admitted). The first warn and the first exceeded of each window are
+  /// audited, and so is every refusal.
+  std::string budget(const std::string& tenant, int32_t priority, time_point now) {
+    auto it = budgets_.find(tenant);
+    if (it == budgets_.end())
+      return json{{"tenant", tenant},
+                  {"status", "ok"},
+                  {"admit", true},
+                  {"reason", "no budget set"}}
+          .dump();
+    const auto window = cfg_.finops.finops.budget_period;
+    const auto spent = finops::budget_spend(ledger_->state(), tenant, now, window);
+    const auto d = finops::check_budget(it->second, spent, priority);
+    const auto window_ms = to_ms(finops::period_start(now, window));
+    json out{{"tenant", tenant},
+             {"status", finops::to_string(d.status)},
+             {"admit", d.admit},
+             {"reason", d.reason},
+             {"spent_micro_usd", spent.value()},
+             {"limit_micro_usd", it->second.limit.value()},
+             {"window_start_ms", window_ms}};
+    auto audit = [&](const char* action) {
+      json rec{{"at_ms", to_ms(now)},
+               {"kind", "budget"},
+               {"action", action},
+               {"tenant", tenant},
+               {"reason", d.reason},
+               {"priority", priority},
+               {"spent_micro_usd", spent.value()},
+               {"limit_micro_usd", it->second.limit.value()}};
+      append_audit(rec);
+    };
+    if (d.status != finops::budget_status::ok &&
+        budget_told_.emplace(tenant, window_ms, d.status).second) {
+      log_->warn("finops: tenant {}: {}", tenant, d.reason);
+      audit(d.status == finops::budget_status::warn ? "budget_warn" : "budget_exceeded");
+    }
+    if (!d.admit) audit("budget_block");
+    return out.dump();
+  }
+
   // -- reports -----------------------------------------------------------------------
 
   std::string report(const std::string& text) {
@@ -633,6 +681,9 @@ private:
   }
 
   finops_actor_config cfg_;
+  std::map<std::string, finops::tenant_budget, std::less<>> budgets_;
+  /// (tenant, window start, status) already audited and logged.
+  std::set<std::tuple<std::string, int64_t, finops::budget_status>> budget_told_;
   std::unique_ptr<runtime::store> db_;
   std::unique_ptr<finops::ledger_store> ledger_;       // borrows db_
   std::unique_ptr<finops::telemetry_store> telemetry_; // borrows db_
@@ -666,6 +717,8 @@ result<actor_ref> start_finops_actor(node& n, finops_actor_config cfg) {
     return error{rerr::invalid_argument, "the FinOps actor needs the job manager"};
   auto policy = finops::to_idle_policy(cfg.finops);
   if (!policy.ok()) return std::move(policy).err();
+  auto budgets = finops::to_budgets(cfg.finops);
+  if (!budgets.ok()) return std::move(budgets).err();
   if (auto v = finops::to_spot_policy(cfg.finops).validate(); !v.ok())
     return std::move(v).err();
   runtime::store_options so;
@@ -693,7 +746,7 @@ result<actor_ref> start_finops_actor(node& n, finops_actor_config cfg) {
   if (!scanned.ok()) return std::move(scanned).err();
   auto ref = n.adopt(actor_ref{n.system().spawn<finops_actor, caf::detached>(
       std::move(cfg), std::move(*db), std::move(*ledger), std::move(*telemetry),
-      std::move(*policy), next_audit)});
+      std::move(*policy), next_audit, std::move(*budgets))});
   if (auto r = n.register_name(finops_actor_name, ref); !r) return std::move(r).err();
   return ref;
 }

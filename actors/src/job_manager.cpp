@@ -2,6 +2,7 @@
 
 #include "ticker.hpp"
 #include "troupe/actors/errc.hpp"
+#include "troupe/actors/finops_actor.hpp"
 #include "troupe/actors/inventory.hpp"
 #include "troupe/actors/job_table.hpp"
 #include "troupe/actors/membership_actor.hpp"
@@ -114,9 +115,8 @@ public:
     detail::start_ticker(caf::actor_cast<caf::actor_addr>(this), cfg_.tick,
                          tick_atom::value);
     return {
-        [this](jm_submit_atom, const std::string& tenant, const std::string& spec_json) {
-          return submit(tenant, spec_json);
-        },
+        [this](jm_submit_atom, const std::string& tenant, const std::string& spec_json)
+            -> caf::result<std::string> { return submit(tenant, spec_json); },
         [this](jm_list_atom, const std::string& tenant, bool admin, uint32_t limit,
                const std::string& after) { return list(tenant, admin, limit, after); },
         [this](jm_get_atom, const std::string& tenant, bool admin,
@@ -568,12 +568,47 @@ private:
     return j;
   }
 
-  std::string submit(const std::string& tenant, const std::string& spec_json) {
+  caf::result<std::string> submit(const std::string& tenant,
+                                  const std::string& spec_json) {
     auto spec = decode_job_spec(spec_json, cfg_.spec_limits);
     if (!spec.ok()) return error_json(spec.err());
     if (auto why = never_fits(*spec)) return error_json("invalid_argument", *why);
+    // A repeated idempotency key answers the first job, whatever the budget.
+    bool known = !spec->idempotency_key.empty() &&
+                 table_.find_by_key(tenant, spec->idempotency_key) != nullptr;
+    auto fo = known || !cfg_.finops ? std::nullopt : cfg_.finops();
+    if (!fo) return accept(tenant, std::move(*spec));
+    auto rp = make_response_promise<std::string>();
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      wall_now().time_since_epoch())
+                      .count();
+    request(*fo, std::chrono::seconds{5}, fo_budget_atom::value, tenant, spec->priority,
+            static_cast<int64_t>(now_ms))
+        .then(
+            [this, rp, tenant, spec = *spec](const std::string& answer) mutable {
+              auto d = json::parse(answer, nullptr, false);
+              if (d.is_object() && d.value("admit", true) == false) {
+                log_->info("jobs: {}'s job {} refused: {}", tenant, spec.name,
+                           d.value("reason", std::string{}));
+                rp.deliver(error_json("exhausted",
+                                      "tenant " + tenant + ": " +
+                                          d.value("reason", std::string{"over budget"})));
+                return;
+              }
+              rp.deliver(accept(tenant, std::move(spec)));
+            },
+            [this, rp, tenant, spec = *spec](caf::error& e) mutable {
+              log_->warn("jobs: no budget answer from FinOps ({}): {}'s job admitted",
+                         caf::to_string(e), tenant);
+              rp.deliver(accept(tenant, std::move(spec)));
+            });
+    return rp;
+  }
+
+  /// Puts an admitted job in the table and carries out what that asks.
+  std::string accept(const std::string& tenant, job_spec spec) {
     std::vector<job_command> out;
-    auto s = table_.submit(std::move(*spec), tenant, wall_now(), out);
+    auto s = table_.submit(std::move(spec), tenant, wall_now(), out);
     if (!s.ok()) return error_json(s.err());
     if (s->created && m_submitted_ != nullptr) m_submitted_->inc();
     commit(std::move(out));

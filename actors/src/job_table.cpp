@@ -423,6 +423,12 @@ const job_record* job_table::find(std::string_view id) const {
   return it == jobs_.end() ? nullptr : &it->second;
 }
 
+const job_record* job_table::find_by_key(const std::string& tenant,
+                                         const std::string& key) const {
+  auto it = idempotency_.find({tenant, key});
+  return it == idempotency_.end() ? nullptr : find(it->second);
+}
+
 std::map<uint64_t, std::pair<std::string, std::optional<uint32_t>>>
 job_table::waiting() const {
   std::map<uint64_t, std::pair<std::string, std::optional<uint32_t>>> out;

@@ -410,6 +410,83 @@ TEST_SUITE("actors.finops_actor") {
     CHECK(h.jobs->vacates[0].second["deadline_ms"] == b + 90'000);
   }
 
+  TEST_CASE("budgets: ok, warn, then exceeded blocks low-priority work; each audited "
+            "once per window, every refusal audited") {
+    temp_dir dir;
+    auto policy = fast_policy(true);
+    // acme may spend 10,000 micro-USD (10,000 GPU-ms at this price) per day.
+    policy.finops.budgets = {"acme=0.010000"};
+    policy.finops.budget_period = 24h;
+    policy.finops.budget_warn_fraction = 0.5;
+    policy.finops.budget_block_below_priority = 10;
+    harness h{dir.path(), policy};
+    auto b = base_ms() / 86'400'000 * 86'400'000 + 3'600'000; // 01:00 UTC today
+    auto ask = [&](const char* tenant, int32_t priority, int64_t at) {
+      return h.ask(fo_budget_atom::value, std::string{tenant}, priority, at);
+    };
+    auto d = ask("acme", 0, b);
+    CHECK(d["status"] == "ok");
+    CHECK(d["admit"] == true);
+    CHECK(d["limit_micro_usd"] == 10'000);
+    CHECK(ask("globex", 0, b)["reason"] == "no budget set");
+    {
+      std::lock_guard lock{h.jobs->mu};
+      h.jobs->running.push_back(launch("j-1", 0, 1, "w1", {0, 1}, b)); // 2 GPUs
+    }
+    h.tick(b);
+    h.tick(b + 3000); // 6,000 GPU-ms: past half the budget
+    d = ask("acme", 0, b + 3000);
+    CHECK(d["status"] == "warn");
+    CHECK(d["admit"] == true);
+    CHECK(d["spent_micro_usd"] == 6'000);
+    ask("acme", 0, b + 3000); // told once
+    h.tick(b + 6000);         // 12,000 GPU-ms: exceeded
+    d = ask("acme", 0, b + 6000);
+    CHECK(d["status"] == "exceeded");
+    CHECK(d["admit"] == false);
+    CHECK(d["reason"].get<std::string>().find("blocked") != std::string::npos);
+    auto high = ask("acme", 10, b + 6000); // at the threshold: still admitted
+    CHECK(high["status"] == "exceeded");
+    CHECK(high["admit"] == true);
+    ask("acme", 1, b + 6000);
+    auto acts = actions(h.audit());
+    CHECK(acts == std::vector<std::string>{"budget_warn", "budget_exceeded", "budget_block",
+                                           "budget_block"});
+    for (auto& r : h.audit()) {
+      CHECK(r["kind"] == "budget");
+      CHECK(r["tenant"] == "acme");
+      CHECK_FALSE(r["reason"].get<std::string>().empty());
+    }
+    // The next day is a new window (and nothing was spent in it yet).
+    auto tomorrow = (b / 86'400'000 + 1) * 86'400'000 + 1000;
+    {
+      std::lock_guard lock{h.jobs->mu};
+      h.jobs->running.clear();
+      h.jobs->ended.push_back(ended(launch("j-1", 0, 1, "w1", {0, 1}, b), 1, b + 6000));
+    }
+    h.tick(b + 6000);
+    d = ask("acme", 0, tomorrow);
+    CHECK(d["status"] == "ok");
+    CHECK(d["spent_micro_usd"] == 0);
+  }
+
+  TEST_CASE("a malformed budget in the config keeps the actor from starting") {
+    temp_dir dir;
+    auto policy = fast_policy(true);
+    policy.finops.budgets = {"acme=lots"};
+    auto n = troupe::node::start(troupe::default_config());
+    REQUIRE(n.ok());
+    finops_actor_config fc;
+    fc.store_path = dir.path() + "/finops";
+    fc.jobs = (*n)->adopt(troupe::actor_ref{
+        (*n)->system().spawn(fake_jobs, std::make_shared<fake_jobs_state>())});
+    fc.finops = policy;
+    auto f = start_finops_actor(**n, std::move(fc));
+    REQUIRE_FALSE(f.ok());
+    CHECK(f.err().message().find("finops.budgets[0]") != std::string::npos);
+    (*n)->stop();
+  }
+
   TEST_CASE("bad queries, notices and samples get clear errors") {
     temp_dir dir;
     harness h{dir.path(), fast_policy(true)};

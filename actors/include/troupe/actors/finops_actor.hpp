@@ -59,6 +59,14 @@
 ///       {"format": "csv", "csv": "..."} (render_csv).
 ///   (fo_audit_atom, uint64 after, uint32 limit) -> {"records": [...],
 ///       "next": last sequence returned}   oldest first, seq > after.
+///   (fo_budget_atom, std::string tenant, int32 priority, int64 now_ms)
+///       -> {"tenant", "status": "ok"|"warn"|"exceeded", "admit", "reason",
+///       "spent_micro_usd", "limit_micro_usd", "window_start_ms"}
+///       whether new work of `priority` may start (the job manager asks at
+///       submit): the tenant's spend in the budget window ([finops]
+///       budgets, budget_period) against its budget; a tenant without one
+///       is admitted. The first warn and exceeded of a window, and every
+///       refusal (budget_block), are audited.
 ///   (fo_notice_atom, std::string notice) -> the plan
 ///       notice {"node", "deadline_ms", "received_ms" (default now)}: a
 ///       spot preemption notice for `node`. The spot policy plans each
@@ -92,6 +100,7 @@ using fo_tick_atom = caf::atom_constant<caf::atom("fo_tick")>;
 using fo_report_atom = caf::atom_constant<caf::atom("fo_report")>;
 using fo_audit_atom = caf::atom_constant<caf::atom("fo_audit")>;
 using fo_notice_atom = caf::atom_constant<caf::atom("fo_notice")>;
+using fo_budget_atom = caf::atom_constant<caf::atom("fo_budget")>;
 
 inline constexpr const char* finops_actor_name = "troupe.finops";
 

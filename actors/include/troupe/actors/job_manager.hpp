@@ -28,6 +28,11 @@
 /// {"error": {"code": "<actors::errc name>", "message": "..."}}):
 ///   (jm_submit_atom, std::string tenant, std::string spec_json)
 ///       -> {"job": doc, "created": bool}
+///       a new job (not a repeated idempotency key) is first checked
+///       against the tenant's budget by the FinOps actor (fo_budget_atom):
+///       refused with exhausted and the budget's reason when the budget is
+///       spent and the job's priority is below the block threshold;
+///       admitted when the FinOps actor does not answer (logged).
 ///   (jm_list_atom, std::string tenant, bool admin, uint32 limit, std::string after)
 ///       -> {"jobs": [doc...], "next": cursor}   newest first
 ///   (jm_get_atom, std::string tenant, bool admin, std::string id) -> {"job": doc}
@@ -68,6 +73,8 @@
 
 #include <caf/fwd.hpp>
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
 
 namespace troupe {
@@ -103,6 +110,9 @@ struct job_manager_config {
   /// their replicas.
   duration reconcile_grace = std::chrono::seconds{30};
   job_spec_limits spec_limits;
+  /// The FinOps actor (finops_actor.hpp) to ask whether a tenant's budget
+  /// admits a new job (nullopt, or none configured: every job is admitted).
+  std::function<std::optional<actor_ref>()> finops;
 };
 
 /// Spawns the job manager (detached, adopted by `n`, named

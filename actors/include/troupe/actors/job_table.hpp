@@ -181,6 +181,8 @@ public:
   void tick(time_point now, std::vector<job_command>& out);
 
   const job_record* find(std::string_view id) const;
+  /// The job a tenant submitted with idempotency key `key` (null: none).
+  const job_record* find_by_key(const std::string& tenant, const std::string& key) const;
   const std::map<std::string, job_record, std::less<>>& jobs() const noexcept {
     return jobs_;
   }

@@ -219,7 +219,7 @@ result<node_inventory> discover_inventory(const resources_section& cfg,
     auto price = placement::parse_price(cfg.price_per_gpu_hour);
     if (!price)
       return error{errc::invalid_argument,
-                   "resources.price_per_gpu_hour: " + price.err().message()};
+                   "resources.price_per_gpu_hour_usd: " + price.err().message()};
     inv.price_per_gpu_hour = *price;
   }
   std::optional<host_topology> topo;

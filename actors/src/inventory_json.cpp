@@ -166,7 +166,7 @@ constexpr std::array<std::pair<std::string_view, mig_mode>, 3> mig_names = {
      {"enabled", mig_mode::enabled}}};
 
 constexpr std::array<std::pair<std::string_view, placement::capacity_type>, 3>
-    capacity_names = {{{"on-demand", placement::capacity_type::on_demand},
+    capacity_names = {{{"on_demand", placement::capacity_type::on_demand},
                        {"reserved", placement::capacity_type::reserved},
                        {"spot", placement::capacity_type::spot}}};
 /// Placement's price limit: 10^6 USD per GPU-hour.
@@ -300,7 +300,7 @@ std::string encode_inventory(const node_inventory& inv) {
       {"driver_version", inv.driver_version},
       {"gpus", std::move(gpus)},
       {"notes", inv.notes},
-      {"capacity", inv.capacity == placement::capacity_type::on_demand  ? "on-demand"
+      {"capacity", inv.capacity == placement::capacity_type::on_demand  ? "on_demand"
                    : inv.capacity == placement::capacity_type::reserved ? "reserved"
                                                                         : "spot"},
       {"price_micro_usd", inv.price_per_gpu_hour.value()}};

@@ -142,7 +142,7 @@ std::string node_toml(const local_cluster_options& o, const std::string& name, b
     << (dir / "secret").string() << "\"\n\n"
     << "[resources]\ndiscovery = \"auto\"\nsimulated_gpus = " << o.gpus_per_node << "\n"
     << (spot ? "capacity = \"spot\"\n" : "")
-    << (price.empty() ? std::string{} : "price_per_gpu_hour = \"" + price + "\"\n")
+    << (price.empty() ? std::string{} : "price_per_gpu_hour_usd = \"" + price + "\"\n")
     << "\n"
     << "[cluster]\nrole = \"" << (head ? "head" : "worker") << "\"\n";
   if (!head) t << "head = \"" << head_spec << "\"\n";

@@ -53,12 +53,12 @@ config_schema<resources_settings> resources_schema() {
                "Declared or simulated GPUs are in MIG mode (the model needs MIG "
                "profiles).")
       .one_of("capacity", &rs::capacity, placement::capacity_type::on_demand,
-              {{"on-demand", placement::capacity_type::on_demand},
+              {{"on_demand", placement::capacity_type::on_demand},
                {"reserved", placement::capacity_type::reserved},
                {"spot", placement::capacity_type::spot}},
-              "The node's capacity type: on-demand, reserved or spot (spot nodes may "
+              "The node's capacity type: on_demand, reserved or spot (spot nodes may "
               "be preempted; only spot-tolerant work goes there).")
-      .string("price_per_gpu_hour", &rs::price_per_gpu_hour, "",
+      .string("price_per_gpu_hour_usd", &rs::price_per_gpu_hour, "",
               "Price of one of this node's GPUs for an hour in USD (\"2.50\"), "
               "charged by the showback ledger; empty: 0.");
   s.check([](const resources_settings& c) -> std::optional<std::string> {
@@ -83,7 +83,7 @@ config_schema<resources_settings> resources_schema() {
              r.gpu_model + "\"";
     if (!r.price_per_gpu_hour.empty())
       if (auto p = placement::parse_price(r.price_per_gpu_hour); !p)
-        return "resources.price_per_gpu_hour: " + p.err().message();
+        return "resources.price_per_gpu_hour_usd: " + p.err().message();
     return std::nullopt;
   });
   return s;

@@ -471,7 +471,7 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
          },
          "notes[0]"},
         {"unknown capacity", [](json& j) { j["capacity"] = "preemptible"; },
-         "capacity: expected one of on-demand|reserved|spot"},
+         "capacity: expected one of on_demand|reserved|spot"},
         {"capacity a number", [](json& j) { j["capacity"] = 1; }, "capacity: expected"},
         {"negative price", [](json& j) { j["price_micro_usd"] = -1; },
          "price_micro_usd: expected an integer"},
@@ -545,12 +545,13 @@ nvml_library = "/nonexistent/libnvidia-ml.so.1"
               "true\n",
               "gpu_mig needs a MIG-capable gpu_model"},
              {"[resources]\ncapacity = \"preemptible\"\n", "resources.capacity"},
-             {"[resources]\ncapacity = \"on_demand\"\n", "resources.capacity"},
-             {"[resources]\nprice_per_gpu_hour = \"-2\"\n",
-              "resources.price_per_gpu_hour"},
-             {"[resources]\nprice_per_gpu_hour = \"2,50\"\n",
-              "resources.price_per_gpu_hour"},
-             {"[resources]\nprice_per_gpu_hour = 2.5\n", "resources.price_per_gpu_hour"},
+             {"[resources]\ncapacity = \"on-demand\"\n", "resources.capacity"},
+             {"[resources]\nprice_per_gpu_hour_usd = \"-2\"\n",
+              "resources.price_per_gpu_hour_usd"},
+             {"[resources]\nprice_per_gpu_hour_usd = \"2,50\"\n",
+              "resources.price_per_gpu_hour_usd"},
+             {"[resources]\nprice_per_gpu_hour_usd = 2.5\n",
+              "resources.price_per_gpu_hour_usd"},
          }) {
       CAPTURE(r.toml);
       auto got = load_resources(r.toml);

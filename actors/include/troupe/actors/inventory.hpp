@@ -128,7 +128,8 @@ struct resources_section {
   /// indices); 0 or 1: no NVLink.
   uint32_t nvlink_domain_size = 8;
   bool gpu_mig = false; ///< declared or simulated GPUs are in MIG mode
-  /// The node's pool: capacity type and price per GPU-hour in USD ("2.50";
+  /// The node's pool: capacity type and price per GPU-hour in USD
+  /// (`price_per_gpu_hour_usd = "2.50"`, as in the cluster topology file;
   /// empty: 0, nothing charged).
   placement::capacity_type capacity = placement::capacity_type::on_demand;
   std::string price_per_gpu_hour;

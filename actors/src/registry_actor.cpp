@@ -33,6 +33,16 @@ public:
 
   const char* name() const override { return "registry"; }
 
+  /// Drops the handles it holds when it ends (the membership actor holds
+  /// this one as a subscriber: a cycle of handles would keep both alive
+  /// and the node's shutdown waiting).
+  void on_exit() override {
+    membership_ = caf::actor{};
+    handles_.clear();
+    watchers_.clear();
+    actor::on_exit();
+  }
+
   behavior make_behavior() override {
     send(membership_, subscribe_atom::value, caf::actor_cast<caf::actor>(this));
     set_down_handler([this](caf::down_msg& d) { on_down(d); });

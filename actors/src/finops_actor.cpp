@@ -4,6 +4,7 @@
 #include "troupe/actors/job_manager.hpp"
 #include "troupe/finops/idle.hpp"
 #include "troupe/finops/ledger_store.hpp"
+#include "troupe/finops/mig_advice.hpp"
 #include "troupe/finops/spot.hpp"
 #include "troupe/finops/telemetry_store.hpp"
 #include "troupe/runtime/errc.hpp"
@@ -95,6 +96,8 @@ struct replica_launch {
   bool checkpoint = false;
   duration checkpoint_timeout{0};
   micro_usd price{0};
+  std::string gpu_model;       ///< of its first GPU ("" unknown)
+  uint64_t gpu_memory_mib = 0; ///< of its first GPU (0 unknown)
 };
 
 class finops_actor final : public actor {
@@ -155,6 +158,7 @@ public:
         [this](fo_notice_atom, const std::string& notice) -> caf::result<std::string> {
           return on_notice(notice);
         },
+        [this](fo_mig_atom) { return mig(); },
         [this](fo_budget_atom, const std::string& tenant, int32_t priority,
                int64_t now_ms) { return budget(tenant, priority, from_ms(now_ms)); },
     };
@@ -220,6 +224,8 @@ private:
         std::chrono::milliseconds{r.value("checkpoint_timeout_ms", int64_t{0})};
     auto price = r.value("price_micro_usd", int64_t{-1});
     l.price = price >= 0 ? micro_usd{price} : cfg_.default_price_per_gpu_hour;
+    l.gpu_model = r.value("gpu_model", std::string{});
+    l.gpu_memory_mib = r.value("gpu_memory_mib", uint64_t{0});
     return l;
   }
 
@@ -288,6 +294,8 @@ private:
       it = launches_.count(it->first) || util_.count(it->first)
                ? std::next(it)
                : job_of_launch_.erase(it);
+    std::erase_if(peak_memory_,
+                  [&](const auto& kv) { return !launches_.count(kv.first); });
     gpu_owner_.clear();
     for (auto& [gen, l] : launches_)
       for (auto g : l.gpus)
@@ -358,6 +366,8 @@ private:
       auto o = gpu_owner_.find({s.node, s.gpu_index});
       if (o == gpu_owner_.end()) continue;
       s.allocation = finops::allocation_id{o->second};
+      auto& peak = peak_memory_[o->second];
+      peak = std::max(peak, s.memory_used_mib);
       auto& u = util_[o->second];
       u.first += s.utilisation_pct;
       u.second += 1;
@@ -498,6 +508,60 @@ private:
     });
     if (!r.ok()) return error_json("unavailable", r.err().message());
     return json{{"records", std::move(records)}, {"next", next}}.dump();
+  }
+
+  // -- MIG advice --------------------------------------------------------------------
+
+  /// MIG advice per pool (GPU model) for the serving launches that hold one
+  /// whole GPU each, from the peak memory their GPU reported since they
+  /// started (launches without a sample yet are left out).
+  std::string mig() const {
+    std::map<std::string, std::pair<uint64_t, std::vector<finops::inference_job>>> pools;
+    std::map<uint64_t, const replica_launch*> by_gen;
+    for (auto& [gen, l] : launches_) {
+      if (l.cls != finops::workload_class::serving || l.gpus.size() != 1 ||
+          l.gpu_model.empty() || l.gpu_memory_mib == 0)
+        continue;
+      auto peak = peak_memory_.find(gen);
+      if (peak == peak_memory_.end()) continue;
+      auto& pool = pools[l.gpu_model];
+      pool.first = l.gpu_memory_mib;
+      pool.second.push_back({finops::allocation_id{gen}, peak->second, 0});
+      by_gen[gen] = &l;
+    }
+    auto name = [&](finops::allocation_id a) {
+      auto& l = *by_gen.at(a.value());
+      return l.job + "/" + std::to_string(l.replica);
+    };
+    json out = json::array();
+    for (auto& [model, pool] : pools) {
+      auto advice = finops::advise_mig(model, pool.first, pool.second);
+      if (!advice.ok()) {
+        out.push_back({{"gpu_model", model}, {"error", advice.err().message()}});
+        continue;
+      }
+      json layout = json::array();
+      for (auto& g : advice->layout) {
+        json instances = json::array();
+        for (size_t i = 0; i < g.instances.size(); ++i)
+          instances.push_back({{"profile", g.instances[i].profile},
+                               {"start", g.instances[i].start},
+                               {"replica", name(g.jobs.at(i))}});
+        layout.push_back({{"instances", std::move(instances)}});
+      }
+      json whole = json::array();
+      for (auto a : advice->whole_gpu)
+        whole.push_back(name(a));
+      out.push_back({{"gpu_model", model},
+                     {"gpu_memory_mib", pool.first},
+                     {"gpus_before", advice->gpus_before},
+                     {"gpus_after", advice->gpus_after},
+                     {"gpus_freed", advice->gpus_freed()},
+                     {"layout", std::move(layout)},
+                     {"whole_gpu", std::move(whole)},
+                     {"summary", advice->summary}});
+    }
+    return json{{"pools", std::move(out)}}.dump();
   }
 
   // -- budgets -----------------------------------------------------------------------
@@ -682,6 +746,8 @@ private:
 
   finops_actor_config cfg_;
   std::map<std::string, finops::tenant_budget, std::less<>> budgets_;
+  /// Per running launch: the highest GPU memory its GPUs reported, MiB.
+  std::map<uint64_t, uint64_t> peak_memory_;
   /// (tenant, window start, status) already audited and logged.
   std::set<std::tuple<std::string, int64_t, finops::budget_status>> budget_told_;
   std::unique_ptr<runtime::store> db_;

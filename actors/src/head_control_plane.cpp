@@ -151,6 +151,15 @@ result<std::string> head_control_plane::finops_audit(const caller& who, uint64_t
   return a->dump();
 }
 
+result<std::string> head_control_plane::mig_advice(const caller& who) {
+  if (!who.admin) return error{errc::forbidden, "MIG advice needs an admin token"};
+  auto fo = finops();
+  if (!fo.ok()) return fo.err();
+  auto a = decode_answer(host_.request<std::string>(*fo, timeout_, fo_mig_atom::value));
+  if (!a.ok()) return a.err();
+  return a->dump();
+}
+
 result<std::string> head_control_plane::spot_notice(const caller& who,
                                                     std::string_view node_name,
                                                     int64_t deadline_ms) {

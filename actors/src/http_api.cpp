@@ -116,6 +116,7 @@ enum class route_id {
   job_logs,
   costs,
   finops_audit,
+  mig_advice,
   spot_notice
 };
 
@@ -162,6 +163,8 @@ std::optional<route> match(std::string_view path) {
   if (is(1, {{0, "costs"}})) return route{route_id::costs, "GET", s};
   if (is(2, {{0, "finops"}, {1, "audit"}}))
     return route{route_id::finops_audit, "GET", s};
+  if (is(2, {{0, "finops"}, {1, "mig-advice"}}))
+    return route{route_id::mig_advice, "GET", s};
   if (is(1, {{0, "jobs"}})) return route{route_id::jobs, "GET, POST", s};
   if (is(2, {{0, "jobs"}})) return route{route_id::job, "GET, DELETE", s};
   if (is(3, {{0, "jobs"}, {2, "cancel"}})) return route{route_id::job_cancel, "POST", s};
@@ -528,6 +531,13 @@ api_response http_api::handle(const api_request& rq) {
       api_response res = ok_json(doc["csv"].get<std::string>());
       res.content_type = "text/csv; charset=utf-8";
       return res;
+    }
+    case route_id::mig_advice: {
+      if (!who->admin) return fail(403, "forbidden", "MIG advice needs an admin token");
+      if (auto q = check_query(rq, {}); !q) return fail(q.err());
+      auto advice = plane_.mig_advice(*who);
+      if (!advice) return fail(advice.err());
+      return ok_json(std::move(*advice));
     }
     case route_id::finops_audit: {
       if (!who->admin)

@@ -421,6 +421,10 @@ private:
       for (auto& g : inv->gpus)
         models.push_back(g.model);
       gpu_models_[name] = std::move(models);
+      std::vector<uint64_t> memory;
+      for (auto& g : inv->gpus)
+        memory.push_back(g.memory_mib);
+      gpu_memory_[name] = std::move(memory);
     }
     inventories_[name] = std::move(text);
   }
@@ -735,6 +739,21 @@ private:
             {"capacity", capacity}};
   }
 
+  /// The model and memory of the launch's first GPU, from its node's
+  /// inventory (MIG advice pools launches by model), when known.
+  void add_gpu_model(json& doc) const {
+    auto node = doc.value("node", std::string{});
+    auto m = gpu_models_.find(node);
+    auto mem = gpu_memory_.find(node);
+    if (m == gpu_models_.end() || mem == gpu_memory_.end() || !doc.contains("gpus") ||
+        doc["gpus"].empty())
+      return;
+    auto g = doc["gpus"][0].get<uint32_t>();
+    if (g >= m->second.size() || g >= mem->second.size()) return;
+    doc["gpu_model"] = m->second[g];
+    doc["gpu_memory_mib"] = mem->second[g];
+  }
+
   std::string allocs(uint64_t after) const {
     json running = json::array();
     for (auto& [key, l] : launches_) {
@@ -746,6 +765,7 @@ private:
         doc["price_micro_usd"] = p->second.first;
         doc["capacity"] = p->second.second;
       }
+      add_gpu_model(doc);
       running.push_back(std::move(doc));
     }
     json ended = json::array();
@@ -949,6 +969,7 @@ private:
   std::map<std::string, std::string> inventories_;
   std::map<std::string, std::vector<std::string>>
       gpu_models_; ///< per node, from inventories
+  std::map<std::string, std::vector<uint64_t>> gpu_memory_; ///< per node and GPU, MiB
   time_point recovered_at_{};
   bool recovering_ = false;
   metrics::gauge* m_jobs_ = nullptr;

@@ -6,12 +6,14 @@
 // refused (429 exhausted, nothing created, the refusal audited) while one
 // at the priority threshold is admitted and a repeated idempotency key
 // still answers its first job; `troupe cost` shows the spend as a table and
-// as CSV. Processes are cleaned up by pid whatever happens.
+// as CSV; serving replicas that use 5 GB of their whole GPUs get MIG advice
+// (API and `troupe mig-advice`). Processes are cleaned up by pid whatever happens.
 
 #include "cluster_test_client.hpp"
 
 #include <cstdio>
 #include <doctest/doctest.h>
+#include <fstream>
 #include <httplib.h>
 
 using namespace std::chrono_literals;
@@ -75,9 +77,14 @@ TEST_CASE("a spent budget blocks new low-priority work; costs through the API an
   o.price_per_gpu_hour = "3.60"; // 1 micro-USD per GPU-ms
   o.name_prefix = "b" + std::to_string(::getpid());
   // The local cluster's API token is an admin of tenant "admin".
+  // Every GPU reports 5 GB of memory in use (the simulated source's hook).
+  fs::create_directories(o.dir);
+  const auto hook = o.dir / "gpu-telemetry";
+  std::ofstream{hook} << "0 30 5000\n1 30 5000\n";
   o.extra_toml = "[finops]\nbudgets = [\"admin=0.003000\"]\n"
                  "budget_block_below_priority = 5\nbudget_period = \"24h\"\n\n"
-                 "[telemetry]\nsample_interval = \"250ms\"\n";
+                 "[telemetry]\nsample_interval = \"250ms\"\nsimulated_file = \"" +
+                 hook.string() + "\"\n";
   cluster_guard guard{o.dir, {}};
   auto c = start_local_cluster(o);
   if (!c.ok()) FAIL(c.err().to_string());
@@ -138,6 +145,26 @@ TEST_CASE("a spent budget blocks new low-priority work; costs through the API an
         budget_actions.end());
   CHECK(std::count(budget_actions.begin(), budget_actions.end(), "budget_block") == 1);
 
+  // MIG advice: two serving replicas holding a whole H100 each but using
+  // 5 GB fit 1g.10gb slices of one GPU.
+  auto serving = job_spec_of("serve", 10, "serve-1");
+  serving["class"] = "serving";
+  serving["replicas"] = 2;
+  auto [sv_st, sv] = a.submit(serving);
+  REQUIRE_MESSAGE(sv_st == 201, sv.dump());
+  json pools;
+  for (auto t = std::chrono::steady_clock::now();
+       std::chrono::steady_clock::now() - t < 60s; std::this_thread::sleep_for(250ms)) {
+    auto [ms, advice] = a.get("/v1/finops/mig-advice");
+    REQUIRE(ms == 200);
+    pools = advice["pools"];
+    if (!pools.empty() && pools[0].value("gpus_before", 0) == 2) break;
+  }
+  REQUIRE_MESSAGE(pools.size() == 1, pools.dump());
+  CHECK(pools[0]["gpu_model"] == "H100-80GB");
+  CHECK(pools[0]["gpus_before"] == 2);
+  CHECK(pools[0]["gpus_freed"] == 1);
+
   // The CLI: a table with the tenant and a total, and CSV.
   const std::string troupe = (fs::path{TROUPE_TROUPED}.parent_path() / "troupe").string();
   auto [table, table_rc] =
@@ -149,6 +176,10 @@ TEST_CASE("a spent budget blocks new low-priority work; costs through the API an
       run(troupe + " cost --dir " + o.dir.string() + " --group tenant,team --csv");
   CHECK(csv_rc == 0);
   CHECK_MESSAGE(csv.rfind("period_start_ms,tenant,team,", 0) == 0, csv);
+  auto [mig, mig_rc] = run(troupe + " mig-advice --dir " + o.dir.string());
+  CHECK(mig_rc == 0);
+  CHECK_MESSAGE(mig.find("H100-80GB") != std::string::npos, mig);
+  CHECK_MESSAGE(mig.find("1g.10gb") != std::string::npos, mig);
   auto [bad, bad_rc] = run(troupe + " cost --dir " + o.dir.string() + " --group colour");
   CHECK(bad_rc != 0);
   CHECK_MESSAGE(bad.find("invalid_argument") != std::string::npos, bad);

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -450,8 +451,8 @@ TEST_SUITE("actors.finops_actor") {
     CHECK(high["admit"] == true);
     ask("acme", 1, b + 6000);
     auto acts = actions(h.audit());
-    CHECK(acts == std::vector<std::string>{"budget_warn", "budget_exceeded", "budget_block",
-                                           "budget_block"});
+    CHECK(acts == std::vector<std::string>{"budget_warn", "budget_exceeded",
+                                           "budget_block", "budget_block"});
     for (auto& r : h.audit()) {
       CHECK(r["kind"] == "budget");
       CHECK(r["tenant"] == "acme");
@@ -468,6 +469,67 @@ TEST_SUITE("actors.finops_actor") {
     d = ask("acme", 0, tomorrow);
     CHECK(d["status"] == "ok");
     CHECK(d["spent_micro_usd"] == 0);
+  }
+
+  TEST_CASE("MIG advice packs small serving replicas onto MIG slices by their peak "
+            "memory and keeps big ones whole") {
+    temp_dir dir;
+    harness h{dir.path(), fast_policy(true)};
+    auto b = base_ms();
+    {
+      std::lock_guard lock{h.jobs->mu};
+      for (uint32_t i = 0; i < 4; ++i) {
+        auto l =
+            launch("j-" + std::to_string(10 + i), 0, 10 + i, "w1", {i}, b, "serving");
+        l["gpu_model"] = "H100-80GB";
+        l["gpu_memory_mib"] = 81920;
+        h.jobs->running.push_back(l);
+      }
+      // A training launch and a serving one on two GPUs are not advised on.
+      h.jobs->running.push_back(launch("j-20", 0, 20, "w2", {0}, b, "training"));
+      auto two = launch("j-21", 0, 21, "w2", {1, 2}, b, "serving");
+      two["gpu_model"] = "H100-80GB";
+      two["gpu_memory_mib"] = 81920;
+      h.jobs->running.push_back(two);
+    }
+    h.tick(b); // the launches are known: samples get tagged from now on
+    CHECK(h.ask(fo_mig_atom::value)["pools"].empty()); // no memory seen yet
+    std::vector<troupe::finops::gpu_sample> s;
+    auto sample = [&](const char* node, uint32_t gpu, uint64_t mib) {
+      troupe::finops::gpu_sample x;
+      x.node = node;
+      x.gpu_index = gpu;
+      x.at = troupe::time_point{std::chrono::milliseconds{b + 500}};
+      x.utilisation_pct = 30;
+      x.memory_used_mib = mib;
+      s.push_back(x);
+    };
+    sample("w1", 0, 6'000);
+    sample("w1", 1, 8'000);
+    sample("w1", 1, 4'000); // the peak counts, not the last
+    sample("w1", 2, 7'000);
+    sample("w1", 3, 60'000); // more than half the GPU: keeps it whole
+    sample("w2", 0, 1'000);
+    sample("w2", 1, 1'000);
+    h.node->tell(h.finops, fo_samples_atom::value, encode_samples(s));
+    h.tick(b + 1000);
+    auto pools = h.ask(fo_mig_atom::value)["pools"];
+    REQUIRE(pools.size() == 1);
+    auto& p = pools[0];
+    CHECK(p["gpu_model"] == "H100-80GB");
+    CHECK(p["gpus_before"] == 4);
+    CHECK(p["whole_gpu"] == json::array({"j-13/0"}));
+    // Three replicas under 10 GB (with 10% headroom) share one MIG GPU.
+    CHECK(p["gpus_after"] == 2);
+    CHECK(p["gpus_freed"] == 2);
+    REQUIRE(p["layout"].size() == 1);
+    std::set<std::string> placed;
+    for (auto& i : p["layout"][0]["instances"]) {
+      CHECK(i["profile"] == "1g.10gb");
+      placed.insert(i["replica"].get<std::string>());
+    }
+    CHECK(placed == std::set<std::string>{"j-10/0", "j-11/0", "j-12/0"});
+    CHECK_FALSE(p["summary"].get<std::string>().empty());
   }
 
   TEST_CASE("a malformed budget in the config keeps the actor from starting") {

@@ -403,6 +403,10 @@ TEST_SUITE("http_api") {
     a = c.Get("/v1/finops/audit?after=1", bearer(f.tokens.admin));
     REQUIRE(a);
     CHECK(json::parse(a->body)["records"].empty());
+    auto mig = c.Get("/v1/finops/mig-advice", bearer(f.tokens.admin));
+    REQUIRE(mig);
+    CHECK(mig->status == 200);
+    CHECK(json::parse(mig->body).contains("pools"));
   }
 
   TEST_CASE("metrics need an admin token by default, and can be open") {
@@ -668,6 +672,12 @@ TEST_SUITE("http_api") {
          "method_not_allowed"},
         {"tenant reads the audit log", "GET", "/v1/finops/audit", bearer(A), "", "", 403,
          "forbidden"},
+        {"tenant asks for MIG advice", "GET", "/v1/finops/mig-advice", bearer(A), "", "",
+         403, "forbidden"},
+        {"MIG advice with a parameter", "GET", "/v1/finops/mig-advice?pool=x",
+         bearer(f.tokens.admin), "", "", 400, "invalid_argument"},
+        {"MIG advice by POST", "POST", "/v1/finops/mig-advice", bearer(f.tokens.admin),
+         "", "application/json", 405, "method_not_allowed"},
         {"audit limit 0", "GET", "/v1/finops/audit?limit=0", bearer(f.tokens.admin), "",
          "", 400, "invalid_argument"},
         {"audit after not a number", "GET", "/v1/finops/audit?after=x",

@@ -191,6 +191,10 @@ public:
     }
     return nlohmann::json{{"records", records}, {"next", next}}.dump();
   }
+  result<std::string> mig_advice(const caller& who) override {
+    if (!who.admin) return error{errc::forbidden, "MIG advice needs an admin token"};
+    return std::string{R"({"pools":[]})"};
+  }
   result<std::string> spot_notice(const caller& who, std::string_view node,
                                   int64_t deadline_ms) override {
     if (!who.admin) return error{errc::forbidden, "spot notices need an admin token"};

@@ -1,7 +1,8 @@
 // `troupe cost` (the showback report: a table, CSV or JSON, grouped by
 // period and labels, over a window), `troupe audit` (the FinOps actor's
-// audit log) and `troupe spot-notice` (tell the head a node's spot capacity
-// goes away): the head's HTTP API (docs/API.md, /v1/costs, /v1/finops/audit,
+// audit log), `troupe mig-advice` and `troupe spot-notice` (tell the head a
+// node's spot capacity goes away): the head's HTTP API (docs/API.md,
+// /v1/costs, /v1/finops/audit, /v1/finops/mig-advice,
 // /v1/nodes/{node}/spot-notice).
 
 #include "cost_cmds.hpp"
@@ -177,6 +178,40 @@ int run_audit(api_opts o, uint64_t after, uint32_t limit) {
   return 0;
 }
 
+int run_mig_advice(api_opts o) {
+  if (!resolve(o, "mig-advice")) return 2;
+  auto j = call(o, "mig-advice", "GET", "/v1/finops/mig-advice");
+  if (!j) return 1;
+  if (o.json_out) {
+    std::cout << j->dump(2) << '\n';
+    return 0;
+  }
+  if ((*j)["pools"].empty())
+    std::cout << "no serving replica holding a whole GPU has reported its memory yet\n";
+  for (auto& p : (*j)["pools"]) {
+    if (p.contains("error")) {
+      std::cout << p.value("gpu_model", "?") << ": " << p.value("error", "") << '\n';
+      continue;
+    }
+    std::cout << p.value("gpu_model", "?") << ": " << p.value("summary", "") << '\n';
+    int gpu = 0;
+    for (auto& g : p["layout"]) {
+      std::cout << "  MIG GPU " << gpu++ << ":";
+      for (auto& i : g["instances"])
+        std::cout << ' ' << i.value("profile", "") << '@' << i.value("start", 0) << '='
+                  << i.value("replica", "");
+      std::cout << '\n';
+    }
+    if (!p["whole_gpu"].empty()) {
+      std::cout << "  whole GPUs:";
+      for (auto& r : p["whole_gpu"])
+        std::cout << ' ' << r.get<std::string>();
+      std::cout << '\n';
+    }
+  }
+  return 0;
+}
+
 int run_spot_notice(api_opts o, const std::string& node, uint32_t deadline_s) {
   if (!resolve(o, "spot-notice")) return 2;
   auto j =
@@ -222,6 +257,12 @@ void add_cost_commands(CLI::App& app, std::function<int()>& run) {
   audit->callback([&run, o, after, limit] {
     run = [o, after, limit] { return run_audit(*o, *after, *limit); };
   });
+
+  auto* mig = app.add_subcommand(
+      "mig-advice",
+      "MIG layouts that would hold the serving replicas on fewer GPUs (admins)");
+  add_api_options(mig, *o);
+  mig->callback([&run, o] { run = [o] { return run_mig_advice(*o); }; });
 
   auto node = std::make_shared<std::string>();
   auto deadline = std::make_shared<uint32_t>(120);

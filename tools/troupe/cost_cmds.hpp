@@ -5,7 +5,7 @@
 
 namespace troupe::tools {
 
-/// cost, audit, spot-notice: the head's FinOps actor through the HTTP API.
+/// cost, audit, mig-advice, spot-notice: the head's FinOps actor through the HTTP API.
 void add_cost_commands(CLI::App& app, std::function<int()>& run);
 
 } // namespace troupe::tools

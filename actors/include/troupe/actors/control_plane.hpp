@@ -114,6 +114,13 @@ public:
     (void)who, (void)after, (void)limit;
     return error{errc::unavailable, "this control plane has no FinOps actor"};
   }
+  /// MIG advice for the cluster's inference pools (docs/API.md): which
+  /// serving replicas holding a whole GPU would fit MIG slices, and the GPUs
+  /// that would free. Admins only (forbidden).
+  [[nodiscard]] virtual result<std::string> mig_advice(const caller& who) {
+    (void)who;
+    return error{errc::unavailable, "this control plane has no FinOps actor"};
+  }
   /// A spot preemption notice for `node`: its capacity goes away at
   /// `deadline_ms` (ms since the Unix epoch). The FinOps actor's plan
   /// (checkpoints, moves, work lost). Admins only (forbidden); not_found.

@@ -67,6 +67,12 @@
 ///       budgets, budget_period) against its budget; a tenant without one
 ///       is admitted. The first warn and exceeded of a window, and every
 ///       refusal (budget_block), are audited.
+///   (fo_mig_atom) -> {"pools": [{"gpu_model", "gpu_memory_mib", "gpus_before",
+///       "gpus_after", "gpus_freed", "layout": [{"instances": [{"profile",
+///       "start", "replica": "JOB/INDEX"}]}], "whole_gpu": [...], "summary"}]}
+///       MIG advice (finops/mig_advice.hpp) per GPU model for the serving
+///       replicas holding one whole GPU each, from the peak memory their GPU
+///       reported since they started.
 ///   (fo_notice_atom, std::string notice) -> the plan
 ///       notice {"node", "deadline_ms", "received_ms" (default now)}: a
 ///       spot preemption notice for `node`. The spot policy plans each
@@ -101,6 +107,7 @@ using fo_report_atom = caf::atom_constant<caf::atom("fo_report")>;
 using fo_audit_atom = caf::atom_constant<caf::atom("fo_audit")>;
 using fo_notice_atom = caf::atom_constant<caf::atom("fo_notice")>;
 using fo_budget_atom = caf::atom_constant<caf::atom("fo_budget")>;
+using fo_mig_atom = caf::atom_constant<caf::atom("fo_mig")>;
 
 inline constexpr const char* finops_actor_name = "troupe.finops";
 

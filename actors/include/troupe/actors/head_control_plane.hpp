@@ -34,6 +34,7 @@ public:
   result<std::string> costs(const caller& who, const cost_query& q) override;
   result<std::string> finops_audit(const caller& who, uint64_t after,
                                    uint32_t limit) override;
+  result<std::string> mig_advice(const caller& who) override;
   result<std::string> spot_notice(const caller& who, std::string_view node,
                                   int64_t deadline_ms) override;
   std::string metrics_text() override;

@@ -48,7 +48,8 @@
 ///       (starting or running): {"job", "replica", "generation", "node",
 ///       "gpus", "started_ms", "tenant", "labels", "class", "priority",
 ///       "spot_tolerant", "checkpoint" (has a hook), "checkpoint_timeout_ms",
-///       "price_micro_usd", "capacity"} (price and capacity of its node's
+///       "price_micro_usd", "capacity", "gpu_model", "gpu_memory_mib"} (price,
+///       capacity and the first GPU's model and memory, from its node's
 ///       inventory); ended launches since sequence `after` (the last 10,000
 ///       are kept, in memory). Times in ms since the Unix epoch.
 ///   (jm_reclaim_atom, std::string job, std::string action, std::string reason)

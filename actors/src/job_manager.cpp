@@ -811,10 +811,18 @@ private:
     auto answer = [&](const char* state) {
       return json{{"job", id}, {"action", action}, {"state", state}}.dump();
     };
-    if (action == "scale_to_min_replicas")
-      return error_json("unavailable", "the job manager cannot scale job " + id +
-                                           " down yet (no minimum replica count): "
-                                           "nothing done");
+    if (action == "scale_to_min_replicas") {
+      if (!j->spec.min_replicas)
+        return error_json("conflict",
+                          "job " + id + " has no min_replicas: it is not scaled down");
+      std::vector<job_command> out;
+      auto n = table_.scale_down(id, *j->spec.min_replicas, reason, wall_now(), out);
+      if (!n.ok()) return error_json(n.err());
+      log_->info("jobs: job {} scaled down to {} replica(s) ({} stopped): {}", id,
+                 *j->spec.min_replicas, *n, reason);
+      commit(std::move(out));
+      return answer("scaled_down");
+    }
     if (action != "checkpoint_and_evict" && action != "evict" && action != "release")
       return error_json("invalid_argument", "unknown reclaim action "
                                             " + action + "

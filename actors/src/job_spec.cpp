@@ -313,9 +313,9 @@ restart_policy decode_restart(const json& v, const std::string& path) {
 job_spec decode(const json& doc, const job_spec_limits& lim) {
   reader r{doc,
            "job",
-           {"name", "command", "replicas", "env", "working_dir", "resources", "class",
-            "priority", "preemptible", "spot_tolerant", "labels", "time_limit",
-            "checkpoint", "restart", "idempotency_key"}};
+           {"name", "command", "replicas", "min_replicas", "env", "working_dir",
+            "resources", "class", "priority", "preemptible", "spot_tolerant", "labels",
+            "time_limit", "checkpoint", "restart", "idempotency_key"}};
   job_spec s;
   {
     const std::string where = r.at("name");
@@ -351,6 +351,9 @@ job_spec decode(const json& doc, const job_spec_limits& lim) {
   if (auto* x = r.find("replicas"))
     s.replicas =
         static_cast<uint32_t>(check_int(*x, r.at("replicas"), 1, lim.max_replicas));
+  if (auto* x = r.find("min_replicas"))
+    s.min_replicas =
+        static_cast<uint32_t>(check_int(*x, r.at("min_replicas"), 1, s.replicas));
   if (auto* x = r.find("env"))
     s.env = check_string_map(*x, r.at("env"), lim.max_env, max_env_name_bytes,
                              lim.max_env_value_bytes, true, true);
@@ -535,6 +538,7 @@ std::string encode_job_spec(const job_spec& s) {
   j["command"] = s.shell ? json(s.command.empty() ? std::string{} : s.command.front())
                          : json(s.command);
   j["replicas"] = s.replicas;
+  if (s.min_replicas) j["min_replicas"] = *s.min_replicas;
   j["env"] = json::object();
   for (const auto& [k, v] : s.env)
     j["env"][k] = v;

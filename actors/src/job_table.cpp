@@ -372,6 +372,43 @@ result<void> job_table::cancel(const std::string& job, time_point now,
   return {};
 }
 
+result<uint32_t> job_table::scale_down(const std::string& job, uint32_t keep,
+                                       const std::string& reason, time_point now,
+                                       std::vector<job_command>& out) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return error{errc::not_found, "no job " + job};
+  auto& j = it->second;
+  if (is_final(j.state)) return error{errc::conflict, "job " + job + " has ended"};
+  if (!j.spec.min_replicas)
+    return error{errc::conflict, "job " + job + " has no min_replicas: it is not scaled"};
+  if (keep < *j.spec.min_replicas)
+    return error{errc::conflict, "job " + job + " may not go below " +
+                                     std::to_string(*j.spec.min_replicas) + " replicas"};
+  uint32_t stopped = 0;
+  for (auto& r : j.replicas) {
+    if (r.index < keep || is_final(r.state)) continue;
+    if (holds_process(r.state)) {
+      job_command c;
+      c.what = job_command::kind::stop;
+      c.job = j.id;
+      c.replica = r.index;
+      c.generation = r.generation;
+      c.node = r.node;
+      out.push_back(std::move(c));
+    }
+    r.state = replica_state::cancelled;
+    r.request = 0;
+    r.ended = now;
+    release(r, out);
+    ++stopped;
+  }
+  if (stopped > 0) {
+    j.reason = "scaled down to " + std::to_string(keep) + ": " + reason;
+    dirty_.insert(job);
+  }
+  return stopped;
+}
+
 void job_table::fail(const std::string& job, const std::string& reason, time_point now,
                      std::vector<job_command>& out) {
   auto it = jobs_.find(job);

@@ -30,6 +30,7 @@ std::string nested(size_t depth) {
 
 const char* full_spec = R"({
   "name": "train-llm", "command": ["python", "train.py", "--lr", "3e-4"], "replicas": 4,
+  "min_replicas": 2,
   "env": {"NCCL_DEBUG": "INFO", "EMPTY": ""}, "working_dir": "/data/run1",
   "resources": {"gpus": 8, "gpu_model": "H100", "cpu_milli": 32000, "memory_mib": 256000},
   "class": "training", "priority": -5, "preemptible": true, "spot_tolerant": true,
@@ -60,6 +61,7 @@ TEST_SUITE("job_spec") {
     auto s = decode_job_spec(full_spec);
     REQUIRE_MESSAGE(s.ok(), s.err().message());
     CHECK(s->replicas == 4);
+    CHECK(s->min_replicas == std::optional<uint32_t>{2});
     CHECK(s->env.at("NCCL_DEBUG") == "INFO");
     CHECK(s->working_dir == "/data/run1");
     CHECK(s->resources == replica_resources{8, "H100", 32000, 256000});
@@ -143,6 +145,11 @@ TEST_SUITE("job_spec") {
          "job.command: expected a list of arguments or a shell command string, got an "
          "object"},
         {R"({"name": "x", "command": ["a", "b\u0000c"]})", "job.command[1]:"},
+        {with(R"("min_replicas": 0)"),
+         "job.min_replicas: expected an integer in [1, 1], got 0"},
+        {with(R"("replicas": 3, "min_replicas": 4)"),
+         "job.min_replicas: expected an integer in [1, 3], got 4"},
+        {with(R"("min_replicas": "1")"), "job.min_replicas: expected an integer"},
         {with(R"("replicas": 0)"),
          "job.replicas: expected an integer in [1, 10000], got 0"},
         {with(R"("replicas": -3)"),

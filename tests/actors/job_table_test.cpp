@@ -2,6 +2,7 @@
 // launches, restarts in place and elsewhere, fencing of stale replicas,
 // cancel, time limits, idempotency, and its storage form.
 
+#include "troupe/actors/errc.hpp"
 #include "troupe/actors/job_table.hpp"
 
 #include <doctest/doctest.h>
@@ -66,6 +67,61 @@ std::string running_job(job_table& t, uint32_t n, restart_mode mode = restart_mo
 } // namespace
 
 TEST_SUITE("job table") {
+  TEST_CASE("a serving job scales down to its min_replicas: the rest stop and give "
+            "their GPUs back, the job runs on") {
+    job_table t;
+    auto id = running_job(t, 3, restart_mode::on_failure, 3);
+    std::vector<job_command> out;
+    // No min_replicas: never scaled.
+    auto refused = t.scale_down(id, 1, "idle", at(10), out);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.err().is(troupe::actors::errc::conflict));
+    CHECK(out.empty());
+
+    job_table t2;
+    auto s = spec(3, restart_mode::on_failure, 3);
+    s.min_replicas = 1;
+    auto sub = t2.submit(s, "acme", at(0), out);
+    REQUIRE(sub.ok());
+    t2.on_request(sub->id, std::nullopt, 7);
+    out.clear();
+    t2.on_placed(7, 70, {{0, "w0", {0}}, {1, "w1", {0}}, {2, "w2", {0}}}, at(1), out);
+    for (auto& l : only(out, kind::launch))
+      t2.on_started(sub->id, *l.replica, l.generation, 100 + int(*l.replica), at(2));
+    out.clear();
+    auto below = t2.scale_down(sub->id, 0, "idle", at(10), out);
+    REQUIRE_FALSE(below.ok());
+    CHECK(below.err().message().find("below 1") != std::string::npos);
+    auto n = t2.scale_down(sub->id, 1, "idle for 1h", at(10), out);
+    REQUIRE(n.ok());
+    CHECK(*n == 2);
+    auto stops = only(out, kind::stop);
+    REQUIRE(stops.size() == 2);
+    CHECK(*stops[0].replica == 1);
+    CHECK(*stops[1].replica == 2);
+    auto rel = only(out, kind::release_bundle);
+    REQUIRE(rel.size() == 2);
+    CHECK(only(out, kind::place).empty()); // nothing placed again
+    const auto* j = t2.find(sub->id);
+    CHECK(j->state == job_state::running);
+    CHECK(j->reason == "scaled down to 1: idle for 1h");
+    CHECK(j->replicas[0].state == replica_state::running);
+    CHECK(j->replicas[1].state == replica_state::cancelled);
+    CHECK(j->replicas[2].state == replica_state::cancelled);
+    // The stopped replicas' exits restart nothing.
+    out.clear();
+    t2.on_exited(sub->id, 1, j->replicas[1].generation, replica_exit::signaled(15),
+                 at(11), out);
+    CHECK(only(out, kind::place).empty());
+    CHECK(only(out, kind::launch).empty());
+    // Again: nothing left to stop.
+    out.clear();
+    auto again = t2.scale_down(sub->id, 1, "idle", at(12), out);
+    REQUIRE(again.ok());
+    CHECK(*again == 0);
+    CHECK(out.empty());
+  }
+
   TEST_CASE(
       "a job is placed as one gang, launched, and succeeds when every replica does") {
     job_table t;

@@ -53,13 +53,14 @@
 ///       inventory); ended launches since sequence `after` (the last 10,000
 ///       are kept, in memory). Times in ms since the Unix epoch.
 ///   (jm_reclaim_atom, std::string job, std::string action, std::string reason)
-///       -> {"job", "action", "state": "checkpointing"|"evicted"}
+///       -> {"job", "action", "state": "checkpointing"|"evicted"|"scaled_down"}
 ///       action checkpoint_and_evict: replicas with a checkpoint hook are
 ///       asked to checkpoint (agent_checkpoint_atom); once each confirmed,
 ///       exited or timed out, the job ends as failed with `reason` and its
 ///       GPUs go back to placement. evict and release: that at once.
-///       scale_to_min_replicas answers unavailable (jobs have no minimum
-///       replica count yet): nothing is done. not_found, conflict (ended).
+///       scale_to_min_replicas: the replicas past the spec's min_replicas
+///       stop and give their GPUs back; the job runs on (conflict when it
+///       has no min_replicas). not_found, conflict (ended).
 ///   (jm_vacate_atom, std::string node, std::string plan)
 ///       -> {"node", "checkpointing": n, "moving": bool}
 ///       plan {"deadline_ms", "reason", "checkpoint": [{"job", "replica",

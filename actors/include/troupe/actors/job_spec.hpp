@@ -9,6 +9,8 @@
 ///    "command": ["python", "train.py"],          // argv, exec'd directly, or
 ///    "command": "python train.py | tee out",     // a string run by /bin/sh -c
 ///    "replicas": 4,                              // [1, 10000], default 1
+///    "min_replicas": 1,                          // [1, replicas]: what a
+///                                                // reclaim may scale down to
 ///    "env": {"NCCL_DEBUG": "INFO"},              // names [A-Za-z_][A-Za-z0-9_]*
 ///    "working_dir": "/data/run1",                // absolute path
 ///    "resources": {"gpus": 8, "gpu_model": "H100", "cpu_milli": 32000,
@@ -98,6 +100,9 @@ struct job_spec {
   std::vector<std::string> command;
   bool shell = false;
   uint32_t replicas = 1;
+  /// The fewest replicas the job may be scaled down to (FinOps reclaims a
+  /// serving job this way); none: it is never scaled down.
+  std::optional<uint32_t> min_replicas;
   std::map<std::string, std::string, std::less<>> env;
   std::string working_dir; ///< empty: the agent's choice (its job directory)
   replica_resources resources;

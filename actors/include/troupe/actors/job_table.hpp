@@ -171,6 +171,15 @@ public:
                                     std::vector<job_command>& out);
   /// Ends a job as failed with `reason` (placement refused it): stops and
   /// releases like cancel. Unknown or ended jobs: nothing.
+  /// Scales a running job down to `keep` replicas: the replicas with an
+  /// index >= keep that have not ended are stopped (their processes
+  /// SIGTERMed), end as cancelled and give their bundles back; the job
+  /// keeps running with the rest, and its reason says why. Returns how many
+  /// were stopped. not_found; conflict for an ended job or when `keep` is
+  /// below the spec's min_replicas (or the spec has none).
+  [[nodiscard]] result<uint32_t> scale_down(const std::string& job, uint32_t keep,
+                                            const std::string& reason, time_point now,
+                                            std::vector<job_command>& out);
   void fail(const std::string& job, const std::string& reason, time_point now,
             std::vector<job_command>& out);
   /// After a restart: places again what waits for placement without an

@@ -51,19 +51,6 @@ public:
 
   const char* name() const override { return "membership"; }
 
-  /// Drops every handle to other actors when this one ends: a terminated
-  /// actor's members live until the object is destroyed, so a subscriber
-  /// that holds this actor (the registry, the job manager) and is held here
-  /// would keep both alive, and the actor system would wait for this
-  /// detached actor's thread forever at shutdown.
-  void on_exit() override {
-    subscribers_.clear();
-    member_refs_.clear();
-    mesh_.clear();
-    head_ = caf::actor{};
-    actor::on_exit();
-  }
-
   behavior make_behavior() override {
     // Transport errors (and, on a worker, the head going away) as messages.
     // The listener holds a weak handle: it must not keep this actor alive.

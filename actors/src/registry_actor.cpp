@@ -33,9 +33,12 @@ public:
 
   const char* name() const override { return "registry"; }
 
-  /// Drops the handles it holds when it ends (the membership actor holds
-  /// this one as a subscriber: a cycle of handles would keep both alive
-  /// and the node's shutdown waiting).
+  /// Drops the handles it holds when it ends. The membership actor holds
+  /// this one as a subscriber and this one holds it: a terminated actor's
+  /// members live until the object is destroyed, so the pair kept each
+  /// other alive and the actor system waited for the (detached) membership
+  /// actor's thread forever at shutdown. (Not done in the membership actor:
+  /// its state is still needed while a graceful leave completes.)
   void on_exit() override {
     membership_ = caf::actor{};
     handles_.clear();

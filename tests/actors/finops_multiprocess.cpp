@@ -9,6 +9,7 @@
 // replicas checkpoint and it ends. Processes are cleaned up by pid whatever
 // happens.
 
+#include "cluster_test_client.hpp"
 #include "troupe/actors/finops_actor.hpp"
 #include "troupe/actors/job_manager.hpp"
 #include "troupe/actors/local_cluster.hpp"
@@ -25,31 +26,16 @@
 
 using namespace std::chrono_literals;
 using namespace troupe::actors;
+using namespace troupe::actors::testing;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
 
-struct cluster_guard {
-  fs::path dir;
-  ~cluster_guard() {
-    (void)stop_local_cluster(dir, 3s);
-    std::this_thread::sleep_for(200ms);
-    std::error_code ec;
-    if (std::getenv("TROUPE_TEST_KEEP") == nullptr) fs::remove_all(dir, ec);
-  }
-};
-
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-bool all_running(const json& j) {
-  for (auto& r : j["replicas"])
-    if (r["state"] != "running") return false;
-  return true;
 }
 
 } // namespace
@@ -78,7 +64,7 @@ TEST_CASE("finops on a local cluster: telemetry reaches the head's ledger, a spo
                  "[finops]\ndry_run = false\n"
                  "[finops.training]\nwindow = \"1s\"\nwarm_up = \"0s\"\ngrace = \"1s\"\n";
   o.exec_helper = TROUPE_EXEC_HELPER;
-  cluster_guard guard{o.dir};
+  cluster_guard guard{o.dir, {}};
   auto c = start_local_cluster(o);
   REQUIRE_MESSAGE(c.ok(), c.err().to_string());
 

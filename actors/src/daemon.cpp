@@ -186,6 +186,12 @@ result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& 
     logging::get("agent")->warn("trouped: no GPU telemetry: {}", src.err().to_string());
   }
   ac.telemetry_interval = c.telemetry.telemetry.sample_interval;
+  if (auto file = c.finops.finops.spot_notice_file; !file.empty()) {
+    // "{node}" stands for the node's name (one config for many nodes).
+    for (auto at = file.find("{node}"); at != std::string::npos; at = file.find("{node}"))
+      file.replace(at, 6, d->name());
+    ac.notices = std::make_unique<finops::file_notice_source>(file);
+  }
   if (mc.head) {
     ac.telemetry_sink = [n = d->node_.get()]() -> std::optional<actor_ref> {
       auto r = n->lookup(finops_actor_name);

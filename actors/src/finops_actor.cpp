@@ -139,6 +139,12 @@ public:
                      caf::to_string(m.copy_content_to_message()));
           return caf::none;
         });
+    // An error that is no answer to a request of ours (e.g. a remote peer
+    // bouncing a reply to its one-way message) must not end the actor:
+    // CAF's default error handler would.
+    set_error_handler([this](caf::scheduled_actor*, caf::error& e) {
+      log_->warn("finops: dropped an error message: {}", caf::to_string(e));
+    });
     if (cfg_.tick > duration{0})
       detail::start_ticker(caf::actor_cast<caf::actor_addr>(this), cfg_.tick,
                            tick_atom::value);

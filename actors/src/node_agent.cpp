@@ -73,6 +73,7 @@ public:
         [this](tick_atom) {
           poll();
           sample_telemetry();
+          poll_notices();
         },
     };
   }
@@ -211,6 +212,49 @@ private:
                signal);
   }
 
+  /// Forwards each new spot notice deadline of this node to the head.
+  void poll_notices() {
+    if (!cfg_.notices) return;
+    auto now = clock().now();
+    if (last_notice_poll_ && now - *last_notice_poll_ < cfg_.telemetry_interval) return;
+    last_notice_poll_ = now;
+    auto n = cfg_.notices->poll();
+    if (!n.ok()) {
+      if (n.err().message() != notice_error_)
+        log_->warn("agent: spot notice: {}", n.err().message());
+      notice_error_ = n.err().message();
+      return;
+    }
+    notice_error_.clear();
+    if (!*n || *n == forwarded_deadline_) return;
+    auto sink = cfg_.telemetry_sink ? cfg_.telemetry_sink() : std::nullopt;
+    if (!sink) {
+      log_->warn("agent: a spot notice for {} and no FinOps actor to tell; retrying",
+                 cfg_.node_name);
+      return;
+    }
+    auto deadline_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>((*n)->time_since_epoch())
+            .count();
+    log_->warn("agent: spot notice: {} goes at {} ms since the epoch; telling the head",
+               cfg_.node_name, deadline_ms);
+    // A request, so the FinOps actor's answer (its plan) comes back as a
+    // response this agent expects (a reply to a one-way message bounces
+    // back to the replier as an unexpected_message error).
+    request(*sink, std::chrono::seconds{30}, fo_notice_atom::value,
+            nlohmann::json{{"node", cfg_.node_name}, {"deadline_ms", deadline_ms}}.dump())
+        .then(
+            [this](const std::string& plan) {
+              log_->info("agent: the head planned the spot notice: {}",
+                         plan.substr(0, 200));
+            },
+            [this](caf::error& e) {
+              log_->warn("agent: the head did not answer the spot notice: {}",
+                         caf::to_string(e));
+            });
+    forwarded_deadline_ = *n;
+  }
+
   void sample_telemetry() {
     if (!cfg_.telemetry) return;
     auto now = clock().now();
@@ -309,7 +353,10 @@ private:
   std::map<pid_t, replica_key> by_pid_;
   std::deque<nlohmann::json> exits_;
   std::optional<time_point> last_sample_;
-  std::optional<actor_ref> sink_; ///< the FinOps actor samples go to
+  std::optional<time_point> last_notice_poll_;
+  std::optional<time_point> forwarded_deadline_; ///< the last notice told to the head
+  std::string notice_error_;                     ///< logged once per distinct error
+  std::optional<actor_ref> sink_;                ///< the FinOps actor samples go to
   uint64_t sends_ = 0;
   int skip_lookups_ = 0;
   std::shared_ptr<spdlog::logger> log_;

@@ -48,6 +48,11 @@ config_schema<finops_config> finops_config_schema() {
       .duration("spot_checkpoint_interval", &fs::spot_checkpoint_interval, 30min,
                 duration_range{1s, 24h * 7},
                 "Spot work must checkpoint at least this often.")
+      .string("spot_notice_file", &fs::spot_notice_file, "",
+              "A file the node's cloud agent writes with the deadline of a spot "
+              "preemption notice (ms since the epoch or YYYY-MM-DDTHH:MM:SSZ); the node "
+              "agent forwards each new deadline to the head; \"{node}\" stands for the "
+              "node's name. Empty: none.")
       .duration("spot_notice_margin", &fs::spot_notice_margin, 10s,
                 duration_range{0s, 1h},
                 "A checkpoint must end this long before a spot node's deadline.")

@@ -56,6 +56,12 @@ struct api {
   }
 };
 
+int64_t now_ms_utc() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 json job_spec_of(const std::string& name, int priority, const std::string& key) {
   return {{"name", name},         {"command", "exec sleep 600"},
           {"replicas", 1},        {"resources", {{"gpus", 1}}},
@@ -82,6 +88,9 @@ TEST_CASE("a spent budget blocks new low-priority work; costs through the API an
   const auto hook = o.dir / "gpu-telemetry";
   std::ofstream{hook} << "0 30 5000\n1 30 5000\n";
   o.extra_toml = "[finops]\nbudgets = [\"admin=0.003000\"]\n"
+                 "spot_notice_file = \"" +
+                 (o.dir / "{node}.spot-notice").string() +
+                 "\"\n"
                  "budget_block_below_priority = 5\nbudget_period = \"24h\"\n\n"
                  "[telemetry]\nsample_interval = \"250ms\"\nsimulated_file = \"" +
                  hook.string() + "\"\n";
@@ -180,6 +189,24 @@ TEST_CASE("a spent budget blocks new low-priority work; costs through the API an
   CHECK(mig_rc == 0);
   CHECK_MESSAGE(mig.find("H100-80GB") != std::string::npos, mig);
   CHECK_MESSAGE(mig.find("1g.10gb") != std::string::npos, mig);
+  // A cloud's spot notice through the worker's notice file (the adapter
+  // interface): its agent tells the head, whose FinOps actor plans and
+  // audits it for that node.
+  const auto& worker = c->nodes[1].name;
+  std::ofstream{o.dir / (worker + ".spot-notice")} << "# written by the cloud agent\n"
+                                                   << now_ms_utc() + 120'000 << "\n";
+  bool noticed = false;
+  for (auto t = std::chrono::steady_clock::now();
+       !noticed && std::chrono::steady_clock::now() - t < 30s;
+       std::this_thread::sleep_for(250ms)) {
+    auto [ns, records] = a.get("/v1/finops/audit?limit=1000");
+    REQUIRE(ns == 200);
+    for (auto& r : records["records"])
+      noticed =
+          noticed || (r.value("kind", "") == "spot" && r.value("node", "") == worker);
+  }
+  CHECK_MESSAGE(noticed, "the worker's notice file never reached the head's audit log");
+
   auto [bad, bad_rc] = run(troupe + " cost --dir " + o.dir.string() + " --group colour");
   CHECK(bad_rc != 0);
   CHECK_MESSAGE(bad.find("invalid_argument") != std::string::npos, bad);

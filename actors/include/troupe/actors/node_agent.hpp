@@ -46,6 +46,7 @@
 /// Logs: <jobs_dir>/<job>/replica-<i>.out and .err, appended across
 /// restarts of the replica. Job ids and replica numbers are checked before
 /// they become paths.
+#include "troupe/finops/notice_source.hpp"
 #include "troupe/finops/telemetry.hpp"
 #include "troupe/runtime/actor.hpp"
 #include "troupe/runtime/clock.hpp"
@@ -88,6 +89,10 @@ struct node_agent_config {
   /// sample is ready and no sink is known (again every 30 samples, so a
   /// restarted head is found). May block briefly (a fabric lookup).
   std::function<std::optional<actor_ref>()> telemetry_sink;
+  /// Spot preemption notices for this node (notice_source.hpp); null: none.
+  /// Polled every telemetry_interval; each new deadline goes to the
+  /// telemetry sink as (fo_notice_atom, {"node", "deadline_ms"}).
+  std::unique_ptr<finops::notice_source> notices;
 };
 
 /// Whether `id` may name a job directory: [A-Za-z0-9._-], 1..64 bytes, not

@@ -45,6 +45,9 @@ struct finops_section {
   double spot_max_share = 0.5;
   std::chrono::nanoseconds spot_checkpoint_interval{0};
   std::chrono::nanoseconds spot_notice_margin{0};
+  /// A file the node's cloud agent writes when its spot capacity is about
+  /// to go (notice_source.hpp); empty: none.
+  std::string spot_notice_file;
   double budget_warn_fraction = 0.8;
   int32_t budget_block_below_priority = 0;
   /// "tenant=USD" per budget window, e.g. "acme=5000" or "globex=120.50".

@@ -58,6 +58,18 @@ struct workload {
   size_t dropped = 0; ///< jobs without a run time, left out
 };
 
+/// Keeps every `stride`-th job and scales the arrival rate by `scale`.
+void thin_and_scale(workload& w, size_t stride, double scale) {
+  if (stride > 1) {
+    std::vector<trace_job> kept;
+    for (size_t i = 0; i < w.jobs.jobs.size(); i += stride)
+      kept.push_back(w.jobs.jobs[i]);
+    w.jobs.jobs = std::move(kept);
+  }
+  if (scale != 1.0)
+    if (auto s = scale_arrivals(w.jobs, scale); !s) die(s.err().to_string());
+}
+
 workload load_philly(const std::filesystem::path& dir, size_t stride, double scale) {
   workload w;
   w.name = "philly";
@@ -68,14 +80,7 @@ workload load_philly(const std::filesystem::path& dir, size_t stride, double sca
   auto topo = topology_from_nodes(w.jobs.nodes);
   if (!topo) die(topo.err().to_string());
   w.topology = std::move(*topo);
-  if (stride > 1) {
-    std::vector<trace_job> kept;
-    for (size_t i = 0; i < w.jobs.jobs.size(); i += stride)
-      kept.push_back(w.jobs.jobs[i]);
-    w.jobs.jobs = std::move(kept);
-  }
-  if (scale != 1.0)
-    if (auto s = scale_arrivals(w.jobs, scale); !s) die(s.err().to_string());
+  thin_and_scale(w, stride, scale);
   return w;
 }
 
@@ -97,14 +102,7 @@ workload load_openb(const std::filesystem::path& dir, size_t stride, double scal
   auto topo = topology_from_nodes(*nodes);
   if (!topo) die(topo.err().to_string());
   w.topology = std::move(*topo);
-  if (stride > 1) {
-    std::vector<trace_job> kept;
-    for (size_t i = 0; i < w.jobs.jobs.size(); i += stride)
-      kept.push_back(w.jobs.jobs[i]);
-    w.jobs.jobs = std::move(kept);
-  }
-  if (scale != 1.0)
-    if (auto s = scale_arrivals(w.jobs, scale); !s) die(s.err().to_string());
+  thin_and_scale(w, stride, scale);
   // Alibaba's QoS classes: LS (latency sensitive) pods are online services.
   w.class_by_qos = {{"LS", workload_class::serving}};
   return w;

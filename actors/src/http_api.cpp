@@ -239,6 +239,14 @@ std::string media_type(std::string_view content_type) {
   return out;
 }
 
+/// A node name in a path that valid_id refuses.
+error bad_node_name(std::string_view node) {
+  return error{
+      errc::invalid_argument,
+      "node name: expected [A-Za-z0-9][A-Za-z0-9._:-]*, at most 128 bytes, got " +
+          quote_for_error(node)};
+}
+
 /// GET /v1/costs' parameters: group (comma-separated period, tenant, team,
 /// project, env; at least one), from_ms and to_ms (ms since the Unix epoch,
 /// from before to), tenant (a tenant name), format (json or csv).
@@ -480,11 +488,7 @@ api_response http_api::handle(const api_request& rq) {
     case route_id::node_action: {
       if (!who->admin) return fail(403, "forbidden", "node actions need an admin token");
       std::string_view node = seg[1];
-      if (!valid_id(node))
-        return fail(
-            400, "invalid_argument",
-            "node name: expected [A-Za-z0-9][A-Za-z0-9._:-]*, at most 128 bytes, got " +
-                quote_for_error(node));
+      if (!valid_id(node)) return fail(bad_node_name(node));
       if (auto q = check_query(rq, {}); !q) return fail(q.err());
       node_action action = seg[2] == "cordon"     ? node_action::cordon
                            : seg[2] == "uncordon" ? node_action::uncordon
@@ -496,11 +500,7 @@ api_response http_api::handle(const api_request& rq) {
     case route_id::spot_notice: {
       if (!who->admin) return fail(403, "forbidden", "spot notices need an admin token");
       std::string_view node = seg[1];
-      if (!valid_id(node))
-        return fail(
-            400, "invalid_argument",
-            "node name: expected [A-Za-z0-9][A-Za-z0-9._:-]*, at most 128 bytes, got " +
-                quote_for_error(node));
+      if (!valid_id(node)) return fail(bad_node_name(node));
       auto q = check_query(rq, {"deadline_s"});
       if (!q) return fail(q.err());
       auto d = q->get("deadline_s");

@@ -229,6 +229,23 @@ void job_table::release(replica_record& r, std::vector<job_command>& out) {
   r.allocation = 0;
 }
 
+void job_table::cancel_replica(const job_record& j, replica_record& r, time_point now,
+                               std::vector<job_command>& out) {
+  if (holds_process(r.state)) {
+    job_command c;
+    c.what = job_command::kind::stop;
+    c.job = j.id;
+    c.replica = r.index;
+    c.generation = r.generation;
+    c.node = r.node;
+    out.push_back(std::move(c));
+  }
+  r.state = replica_state::cancelled;
+  r.request = 0;
+  r.ended = now;
+  release(r, out);
+}
+
 void job_table::place_again(job_record& j, replica_record& r,
                             std::vector<job_command>& out) {
   r.state = replica_state::pending;
@@ -354,19 +371,7 @@ result<void> job_table::cancel(const std::string& job, time_point now,
   j.ended = now;
   for (auto& r : j.replicas) {
     if (is_final(r.state)) continue;
-    if (holds_process(r.state)) {
-      job_command c;
-      c.what = job_command::kind::stop;
-      c.job = j.id;
-      c.replica = r.index;
-      c.generation = r.generation;
-      c.node = r.node;
-      out.push_back(std::move(c));
-    }
-    r.state = replica_state::cancelled;
-    r.request = 0;
-    r.ended = now;
-    release(r, out);
+    cancel_replica(j, r, now, out);
   }
   dirty_.insert(job);
   return {};
@@ -387,19 +392,7 @@ result<uint32_t> job_table::scale_down(const std::string& job, uint32_t keep,
   uint32_t stopped = 0;
   for (auto& r : j.replicas) {
     if (r.index < keep || is_final(r.state)) continue;
-    if (holds_process(r.state)) {
-      job_command c;
-      c.what = job_command::kind::stop;
-      c.job = j.id;
-      c.replica = r.index;
-      c.generation = r.generation;
-      c.node = r.node;
-      out.push_back(std::move(c));
-    }
-    r.state = replica_state::cancelled;
-    r.request = 0;
-    r.ended = now;
-    release(r, out);
+    cancel_replica(j, r, now, out);
     ++stopped;
   }
   if (stopped > 0) {

@@ -71,8 +71,8 @@ std::string format_usd(micro_usd m) {
 
 result<micro_usd> parse_usd(std::string_view text) {
   auto bad = [&](const std::string& why) -> result<micro_usd> {
-    return error{errc::invalid_argument, "amount \"" + std::string{text.substr(0, 64)} +
-                                             "\": " + why};
+    return error{errc::invalid_argument,
+                 "amount \"" + std::string{text.substr(0, 64)} + "\": " + why};
   };
   if (text.empty()) return bad("empty");
   auto digit = [](char c) { return c >= '0' && c <= '9'; };
@@ -261,8 +261,8 @@ micro_usd budget_spend(const ledger_state& s, std::string_view tenant, time_poin
   TROUPE_ASSERT(window.count() > 0, "budget window must be positive");
   const time_point from = period_start(t, window);
   micro_usd spent{0};
-  for (const auto& r : make_report(s, {.period = false, .tenant = true}, from,
-                                   from + window, tenant))
+  for (const auto& r :
+       make_report(s, {.period = false, .tenant = true}, from, from + window, tenant))
     spent = micro_usd{spent.value() + r.totals.cost.value()};
   return spent;
 }

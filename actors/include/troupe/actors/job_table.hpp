@@ -216,6 +216,10 @@ private:
   void end_replica(job_record& j, replica_record& r, const replica_exit& how,
                    bool node_lost, time_point now, std::vector<job_command>& out);
   void release(replica_record& r, std::vector<job_command>& out);
+  /// Stops the replica's process if it holds one, ends it as cancelled and
+  /// gives its bundle back (cancel and scale_down).
+  void cancel_replica(const job_record& j, replica_record& r, time_point now,
+                      std::vector<job_command>& out);
   void place_again(job_record& j, replica_record& r, std::vector<job_command>& out);
   /// The `place` command for a job's gang (nullopt) or one of its replicas.
   static job_command place_command(const job_record& j, std::optional<uint32_t> replica);

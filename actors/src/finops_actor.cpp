@@ -18,8 +18,10 @@
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <span>
+#include <stdexcept>
 #include <tuple>
 
 namespace troupe::actors {
@@ -96,8 +98,9 @@ struct replica_launch {
   bool checkpoint = false;
   duration checkpoint_timeout{0};
   micro_usd price{0};
-  std::string gpu_model;       ///< of its first GPU ("" unknown)
-  uint64_t gpu_memory_mib = 0; ///< of its first GPU (0 unknown)
+  std::string gpu_model;                     ///< of its first GPU ("" unknown)
+  uint64_t gpu_memory_mib = 0;               ///< of its first GPU (0 unknown)
+  std::optional<time_point> last_checkpoint; ///< this launch's last confirmed one
 };
 
 class finops_actor final : public actor {
@@ -167,6 +170,7 @@ public:
         [this](fo_mig_atom) { return mig(); },
         [this](fo_budget_atom, const std::string& tenant, int32_t priority,
                int64_t now_ms) { return budget(tenant, priority, from_ms(now_ms)); },
+        [this](fo_spot_atom, const std::string& query) { return spot_admission(query); },
     };
   }
 
@@ -232,6 +236,8 @@ private:
     l.price = price >= 0 ? micro_usd{price} : cfg_.default_price_per_gpu_hour;
     l.gpu_model = r.value("gpu_model", std::string{});
     l.gpu_memory_mib = r.value("gpu_memory_mib", uint64_t{0});
+    if (auto c = r.find("last_checkpoint_ms"); c != r.end())
+      l.last_checkpoint = from_ms(c->get<int64_t>());
     return l;
   }
 
@@ -615,6 +621,70 @@ private:
     return out.dump();
   }
 
+  // -- spot admission ----------------------------------------------------------------
+
+  /// May a spot-tolerant job use spot? The spot policy (decide_spot) on the
+  /// candidate and the GPUs its tenant holds, as the job manager counts
+  /// them. Every answer is audited.
+  std::string spot_admission(const std::string& text) {
+    finops::spot_candidate job;
+    finops::tenant_gpus held;
+    std::string name;
+    int64_t at_ms = 0;
+    try {
+      auto q = json::parse(text);
+      if (!q.is_object()) throw std::invalid_argument{"expected an object"};
+      // Counts: non-negative integers up to `max` (absent: 0).
+      auto count = [&](const char* key, uint64_t max) -> uint64_t {
+        auto it = q.find(key);
+        if (it == q.end()) return 0;
+        if (!it->is_number_unsigned() || it->get<uint64_t>() > max)
+          throw std::invalid_argument{std::string{key} + ": expected an integer in [0, " +
+                                      std::to_string(max) + "]"};
+        return it->get<uint64_t>();
+      };
+      name = q.value("job", std::string{});
+      job.tenant = q.value("tenant", std::string{"default"});
+      if (!q.contains("gpus")) throw std::invalid_argument{"gpus: missing"};
+      job.gpus = static_cast<uint32_t>(count("gpus", UINT32_MAX));
+      job.spot_tolerant = q.value("spot_tolerant", false);
+      job.checkpoints = q.value("checkpoints", false);
+      job.checkpoint_interval = std::chrono::milliseconds{
+          static_cast<int64_t>(count("checkpoint_interval_ms", INT64_MAX / 1'000'000))};
+      held.spot = count("held_spot", UINT32_MAX * uint64_t{1024});
+      held.total = count("held_total", UINT32_MAX * uint64_t{1024});
+      if (held.spot > held.total)
+        throw std::invalid_argument{"held_spot: more than held_total"};
+      at_ms = q.contains("now_ms") ? static_cast<int64_t>(count("now_ms", INT64_MAX / 2))
+                                   : to_ms(finops_wall_now());
+    } catch (const std::exception& e) {
+      return error_json("invalid_argument", std::string{"spot query: "} + e.what());
+    }
+    const auto d = finops::decide_spot(spot_, job, held);
+    json rec{{"at_ms", at_ms},
+             {"kind", "spot"},
+             {"action", d.allowed() ? "spot_allowed" : "spot_refused"},
+             {"job", name},
+             {"owner", job.tenant},
+             {"gpus", job.gpus},
+             {"verdict", finops::to_string(d.verdict)},
+             {"held_spot_gpus", held.spot},
+             {"held_gpus", held.total},
+             {"reason", d.reason}};
+    append_audit(rec);
+    if (!d.allowed())
+      log_->info("finops: {}'s job {} kept off spot: {}", job.tenant, name, d.reason);
+    return json{{"allowed", d.allowed()},
+                {"verdict", finops::to_string(d.verdict)},
+                {"reason", d.reason},
+                {"max_spot_share_permille", spot_.max_spot_share_permille},
+                {"max_checkpoint_interval_ms",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     spot_.max_checkpoint_interval)
+                     .count()}}
+        .dump();
+  }
+
   // -- reports -----------------------------------------------------------------------
 
   std::string report(const std::string& text) {
@@ -693,6 +763,7 @@ private:
       j.can_checkpoint = l.checkpoint;
       j.checkpoint_estimate = l.checkpoint_timeout;
       j.started = l.started;
+      j.last_checkpoint = l.last_checkpoint;
       jobs.push_back(j);
       on_node.push_back(&l);
     }
@@ -714,6 +785,8 @@ private:
                   {"owner", l.tenant},
                   {"deadline_ms", to_ms(notice.deadline)},
                   {"lost_gpu_ms", s.lost_gpu_ms},
+                  // What a loss counts from: its last checkpoint, or its start.
+                  {"since_ms", to_ms(l.last_checkpoint.value_or(l.started))},
                   {"reason", s.reason},
                   {"outcome", "vacating the node"}};
       append_audit(rec);

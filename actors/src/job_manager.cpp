@@ -261,6 +261,9 @@ private:
                                c.allocation, c.bundle, caf::to_string(e));
                   });
         break;
+      case job_command::kind::checkpoint:
+        periodic_checkpoint(c);
+        break;
       }
       if (!more.empty()) {
         persist();
@@ -524,6 +527,8 @@ private:
       if (kind == "checkpoint_confirmed" || kind == "checkpoint_timed_out" ||
           kind == "exited")
         checkpoint_resolved(job, replica, gen, kind == "checkpoint_confirmed", out);
+      if (kind == "checkpoint_confirmed" || kind == "checkpoint_timed_out")
+        table_.on_checkpoint(job, replica, gen, kind == "checkpoint_confirmed", now);
       if (kind == "started")
         table_.on_started(job, replica, gen, e.at("pid").get<int32_t>(), now);
       else if (kind == "launch_failed")
@@ -599,20 +604,111 @@ private:
                                           d.value("reason", std::string{"over budget"})));
                 return;
               }
-              rp.deliver(accept(tenant, std::move(spec)));
+              admit_spot(rp, tenant, std::move(spec));
             },
             [this, rp, tenant, spec = *spec](caf::error& e) mutable {
               log_->warn("jobs: no budget answer from FinOps ({}): {}'s job admitted",
                          caf::to_string(e), tenant);
-              rp.deliver(accept(tenant, std::move(spec)));
+              admit_spot(rp, tenant, std::move(spec));
             });
     return rp;
   }
 
+  /// GPUs `tenant` holds now, as the spot share cap counts them: every GPU
+  /// of its replicas that have not ended; on spot, those on spot nodes and
+  /// those waiting for placement that may go on spot; plus the GPUs of its
+  /// jobs whose spot answer is still on its way (counted as spot).
+  std::pair<uint64_t, uint64_t> tenant_spot_use(const std::string& tenant) const {
+    uint64_t spot = 0, total = 0;
+    for (auto& [id, j] : table_.jobs()) {
+      if (j.tenant != tenant || is_final(j.state)) continue;
+      const uint64_t g = j.spec.resources.gpus;
+      for (auto& r : j.replicas) {
+        if (is_final(r.state)) continue;
+        total += g;
+        if (r.node.empty()) {
+          if (may_use_spot(j)) spot += g;
+        } else if (auto p = node_prices_.find(r.node);
+                   p != node_prices_.end() && p->second.second == "spot") {
+          spot += g;
+        }
+      }
+    }
+    if (auto it = spot_asking_.find(tenant); it != spot_asking_.end()) {
+      spot += it->second;
+      total += it->second;
+    }
+    return {spot, total};
+  }
+
+  /// Asks the FinOps spot policy whether a spot-tolerant job may use spot,
+  /// then accepts it with the answer (a refusal places it off spot). No
+  /// answer: kept off spot, since the share cap could not be checked.
+  void admit_spot(caf::typed_response_promise<std::string> rp, const std::string& tenant,
+                  job_spec spec) {
+    auto fo = spec.spot_tolerant && cfg_.finops ? cfg_.finops() : std::nullopt;
+    if (!fo) {
+      rp.deliver(accept(tenant, std::move(spec)));
+      return;
+    }
+    const uint64_t gpus = uint64_t{spec.resources.gpus} * spec.replicas;
+    auto [held_spot, held_total] = tenant_spot_use(tenant);
+    json q{{"job", spec.name},
+           {"tenant", tenant},
+           {"gpus", gpus},
+           {"spot_tolerant", true},
+           {"checkpoints", spec.checkpoint.has_value()},
+           {"checkpoint_interval_ms",
+            spec.checkpoint ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  spec.checkpoint->interval)
+                                  .count()
+                            : 0},
+           {"held_spot", held_spot},
+           {"held_total", held_total},
+           {"now_ms", wall_ms(wall_now())}};
+    spot_asking_[tenant] += gpus;
+    auto done = [this, tenant, gpus] {
+      if (auto it = spot_asking_.find(tenant);
+          it != spot_asking_.end() && (it->second -= gpus) == 0)
+        spot_asking_.erase(it);
+    };
+    request(*fo, std::chrono::seconds{5}, fo_spot_atom::value, q.dump())
+        .then(
+            [this, rp, tenant, spec, done](const std::string& answer) mutable {
+              done();
+              auto d = json::parse(answer, nullptr, false);
+              spot_admission a;
+              if (!d.is_object() || !d.contains("allowed") ||
+                  !d["allowed"].is_boolean()) {
+                a = {false, "unchecked", "unreadable answer from FinOps: " + answer};
+              } else {
+                a.allowed = d["allowed"].get<bool>();
+                a.verdict = d.value("verdict", std::string{});
+                a.reason = d.value("reason", std::string{});
+              }
+              if (!a.allowed)
+                log_->info("jobs: {}'s job {} placed off spot: {}", tenant, spec.name,
+                           a.reason);
+              rp.deliver(accept(tenant, std::move(spec), std::move(a)));
+            },
+            [this, rp, tenant, spec, done](caf::error& e) mutable {
+              done();
+              log_->warn(
+                  "jobs: no spot answer from FinOps ({}): {}'s job {} placed off spot",
+                  caf::to_string(e), tenant, spec.name);
+              rp.deliver(accept(
+                  tenant, std::move(spec),
+                  spot_admission{false, "unchecked",
+                                 "no answer from the FinOps actor (" + caf::to_string(e) +
+                                     "): the spot share could not be checked"}));
+            });
+  }
+
   /// Puts an admitted job in the table and carries out what that asks.
-  std::string accept(const std::string& tenant, job_spec spec) {
+  std::string accept(const std::string& tenant, job_spec spec,
+                     std::optional<spot_admission> spot = std::nullopt) {
     std::vector<job_command> out;
-    auto s = table_.submit(std::move(spec), tenant, wall_now(), out);
+    auto s = table_.submit(std::move(spec), tenant, wall_now(), out, std::move(spot));
     if (!s.ok()) return error_json(s.err());
     if (s->created && m_submitted_ != nullptr) m_submitted_->inc();
     commit(std::move(out));
@@ -728,7 +824,7 @@ private:
             {"labels", std::move(labels)},
             {"class", to_string(j.spec.kind)},
             {"priority", j.spec.priority},
-            {"spot_tolerant", j.spec.spot_tolerant},
+            {"spot_tolerant", may_use_spot(j)},
             {"checkpoint", j.spec.checkpoint.has_value()},
             {"checkpoint_timeout_ms",
              j.spec.checkpoint ? std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -766,6 +862,12 @@ private:
         doc["capacity"] = p->second.second;
       }
       add_gpu_model(doc);
+      if (const auto* j = table_.find(key.first);
+          j != nullptr && key.second < j->replicas.size()) {
+        const auto& r = j->replicas[key.second];
+        if (r.generation == l.generation && r.last_checkpoint != time_point{})
+          doc["last_checkpoint_ms"] = wall_ms(r.last_checkpoint);
+      }
       running.push_back(std::move(doc));
     }
     json ended = json::array();
@@ -800,6 +902,23 @@ private:
     tell(*a, agent_checkpoint_atom::value, j.id, r.index, r.generation,
          static_cast<int32_t>(j.spec.checkpoint->signal), static_cast<uint64_t>(ms));
     return true;
+  }
+
+  /// A checkpoint the table's periodic schedule asks for (the job's
+  /// checkpoint interval); the agent's answer comes back as an agent event.
+  void periodic_checkpoint(const job_command& c) {
+    const auto* j = table_.find(c.job);
+    if (j == nullptr || !j->spec.checkpoint || !c.replica ||
+        *c.replica >= j->replicas.size())
+      return;
+    const auto& r = j->replicas[*c.replica];
+    if (r.generation != c.generation || r.node != c.node) return;
+    if (ask_checkpoint(*j, r, j->spec.checkpoint->timeout))
+      log_->debug("jobs: {} replica {} asked for its periodic checkpoint", c.job,
+                  r.index);
+    else
+      log_->warn("jobs: {} replica {}: no agent on {} for its periodic checkpoint", c.job,
+                 r.index, c.node);
   }
 
   std::string reclaim(const std::string& id, const std::string& action,
@@ -970,6 +1089,8 @@ private:
   std::deque<json> ended_; ///< ended launches, oldest first
   uint64_t next_ended_ = 1;
   std::vector<pending_checkpoint> checkpoints_;
+  /// GPUs of each tenant's jobs waiting for their spot answer.
+  std::map<std::string, uint64_t> spot_asking_;
   /// Per node: price per GPU-hour (micro-USD) and capacity type.
   std::map<std::string, std::pair<int64_t, std::string>> node_prices_;
   std::map<std::string, actor_ref> agents_;

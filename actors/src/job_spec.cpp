@@ -256,7 +256,7 @@ job_labels decode_labels(const json& v, const std::string& path,
 }
 
 checkpoint_hook decode_checkpoint(const json& v, const std::string& path) {
-  reader r{v, path, {"signal", "timeout"}};
+  reader r{v, path, {"signal", "timeout", "interval"}};
   checkpoint_hook out;
   if (auto* x = r.find("signal")) {
     const std::string where = r.at("signal");
@@ -273,6 +273,9 @@ checkpoint_hook decode_checkpoint(const json& v, const std::string& path) {
   if (auto* x = r.find("timeout"))
     out.timeout = check_duration(*x, r.at("timeout"), std::chrono::milliseconds{1},
                                  std::chrono::hours{24});
+  if (auto* x = r.find("interval"))
+    out.interval = check_duration(*x, r.at("interval"), std::chrono::seconds{1},
+                                  std::chrono::hours{24 * 7});
   return out;
 }
 
@@ -560,9 +563,12 @@ std::string encode_job_spec(const job_spec& s) {
     labels["custom"][k] = v;
   j["labels"] = std::move(labels);
   if (s.time_limit > duration{0}) j["time_limit"] = format_duration(s.time_limit);
-  if (s.checkpoint)
+  if (s.checkpoint) {
     j["checkpoint"] = {{"signal", signal_name(s.checkpoint->signal)},
                        {"timeout", format_duration(s.checkpoint->timeout)}};
+    if (s.checkpoint->interval > duration{0})
+      j["checkpoint"]["interval"] = format_duration(s.checkpoint->interval);
+  }
   json restart = {{"policy", to_string(s.restart.mode)}};
   if (s.restart.mode != restart_mode::never)
     restart["max_restarts"] = s.restart.max_restarts;

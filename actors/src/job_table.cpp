@@ -62,9 +62,14 @@ bool holds_process(replica_state s) noexcept {
 
 } // namespace
 
+bool may_use_spot(const job_record& j) noexcept {
+  return j.spec.spot_tolerant && (!j.spot || j.spot->allowed);
+}
+
 result<job_table::submitted> job_table::submit(job_spec spec, const std::string& tenant,
                                                time_point now,
-                                               std::vector<job_command>& out) {
+                                               std::vector<job_command>& out,
+                                               std::optional<spot_admission> spot) {
   if (tenant.empty()) return error{errc::invalid_argument, "a job needs a tenant"};
   if (!spec.idempotency_key.empty()) {
     auto it = idempotency_.find({tenant, spec.idempotency_key});
@@ -81,6 +86,7 @@ result<job_table::submitted> job_table::submit(job_spec spec, const std::string&
     j.replicas.push_back(std::move(r));
   }
   j.spec = std::move(spec);
+  j.spot = std::move(spot);
   out.push_back(place_command(j, std::nullopt));
   if (!j.spec.idempotency_key.empty())
     idempotency_[{tenant, j.spec.idempotency_key}] = j.id;
@@ -162,6 +168,8 @@ void job_table::launch(job_record& j, replica_record& r, time_point now,
   r.pid = 0;
   r.started = now;
   r.reason.clear();
+  r.last_checkpoint = {};
+  r.checkpoint_asked = {};
   job_command c;
   c.what = job_command::kind::launch;
   c.job = j.id;
@@ -181,6 +189,15 @@ replica_record* job_table::replica_of(const std::string& job, uint32_t replica,
   auto& r = it->second.replicas[replica];
   if (r.generation != generation) return nullptr;
   return &r;
+}
+
+void job_table::on_checkpoint(const std::string& job, uint32_t replica,
+                              uint64_t generation, bool confirmed, time_point now) {
+  auto* r = replica_of(job, replica, generation);
+  if (r == nullptr) return;
+  if (confirmed) r->last_checkpoint = now;
+  r->checkpoint_asked = {};
+  dirty_.insert(job);
 }
 
 void job_table::on_started(const std::string& job, uint32_t replica, uint64_t generation,
@@ -262,6 +279,7 @@ job_command job_table::place_command(const job_record& j,
   c.job = j.id;
   c.replica = replica;
   c.request = to_placement_request(j.spec, replica);
+  c.request.spot_tolerant = may_use_spot(j);
   if (j.spec.time_limit.count() > 0) c.request.runtime_estimate = j.spec.time_limit;
   return c;
 }
@@ -423,6 +441,27 @@ void job_table::tick(time_point now, std::vector<job_command>& out) {
     for (auto& r : j.replicas)
       if (r.state == replica_state::backoff && now >= r.restart_at)
         launch(j, r, now, out);
+    if (!j.spec.checkpoint || j.spec.checkpoint->interval <= duration{0}) continue;
+    for (auto& r : j.replicas) {
+      if (r.state != replica_state::running) continue;
+      if (r.checkpoint_asked != time_point{}) {
+        if (now <
+            r.checkpoint_asked + j.spec.checkpoint->timeout + checkpoint_answer_grace)
+          continue;
+        r.checkpoint_asked = {}; // the answer was lost: ask again
+      }
+      if (now < std::max(r.started, r.last_checkpoint) + j.spec.checkpoint->interval)
+        continue;
+      r.checkpoint_asked = now;
+      job_command c;
+      c.what = job_command::kind::checkpoint;
+      c.job = id;
+      c.replica = r.index;
+      c.generation = r.generation;
+      c.node = r.node;
+      out.push_back(std::move(c));
+      dirty_.insert(id);
+    }
   }
 }
 
@@ -482,6 +521,15 @@ std::optional<time_point> job_table::next_deadline() const {
       consider(j.started + j.spec.time_limit);
     for (auto& r : j.replicas)
       if (r.state == replica_state::backoff) consider(r.restart_at);
+    if (!j.spec.checkpoint || j.spec.checkpoint->interval <= duration{0}) continue;
+    for (auto& r : j.replicas) {
+      if (r.state != replica_state::running) continue;
+      if (r.checkpoint_asked != time_point{})
+        consider(r.checkpoint_asked + j.spec.checkpoint->timeout +
+                 checkpoint_answer_grace);
+      else
+        consider(std::max(r.started, r.last_checkpoint) + j.spec.checkpoint->interval);
+    }
   }
   return best;
 }
@@ -552,6 +600,10 @@ std::string rfc3339(time_point t) {
   return buf;
 }
 
+json spot_doc(const spot_admission& s) {
+  return {{"allowed", s.allowed}, {"verdict", s.verdict}, {"reason", s.reason}};
+}
+
 json replica_doc(const replica_record& r, bool storage) {
   json x = {{"index", r.index},       {"state", to_string(r.state)},
             {"node", r.node},         {"generation", r.generation},
@@ -569,9 +621,12 @@ json replica_doc(const replica_record& r, bool storage) {
     x["started_ns"] = ns(r.started);
     x["ended_ns"] = ns(r.ended);
     x["restart_at_ns"] = ns(r.restart_at);
+    x["last_checkpoint_ns"] = ns(r.last_checkpoint);
+    x["checkpoint_asked_ns"] = ns(r.checkpoint_asked);
   } else {
     x["started"] = rfc3339(r.started);
     x["ended"] = rfc3339(r.ended);
+    x["last_checkpoint"] = rfc3339(r.last_checkpoint);
   }
   return x;
 }
@@ -592,6 +647,7 @@ std::string job_json(const job_record& j) {
               {"ended", rfc3339(j.ended)},
               {"spec", json::parse(encode_job_spec(j.spec))},
               {"replicas", std::move(reps)}};
+  if (j.spot) doc["spot"] = spot_doc(*j.spot);
   return doc.dump();
 }
 
@@ -608,6 +664,7 @@ std::string encode_job(const job_record& j) {
               {"ended_ns", ns(j.ended)},
               {"spec", encode_job_spec(j.spec)},
               {"replicas", std::move(reps)}};
+  if (j.spot) doc["spot"] = spot_doc(*j.spot);
   return doc.dump();
 }
 
@@ -633,6 +690,10 @@ result<job_record> decode_job(std::string_view text) {
     auto spec = decode_job_spec(d.at("spec").get<std::string>());
     if (!spec.ok()) return std::move(spec).err();
     j.spec = std::move(*spec);
+    if (auto it = d.find("spot"); it != d.end())
+      j.spot = spot_admission{it->at("allowed").get<bool>(),
+                              it->at("verdict").get<std::string>(),
+                              it->at("reason").get<std::string>()};
     for (auto& x : d.at("replicas")) {
       replica_record r;
       r.index = x.at("index").get<uint32_t>();
@@ -665,6 +726,9 @@ result<job_record> decode_job(std::string_view text) {
       r.started = from_ns(x.at("started_ns").get<int64_t>());
       r.ended = from_ns(x.at("ended_ns").get<int64_t>());
       r.restart_at = from_ns(x.at("restart_at_ns").get<int64_t>());
+      // Stored before periodic checkpoints: none.
+      r.last_checkpoint = from_ns(x.value("last_checkpoint_ns", int64_t{0}));
+      r.checkpoint_asked = from_ns(x.value("checkpoint_asked_ns", int64_t{0}));
       j.replicas.push_back(std::move(r));
     }
     if (j.replicas.size() != j.spec.replicas)

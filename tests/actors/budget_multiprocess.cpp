@@ -56,12 +56,6 @@ struct api {
   }
 };
 
-int64_t now_ms_utc() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 json job_spec_of(const std::string& name, int priority, const std::string& key) {
   return {{"name", name},         {"command", "exec sleep 600"},
           {"replicas", 1},        {"resources", {{"gpus", 1}}},
@@ -194,7 +188,7 @@ TEST_CASE("a spent budget blocks new low-priority work; costs through the API an
   // audits it for that node.
   const auto& worker = c->nodes[1].name;
   std::ofstream{o.dir / (worker + ".spot-notice")} << "# written by the cloud agent\n"
-                                                   << now_ms_utc() + 120'000 << "\n";
+                                                   << now_ms() + 120'000 << "\n";
   bool noticed = false;
   for (auto t = std::chrono::steady_clock::now();
        !noticed && std::chrono::steady_clock::now() - t < 30s;

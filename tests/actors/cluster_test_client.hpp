@@ -41,6 +41,13 @@ struct cluster_guard {
   }
 };
 
+/// Wall-clock ms since the Unix epoch (the FinOps messages' time base).
+inline int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 inline bool alive(int pid) {
   return pid > 0 && ::kill(pid, 0) == 0;
 }

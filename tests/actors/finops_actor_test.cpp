@@ -411,6 +411,77 @@ TEST_SUITE("actors.finops_actor") {
     CHECK(h.jobs->vacates[0].second["deadline_ms"] == b + 90'000);
   }
 
+  TEST_CASE("a launch that cannot checkpoint in time loses only the work since its last "
+            "confirmed checkpoint") {
+    temp_dir dir;
+    harness h{dir.path(), fast_policy(false)};
+    auto b = base_ms();
+    {
+      std::lock_guard lock{h.jobs->mu};
+      auto l = launch("j-6", 0, 21, "w3", {0, 1}, b, "training", false);
+      l["last_checkpoint_ms"] = b + 50'000; // a periodic checkpoint
+      h.jobs->running.push_back(l);
+    }
+    h.tick(b);
+    json notice = {
+        {"node", "w3"}, {"received_ms", b + 60'000}, {"deadline_ms", b + 80'000}};
+    auto plan = h.ask(fo_notice_atom::value, notice.dump());
+    REQUIRE(plan["steps"].size() == 1);
+    CHECK(plan["steps"][0]["action"] == "lose_work");
+    // 30 s since the checkpoint, on 2 GPUs.
+    CHECK(plan["lost_gpu_ms"] == 60'000);
+  }
+
+  TEST_CASE("spot admission: within the tenant's share and checkpoint interval, or "
+            "refused with the policy's reason; every answer audited") {
+    temp_dir dir;
+    auto policy = fast_policy(true);
+    policy.finops.spot_max_share = 0.5;
+    policy.finops.spot_checkpoint_interval = 10min;
+    harness h{dir.path(), policy};
+    auto ask = [&](uint64_t gpus, uint64_t held_spot, uint64_t held_total,
+                   bool checkpoints, int64_t interval_ms) {
+      json q{{"job", "train"},
+             {"tenant", "acme"},
+             {"gpus", gpus},
+             {"spot_tolerant", true},
+             {"checkpoints", checkpoints},
+             {"checkpoint_interval_ms", interval_ms},
+             {"held_spot", held_spot},
+             {"held_total", held_total},
+             {"now_ms", 1000}};
+      return h.ask(fo_spot_atom::value, q.dump());
+    };
+    auto d = ask(2, 0, 2, true, 300'000); // 2 of 4 on spot: at the cap
+    CHECK(d["allowed"] == true);
+    CHECK(d["verdict"] == "allowed");
+    CHECK(d["max_spot_share_permille"] == 500);
+    CHECK(d["max_checkpoint_interval_ms"] == 600'000);
+    d = ask(2, 2, 4, true, 300'000); // 4 of 6: over
+    CHECK(d["allowed"] == false);
+    CHECK(d["verdict"] == "share_cap_exceeded");
+    CHECK(d["reason"].get<std::string>().find("4 of 6 GPUs on spot") !=
+          std::string::npos);
+    d = ask(1, 0, 0, true, 3'600'000);
+    CHECK(d["verdict"] == "interval_too_long");
+    d = ask(1, 0, 0, true, 0);
+    CHECK(d["verdict"] == "interval_too_long");
+    CHECK(d["reason"].get<std::string>().find("unknown") != std::string::npos);
+    d = ask(1, 0, 0, false, 0);
+    CHECK(d["verdict"] == "no_checkpointing");
+    auto rec = h.audit();
+    CHECK(actions(rec) == std::vector<std::string>{"spot_allowed", "spot_refused",
+                                                   "spot_refused", "spot_refused",
+                                                   "spot_refused"});
+    CHECK(rec[1]["kind"] == "spot");
+    CHECK(rec[1]["owner"] == "acme");
+    CHECK(rec[1]["job"] == "train");
+    CHECK(rec[1]["held_spot_gpus"] == 2);
+    CHECK(rec[1]["held_gpus"] == 4);
+    CHECK(rec[1]["at_ms"] == 1000);
+    CHECK(rec[1]["verdict"] == "share_cap_exceeded");
+  }
+
   TEST_CASE("budgets: ok, warn, then exceeded blocks low-priority work; each audited "
             "once per window, every refusal audited") {
     temp_dir dir;
@@ -560,6 +631,17 @@ TEST_SUITE("actors.finops_actor") {
     CHECK(e["error"]["code"] == "invalid_argument");
     e = h.ask(fo_notice_atom::value, std::string{"not json"});
     CHECK(e["error"]["code"] == "invalid_argument");
+    for (const char* bad :
+         {"not json", "[]", "{}", R"({"gpus": -1})", R"({"gpus": 1.5})",
+          R"({"gpus": "2"})", R"({"gpus": 1, "held_spot": 3, "held_total": 2})",
+          R"({"gpus": 1, "checkpoint_interval_ms": -5})", R"({"gpus": 1, "tenant": 7})",
+          R"({"gpus": 1, "spot_tolerant": "yes"})", R"({"gpus": 99999999999})"}) {
+      e = h.ask(fo_spot_atom::value, std::string{bad});
+      CHECK_MESSAGE(e["error"]["code"] == "invalid_argument", bad);
+      CHECK_MESSAGE(e["error"]["message"].get<std::string>().find("spot query") == 0,
+                    bad);
+    }
+    CHECK(h.audit().empty()); // nothing decided, nothing audited
     for (const char* bad :
          {"{}", "[{\"node\": \"w1\"}]",
           "[{\"node\": \"w1\", \"gpu\": 0, \"at_ms\": 1, \"util\": 101}]",

@@ -30,16 +30,6 @@ using namespace troupe::actors::testing;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-} // namespace
-
 TEST_CASE("finops on a local cluster: telemetry reaches the head's ledger, a spot "
           "notice checkpoints a worker's replica and moves it, an idle job is "
           "reclaimed") {

@@ -36,7 +36,7 @@ const char* full_spec = R"({
   "class": "training", "priority": -5, "preemptible": true, "spot_tolerant": true,
   "labels": {"tenant": "acme", "team": "ml", "project": "llm", "env": "prod",
              "custom": {"owner": "ada"}},
-  "time_limit": "2h30m", "checkpoint": {"signal": "SIGUSR2", "timeout": "5m"},
+  "time_limit": "2h30m", "checkpoint": {"signal": "SIGUSR2", "timeout": "5m", "interval": "20m"},
   "restart": {"policy": "on-failure", "max_restarts": 7,
               "backoff": {"initial": "500ms", "max": "1m", "multiplier": 3, "reset_after": "1h"}},
   "idempotency_key": "c0ffee-42"})";
@@ -75,6 +75,7 @@ TEST_SUITE("job_spec") {
     REQUIRE(s->checkpoint);
     CHECK(s->checkpoint->signal == SIGUSR2);
     CHECK(s->checkpoint->timeout == 5min);
+    CHECK(s->checkpoint->interval == 20min);
     CHECK(s->restart.mode == restart_mode::on_failure);
     CHECK(s->restart.max_restarts == 7);
     CHECK(s->restart.backoff == backoff_policy{500ms, 1min, 3, 1h});
@@ -217,6 +218,15 @@ TEST_SUITE("job_spec") {
         {with(R"("checkpoint": {"timeout": "0s"})"),
          "job.checkpoint.timeout: expected a duration in [1ms, 1d]"},
         {with(R"("checkpoint": "SIGUSR1")"), "job.checkpoint: expected an object"},
+        {with(R"("checkpoint": {"interval": "500ms"})"),
+         "job.checkpoint.interval: expected a duration in [1s, 7d]"},
+        {with(R"("checkpoint": {"interval": "8d"})"),
+         "job.checkpoint.interval: expected a duration in [1s, 7d]"},
+        {with(R"("checkpoint": {"interval": -60})"),
+         "job.checkpoint.interval: expected a duration in [1s, 7d]"},
+        {with(R"("checkpoint": {"interval": true})"),
+         "job.checkpoint.interval: expected a duration in [1s, 7d]"},
+        {with(R"("checkpoint": {"every": "1m"})"), "job.checkpoint.every: unknown"},
         {with(R"("restart": {"policy": "onfailure"})"),
          "job.restart.policy: expected one of never|on-failure|always, got \"onfailure\" "
          "(did you mean 'on-failure'?)"},

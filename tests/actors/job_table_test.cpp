@@ -364,4 +364,129 @@ TEST_SUITE("job table") {
     CHECK(*out[1].replica == 1);
     CHECK(out[1].request.bundles.size() == 1);
   }
+
+  TEST_CASE("a checkpoint interval asks each running replica to checkpoint that long "
+            "after it started or last checkpointed, one ask at a time") {
+    job_table t;
+    std::vector<job_command> out;
+    auto sp = spec(2, restart_mode::on_failure, 3);
+    sp.checkpoint = checkpoint_hook{SIGUSR1, 20s, 60s};
+    auto s = t.submit(sp, "acme", at(0), out);
+    REQUIRE(s.ok());
+    t.on_request(s->id, std::nullopt, 7);
+    out.clear();
+    t.on_placed(7, 70, {{0, "w0", {0, 1}}, {1, "w1", {2, 3}}}, at(1), out);
+    auto launches = only(out, kind::launch);
+    REQUIRE(launches.size() == 2);
+    const auto g0 = launches[0].generation, g1 = launches[1].generation;
+    t.on_started(s->id, 0, g0, 100, at(2));
+    // Replica 1 is still starting: only running replicas are asked.
+    REQUIRE(t.next_deadline().has_value());
+    CHECK(*t.next_deadline() == at(61)); // started at 1 + 60 s
+    out.clear();
+    t.tick(at(60), out);
+    CHECK(only(out, kind::checkpoint).empty());
+    t.tick(at(61), out);
+    auto asks = only(out, kind::checkpoint);
+    REQUIRE(asks.size() == 1);
+    CHECK(asks[0].job == s->id);
+    CHECK(*asks[0].replica == 0);
+    CHECK(asks[0].generation == g0);
+    CHECK(asks[0].node == "w0");
+    // Outstanding: not asked again; a stale confirmation changes nothing.
+    out.clear();
+    t.tick(at(70), out);
+    CHECK(only(out, kind::checkpoint).empty());
+    t.on_checkpoint(s->id, 0, g0 + 100, true, at(71));
+    CHECK(t.find(s->id)->replicas[0].last_checkpoint == troupe::time_point{});
+    t.on_checkpoint(s->id, 0, g0, true, at(75));
+    CHECK(t.find(s->id)->replicas[0].last_checkpoint == at(75));
+    CHECK(*t.next_deadline() == at(135));
+    t.tick(at(134), out);
+    CHECK(only(out, kind::checkpoint).empty());
+    t.tick(at(135), out);
+    REQUIRE(only(out, kind::checkpoint).size() == 1);
+    // No answer within the timeout and the grace: asked again.
+    out.clear();
+    const auto grace = std::chrono::duration_cast<std::chrono::seconds>(
+                           job_table::checkpoint_answer_grace)
+                           .count();
+    t.tick(at(135 + 20 + static_cast<int>(grace) - 1), out);
+    CHECK(only(out, kind::checkpoint).empty());
+    t.tick(at(135 + 20 + static_cast<int>(grace)), out);
+    CHECK(only(out, kind::checkpoint).size() == 1);
+    // A timed-out answer ends the ask; the interval counts from the last
+    // confirmed checkpoint, so it is due again at once.
+    out.clear();
+    t.on_checkpoint(s->id, 0, g0, false, at(170));
+    CHECK(t.find(s->id)->replicas[0].last_checkpoint == at(75));
+    t.tick(at(170), out);
+    CHECK(only(out, kind::checkpoint).size() == 1);
+    // The last checkpoint is stored, and shown in the document.
+    auto back = decode_job(encode_job(*t.find(s->id)));
+    REQUIRE(back.ok());
+    CHECK(back->replicas[0].last_checkpoint == at(75));
+    CHECK(back->replicas[0].checkpoint_asked == at(170));
+    CHECK(back->spec.checkpoint->interval == 60s);
+    CHECK(job_json(*t.find(s->id))
+              .find("\"last_checkpoint\":\"2027-01-15T08:01:15.000Z\"") !=
+          std::string::npos);
+    // A restart is a new launch: its count starts again.
+    out.clear();
+    t.on_exited(s->id, 0, g0, replica_exit::exited(1), at(200), out);
+    t.tick(at(202), out);
+    const auto& r0 = t.find(s->id)->replicas[0];
+    CHECK(r0.generation != g0);
+    CHECK(r0.last_checkpoint == troupe::time_point{});
+    CHECK(r0.checkpoint_asked == troupe::time_point{});
+    (void)g1;
+  }
+
+  TEST_CASE("a job refused spot by the policy is placed off spot, with the reason "
+            "in its document") {
+    job_table t;
+    std::vector<job_command> out;
+    auto sp = spec(2, restart_mode::on_failure, 3);
+    sp.spot_tolerant = true;
+    auto allowed = t.submit(sp, "acme", at(0), out,
+                            spot_admission{true, "allowed", "within the share"});
+    REQUIRE(allowed.ok());
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].request.spot_tolerant);
+    out.clear();
+    auto refused = t.submit(sp, "acme", at(1), out,
+                            spot_admission{false, "share_cap_exceeded", "over the cap"});
+    REQUIRE(refused.ok());
+    REQUIRE(out.size() == 1);
+    CHECK_FALSE(out[0].request.spot_tolerant);
+    CHECK(t.find(refused->id)->spec.spot_tolerant); // what the user asked is kept
+    CHECK_FALSE(may_use_spot(*t.find(refused->id)));
+    out.clear();
+    auto unasked = t.submit(sp, "acme", at(2), out);
+    REQUIRE(unasked.ok());
+    CHECK(out[0].request.spot_tolerant);
+    auto doc = job_json(*t.find(refused->id));
+    CHECK(
+        doc.find(
+            R"("spot":{"allowed":false,"reason":"over the cap","verdict":"share_cap_exceeded"})") !=
+        std::string::npos);
+    CHECK(job_json(*t.find(unasked->id)).find("\"spot\"") == std::string::npos);
+    // Stored and read back; a replica placed again after a node loss stays off spot.
+    auto back = decode_job(encode_job(*t.find(refused->id)));
+    REQUIRE(back.ok());
+    REQUIRE(back->spot.has_value());
+    CHECK(*back->spot == spot_admission{false, "share_cap_exceeded", "over the cap"});
+    job_table restored;
+    REQUIRE(restored.restore_job(*back).ok());
+    t.on_request(refused->id, std::nullopt, 9);
+    out.clear();
+    t.on_placed(9, 90, {{0, "w0", {0, 1}}, {1, "w1", {2, 3}}}, at(3), out);
+    for (auto& l : only(out, kind::launch))
+      t.on_started(refused->id, *l.replica, l.generation, 10, at(4));
+    out.clear();
+    t.on_node_down("w1", at(5), out);
+    auto again = only(out, kind::place);
+    REQUIRE(again.size() == 1);
+    CHECK_FALSE(again[0].request.spot_tolerant);
+  }
 }

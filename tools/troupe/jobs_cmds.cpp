@@ -121,6 +121,9 @@ int run_job(api_opts o, const std::string& id) {
   std::cout << "\n  submitted " << j->value("submitted", "") << '\n';
   if (j->contains("why_pending"))
     std::cout << "  why pending: " << (*j)["why_pending"].get<std::string>() << '\n';
+  if (auto sp = j->find("spot"); sp != j->end() && sp->is_object())
+    std::cout << "  spot: " << (sp->value("allowed", false) ? "allowed" : "kept off spot")
+              << " (" << sp->value("reason", "") << ")\n";
   std::cout << std::left << "  " << std::setw(9) << "REPLICA" << std::setw(11) << "STATE"
             << std::setw(26) << "NODE" << std::setw(10) << "GPUS" << std::setw(10)
             << "RESTARTS"

@@ -67,6 +67,17 @@
 ///       budgets, budget_period) against its budget; a tenant without one
 ///       is admitted. The first warn and exceeded of a window, and every
 ///       refusal (budget_block), are audited.
+///   (fo_spot_atom, std::string query) -> {"allowed", "verdict", "reason",
+///       "max_spot_share_permille", "max_checkpoint_interval_ms"}
+///       may a job use spot (the job manager asks at submit for a spot
+///       tolerant job)? query {"job", "tenant", "gpus" (all its replicas),
+///       "spot_tolerant", "checkpoints", "checkpoint_interval_ms" (0
+///       unknown), "held_spot", "held_total" (the tenant's GPUs now, spot
+///       and all, as the job manager counts them), "now_ms"}; the spot
+///       policy (finops::decide_spot: tolerant, checkpoints, interval within
+///       [finops] spot_checkpoint_interval, the tenant's share within
+///       spot_max_share counting the job). Every answer is audited
+///       (spot_allowed, spot_refused).
 ///   (fo_mig_atom) -> {"pools": [{"gpu_model", "gpu_memory_mib", "gpus_before",
 ///       "gpus_after", "gpus_freed", "layout": [{"instances": [{"profile",
 ///       "start", "replica": "JOB/INDEX"}]}], "whole_gpu": [...], "summary"}]}
@@ -77,7 +88,8 @@
 ///       notice {"node", "deadline_ms", "received_ms" (default now)}: a
 ///       spot preemption notice for `node`. The spot policy plans each
 ///       launch on the node (checkpoint then reschedule, or lose the work
-///       since it started when it cannot checkpoint in time); every step is
+///       since its last confirmed checkpoint, or since it started, when it
+///       cannot checkpoint in time); every step is
 ///       audited with its lost GPU-ms, and the job manager is asked to
 ///       vacate the node (jm_vacate_atom: checkpoint what can, then move
 ///       every replica elsewhere). Answers {"node", "steps": [...],
@@ -108,6 +120,7 @@ using fo_audit_atom = caf::atom_constant<caf::atom("fo_audit")>;
 using fo_notice_atom = caf::atom_constant<caf::atom("fo_notice")>;
 using fo_budget_atom = caf::atom_constant<caf::atom("fo_budget")>;
 using fo_mig_atom = caf::atom_constant<caf::atom("fo_mig")>;
+using fo_spot_atom = caf::atom_constant<caf::atom("fo_spot")>;
 
 inline constexpr const char* finops_actor_name = "troupe.finops";
 

@@ -32,7 +32,18 @@
 ///       against the tenant's budget by the FinOps actor (fo_budget_atom):
 ///       refused with exhausted and the budget's reason when the budget is
 ///       spent and the job's priority is below the block threshold;
-///       admitted when the FinOps actor does not answer (logged).
+///       admitted when the FinOps actor does not answer (logged). Then a
+///       spot tolerant job is checked against the spot policy (fo_spot_atom:
+///       its GPUs, checkpoint hook and interval, and what its tenant holds:
+///       GPUs of replicas not ended, on spot those on spot nodes and those
+///       unplaced that may go there, plus jobs whose answer is on its way).
+///       A refusal, or no answer, places the job as not spot tolerant; the
+///       answer is the job document's "spot".
+///
+/// Periodic checkpoints: a running replica of a job whose checkpoint hook
+/// has an `interval` is asked to checkpoint (agent_checkpoint_atom) that
+/// long after it started or last confirmed one (job_table::tick); the
+/// confirmation is the replica's `last_checkpoint`.
 ///   (jm_list_atom, std::string tenant, bool admin, uint32 limit, std::string after)
 ///       -> {"jobs": [doc...], "next": cursor}   newest first
 ///   (jm_get_atom, std::string tenant, bool admin, std::string id) -> {"job": doc}
@@ -48,7 +59,9 @@
 ///       (starting or running): {"job", "replica", "generation", "node",
 ///       "gpus", "started_ms", "tenant", "labels", "class", "priority",
 ///       "spot_tolerant", "checkpoint" (has a hook), "checkpoint_timeout_ms",
-///       "price_micro_usd", "capacity", "gpu_model", "gpu_memory_mib"} (price,
+///       "price_micro_usd", "capacity", "gpu_model", "gpu_memory_mib",
+///       "last_checkpoint_ms" (once it confirmed one)} (spot_tolerant: may
+///       use spot; price,
 ///       capacity and the first GPU's model and memory, from its node's
 ///       inventory); ended launches since sequence `after` (the last 10,000
 ///       are kept, in memory). Times in ms since the Unix epoch.

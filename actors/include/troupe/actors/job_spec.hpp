@@ -21,7 +21,7 @@
 ///    "labels": {"tenant": "acme", "team": "ml", "project": "llm", "env": "prod",
 ///               "custom": {"owner": "ada"}},
 ///    "time_limit": "2h30m",                      // or an integer of seconds
-///    "checkpoint": {"signal": "SIGUSR1", "timeout": "5m"},
+///    "checkpoint": {"signal": "SIGUSR1", "timeout": "5m", "interval": "20m"},
 ///    "restart": {"policy": "on-failure", "max_restarts": 3,
 ///                "backoff": {"initial": "1s", "max": "5m", "multiplier": 2}},
 ///    "idempotency_key": "c0ffee-42"}
@@ -42,7 +42,13 @@
 /// group, with the environment variable TROUPE_CHECKPOINT_DONE naming a file
 /// that does not exist yet. The replica confirms by creating that file (e.g.
 /// `touch "$TROUPE_CHECKPOINT_DONE"`) or by exiting; no confirmation within
-/// the timeout counts as a failed checkpoint (process.hpp).
+/// the timeout counts as a failed checkpoint (process.hpp). With an
+/// `interval` ([1s, 7d]) the job manager asks each running replica to
+/// checkpoint that long after it started or last confirmed a checkpoint
+/// (never while one is outstanding); without one it asks only before a
+/// reclaim or a spot preemption. The interval is what the spot policy checks
+/// (finops::spot_policy::max_checkpoint_interval) and what bounds the work a
+/// preemption can lose.
 ///
 /// The tenant label is what the user wrote; the job manager replaces it with
 /// the tenant of the caller's token.
@@ -72,6 +78,7 @@ std::optional<job_class> parse_job_class(std::string_view s) noexcept;
 struct checkpoint_hook {
   int signal = SIGUSR1;
   duration timeout = std::chrono::minutes{1};
+  duration interval{0}; ///< periodic checkpoints; 0: only when asked
   friend bool operator==(const checkpoint_hook&, const checkpoint_hook&) = default;
 };
 

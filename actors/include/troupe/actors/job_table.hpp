@@ -78,6 +78,19 @@ struct replica_record {
   time_point ended{};
   time_point restart_at{};
   std::string reason; ///< why it is in its state (exit, restart decision)
+  /// This launch's last confirmed checkpoint ({}: none yet).
+  time_point last_checkpoint{};
+  /// When the periodic checkpoint now outstanding was asked ({}: none).
+  time_point checkpoint_asked{};
+};
+
+/// The FinOps spot policy's answer for a spot-tolerant job at submit
+/// (finops::decide_spot). Refused, the job is placed as not spot tolerant.
+struct spot_admission {
+  bool allowed = true;
+  std::string verdict; ///< finops::spot_verdict's name
+  std::string reason;
+  friend bool operator==(const spot_admission&, const spot_admission&) = default;
 };
 
 struct job_record {
@@ -90,7 +103,14 @@ struct job_record {
   time_point ended{};
   std::string reason;
   std::vector<replica_record> replicas;
+  /// The spot policy's answer at submit; nullopt: none was asked (not spot
+  /// tolerant, or no FinOps actor), the spec's spot_tolerant stands.
+  std::optional<spot_admission> spot;
 };
+
+/// Whether placement may put the job on spot nodes: spot tolerant and not
+/// refused by the spot policy.
+bool may_use_spot(const job_record& j) noexcept;
 
 /// What the job manager actor must do.
 struct job_command {
@@ -99,6 +119,8 @@ struct job_command {
     launch,         ///< start replica (job, replica, generation) on `node`
     stop,           ///< stop replica (job, replica, generation) on `node`
     release_bundle, ///< free (allocation, bundle)
+    checkpoint,     ///< ask replica (job, replica, generation) on `node` to
+                    ///< checkpoint (its spec's hook and timeout)
   };
   kind what = kind::place;
   std::string job;
@@ -133,8 +155,11 @@ public:
     std::string id;
     bool created = true;
   };
-  [[nodiscard]] result<submitted> submit(job_spec spec, const std::string& tenant,
-                                         time_point now, std::vector<job_command>& out);
+  /// `spot`: the spot policy's answer (a refusal places it off spot).
+  [[nodiscard]] result<submitted>
+  submit(job_spec spec, const std::string& tenant, time_point now,
+         std::vector<job_command>& out,
+         std::optional<spot_admission> spot = std::nullopt);
 
   /// Placement accepted the `place` command of (job, replica) as request
   /// `request_id`.
@@ -154,6 +179,12 @@ public:
   void on_launch_failed(const std::string& job, uint32_t replica, uint64_t generation,
                         const std::string& why, time_point now,
                         std::vector<job_command>& out);
+  /// A checkpoint the replica was asked for was confirmed (`confirmed`) or
+  /// not (timed out, not running there). A confirmation becomes the
+  /// launch's last checkpoint; either way the periodic ask is over. Stale
+  /// generations are ignored.
+  void on_checkpoint(const std::string& job, uint32_t replica, uint64_t generation,
+                     bool confirmed, time_point now);
   /// The replica's process ended. Stale generations are ignored.
   void on_exited(const std::string& job, uint32_t replica, uint64_t generation,
                  const replica_exit& how, time_point now, std::vector<job_command>& out);
@@ -186,8 +217,13 @@ public:
   /// acknowledged request (the whole gang of a job that never started, or
   /// single replicas), as submit and node losses first asked.
   void place_unacknowledged(std::vector<job_command>& out) const;
-  /// Backoffs that are due restart; time limits that passed stop the job.
+  /// Backoffs that are due restart; time limits that passed stop the job;
+  /// running replicas whose checkpoint interval passed since they started
+  /// or last checkpointed are asked to checkpoint (`checkpoint` commands;
+  /// an ask unanswered for its timeout plus checkpoint_answer_grace is
+  /// given up and asked again).
   void tick(time_point now, std::vector<job_command>& out);
+  static constexpr duration checkpoint_answer_grace = std::chrono::seconds{10};
 
   const job_record* find(std::string_view id) const;
   /// The job a tenant submitted with idempotency key `key` (null: none).
@@ -197,7 +233,8 @@ public:
   }
   /// Placement requests the table waits for (request id -> job, replica).
   std::map<uint64_t, std::pair<std::string, std::optional<uint32_t>>> waiting() const;
-  /// Earliest backoff or time limit to act on; nullopt: none.
+  /// Earliest backoff, time limit or periodic checkpoint to act on;
+  /// nullopt: none.
   std::optional<time_point> next_deadline() const;
 
   /// Ids of jobs changed since the last call (to persist).
@@ -233,7 +270,9 @@ private:
 };
 
 /// The job's document for the API (docs/API.md): id, name, tenant, state,
-/// times (RFC 3339), spec, replicas with node, state, restarts, last exit.
+/// times (RFC 3339), spec, the spot policy's answer ("spot": allowed,
+/// verdict, reason; when one was asked), replicas with node, state,
+/// restarts, last exit, last checkpoint.
 std::string job_json(const job_record& j);
 /// Storage form (round-trips exactly through decode_job).
 std::string encode_job(const job_record& j);

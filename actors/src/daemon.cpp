@@ -6,6 +6,7 @@
 #include "troupe/actors/http_api.hpp"
 #include "troupe/actors/job_manager.hpp"
 #include "troupe/actors/membership_actor.hpp"
+#include "troupe/actors/metadata_notice_source.hpp"
 #include "troupe/actors/node_agent.hpp"
 #include "troupe/actors/nvml_telemetry.hpp"
 #include "troupe/actors/registry_actor.hpp"
@@ -186,11 +187,21 @@ result<std::unique_ptr<daemon>> daemon::start(daemon_config cfg, const env_map& 
     logging::get("agent")->warn("trouped: no GPU telemetry: {}", src.err().to_string());
   }
   ac.telemetry_interval = c.telemetry.telemetry.sample_interval;
-  if (auto file = c.finops.finops.spot_notice_file; !file.empty()) {
-    // "{node}" stands for the node's name (one config for many nodes).
-    for (auto at = file.find("{node}"); at != std::string::npos; at = file.find("{node}"))
-      file.replace(at, 6, d->name());
-    ac.notices = std::make_unique<finops::file_notice_source>(file);
+  // "{node}" stands for the node's name (one config for many nodes).
+  auto with_node = [&](std::string s) {
+    for (auto at = s.find("{node}"); at != std::string::npos;
+         at = s.find("{node}", at + d->name().size()))
+      s.replace(at, 6, d->name());
+    return s;
+  };
+  if (const auto& file = c.finops.finops.spot_notice_file; !file.empty()) {
+    ac.notices = std::make_unique<finops::file_notice_source>(with_node(file));
+  } else if (auto cloud = finops::parse_notice_cloud(c.finops.finops.spot_notice_cloud)) {
+    metadata_notice_config mn;
+    mn.cloud = *cloud;
+    mn.endpoint = c.finops.finops.spot_notice_endpoint;
+    mn.vm = with_node(c.finops.finops.spot_notice_vm);
+    ac.notices = std::make_unique<metadata_notice_source>(std::move(mn));
   }
   if (mc.head) {
     ac.telemetry_sink = [n = d->node_.get()]() -> std::optional<actor_ref> {

@@ -53,6 +53,17 @@ config_schema<finops_config> finops_config_schema() {
               "preemption notice (ms since the epoch or YYYY-MM-DDTHH:MM:SSZ); the node "
               "agent forwards each new deadline to the head; \"{node}\" stands for the "
               "node's name. Empty: none.")
+      .one_of("spot_notice_cloud", &fs::spot_notice_cloud, "",
+              {"", "aws", "gcp", "azure"},
+              "Poll this cloud's instance metadata for spot preemption notices "
+              "(AWS spot/instance-action, GCE preempted, Azure Scheduled Events); "
+              "\"\": none. Not together with spot_notice_file.")
+      .string("spot_notice_endpoint", &fs::spot_notice_endpoint, "",
+              "The metadata service as http://HOST[:PORT]; empty: the cloud's "
+              "(169.254.169.254, metadata.google.internal).")
+      .string("spot_notice_vm", &fs::spot_notice_vm, "",
+              "Azure: the VM name a Preempt event must name; empty: any event; "
+              "\"{node}\" stands for the node's name.")
       .duration("spot_notice_margin", &fs::spot_notice_margin, 10s,
                 duration_range{0s, 1h},
                 "A checkpoint must end this long before a spot node's deadline.")
@@ -89,6 +100,17 @@ config_schema<finops_config> finops_config_schema() {
     }
     if (auto b = to_budgets(c); !b)
       problems += (problems.empty() ? "" : "; ") + b.err().message();
+    if (!c.finops.spot_notice_file.empty() && !c.finops.spot_notice_cloud.empty())
+      problems += (problems.empty() ? "" : "; ") +
+                  std::string{"finops.spot_notice_cloud: not together with "
+                              "spot_notice_file (one notice source per node)"};
+    if (const auto& e = c.finops.spot_notice_endpoint;
+        !e.empty() && e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0)
+      problems +=
+          (problems.empty() ? "" : "; ") +
+          std::string{
+              "finops.spot_notice_endpoint: expected http://HOST[:PORT], got \""} +
+          e.substr(0, 64) + "\"";
     if (c.finops.ledger_period.count() > 0 &&
         c.finops.budget_period % c.finops.ledger_period != std::chrono::nanoseconds{0})
       problems += (problems.empty() ? "" : "; ") +

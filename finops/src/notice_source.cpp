@@ -58,6 +58,12 @@ std::optional<int64_t> rfc3339_utc_ms(std::string_view s) {
 
 } // namespace
 
+std::optional<time_point> parse_rfc3339_utc(std::string_view s) {
+  auto ms = rfc3339_utc_ms(s);
+  if (!ms) return std::nullopt;
+  return time_point{std::chrono::milliseconds{*ms}};
+}
+
 result<std::optional<time_point>> parse_notice(std::string_view text,
                                                std::string_view origin) {
   if (text.size() > max_notice_file_bytes)

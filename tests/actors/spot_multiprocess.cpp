@@ -10,17 +10,22 @@
 //   placed as not spot tolerant: they wait while only spot GPUs are free,
 //   with the policy's reason in their documents, and the capped one runs on
 //   the head once on-demand GPUs free up;
-// - a spot notice too short for the running job's checkpoint loses only the
-//   work since its last periodic checkpoint, and the job moves to the head.
+// - a spot notice too short for the running job's checkpoint, from the cloud
+//   (a fake Azure Scheduled Events service on loopback that every node's
+//   agent polls, with an event naming the worker's VM), loses only the work
+//   since its last periodic checkpoint, and the job moves to the head.
 // Every answer is in the FinOps audit log. Processes are cleaned up by pid
 // whatever happens.
 
 #include "cluster_test_client.hpp"
 #include "troupe/actors/finops_actor.hpp"
 
+#include <ctime>
 #include <doctest/doctest.h>
 #include <filesystem>
 #include <fstream>
+#include <httplib.h>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <unistd.h>
@@ -51,6 +56,36 @@ json job_of(const std::string& name, uint32_t gpus, bool spot_tolerant,
   return j;
 }
 
+/// A fake Azure metadata service on a free loopback port: its Scheduled
+/// Events document is `events`.
+struct fake_azure {
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::mutex mu; // guards events
+  std::string events = R"({"DocumentIncarnation": 1, "Events": []})";
+  fake_azure() {
+    server.Get("/metadata/scheduledevents",
+               [this](const httplib::Request& q, httplib::Response& r) {
+                 if (q.get_header_value("Metadata") != "true") {
+                   r.status = 400;
+                   return;
+                 }
+                 std::lock_guard lock{mu};
+                 r.set_content(events, "application/json");
+               });
+    port = server.bind_to_any_port("127.0.0.1");
+    REQUIRE(port > 0);
+    thread = std::thread{[this] { server.listen_after_bind(); }};
+    while (!server.is_running())
+      std::this_thread::sleep_for(1ms);
+  }
+  ~fake_azure() {
+    server.stop();
+    thread.join();
+  }
+};
+
 /// Lines in a file (0 when it does not exist).
 int lines(const fs::path& p) {
   std::ifstream in{p};
@@ -77,7 +112,15 @@ TEST_CASE("spot admission on a local cluster: the share cap and the checkpoint i
   o.spot_price_per_gpu_hour = "1.20";
   o.name_prefix = "s" + std::to_string(::getpid());
   o.api = false;
-  o.extra_toml = "[finops]\nspot_max_share = 0.4\nspot_checkpoint_interval = \"1m\"\n";
+  // Every node polls the fake Azure metadata service; only the worker's VM
+  // gets an event.
+  fake_azure azure;
+  o.extra_toml = "[finops]\nspot_max_share = 0.4\nspot_checkpoint_interval = \"1m\"\n"
+                 "spot_notice_cloud = \"azure\"\nspot_notice_vm = \"{node}\"\n"
+                 "spot_notice_endpoint = \"http://127.0.0.1:" +
+                 std::to_string(azure.port) +
+                 "\"\n"
+                 "[telemetry]\nsample_interval = \"250ms\"\n";
   cluster_guard guard{o.dir, {}};
   auto c = start_local_cluster(o);
   if (!c.ok()) FAIL(c.err().to_string());
@@ -165,11 +208,36 @@ TEST_CASE("spot admission on a local cluster: the share cap and the checkpoint i
   for (auto& l : launches["running"])
     if (l["job"] == ok_id) start_ms = l["started_ms"].get<int64_t>();
   REQUIRE_MESSAGE(start_ms > 0, launches.dump());
-  const auto deadline = now_ms() + 3000;
-  auto plan = finops(fo_notice_atom::value,
-                     json{{"node", worker}, {"deadline_ms", deadline}}.dump());
-  REQUIRE_MESSAGE(plan["steps"].size() == 1, plan.dump());
-  auto step = plan["steps"][0];
+  // The notice comes from the cloud: an Azure Scheduled Events document
+  // naming the worker's VM, which its node agent polls.
+  const auto deadline = (now_ms() + 4000) / 1000 * 1000;
+  {
+    std::time_t secs = deadline / 1000;
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char when[64];
+    std::strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    std::lock_guard lock{azure.mu};
+    azure.events = json{{"DocumentIncarnation", 2},
+                        {"Events",
+                         {{{"EventId", "e-1"},
+                           {"EventType", "Preempt"},
+                           {"ResourceType", "VirtualMachine"},
+                           {"Resources", {worker}},
+                           {"EventStatus", "Scheduled"},
+                           {"NotBefore", when}}}}}
+                       .dump();
+  }
+  json step;
+  for (auto t0 = std::chrono::steady_clock::now();
+       step.is_null() && std::chrono::steady_clock::now() - t0 < 20s;
+       std::this_thread::sleep_for(100ms)) {
+    auto audit = finops(fo_audit_atom::value, uint64_t{0}, uint32_t{1000});
+    for (auto& r : audit["records"])
+      if (r["kind"] == "spot" && r.value("node", "") == worker) step = r;
+  }
+  REQUIRE_MESSAGE(!step.is_null(), "the cloud's notice never reached the head");
+  CHECK(step["deadline_ms"] == deadline);
   CHECK(step["job"] == ok_id);
   CHECK(step["action"] == "lose_work");
   const auto since = step["since_ms"].get<int64_t>();

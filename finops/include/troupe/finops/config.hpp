@@ -48,6 +48,12 @@ struct finops_section {
   /// A file the node's cloud agent writes when its spot capacity is about
   /// to go (notice_source.hpp); empty: none.
   std::string spot_notice_file;
+  /// The cloud whose metadata service the node agent polls for notices
+  /// (cloud_notice.hpp): "" (none), "aws", "gcp" or "azure"; its endpoint
+  /// ("" the cloud's) and, on Azure, the VM name its events must name.
+  std::string spot_notice_cloud;
+  std::string spot_notice_endpoint;
+  std::string spot_notice_vm;
   double budget_warn_fraction = 0.8;
   int32_t budget_block_below_priority = 0;
   /// "tenant=USD" per budget window, e.g. "acme=5000" or "globex=120.50".

@@ -5,10 +5,11 @@
 /// next to the notice API (POST /v1/nodes/{name}/spot-notice) and the tests'
 /// fault hook.
 ///
-/// `file_notice_source` is the one built here: a file that the cloud's own
-/// agent (or a script polling the cloud's metadata endpoint, e.g. AWS's
-/// spot/instance-action, GCP's preempted) or a test writes. Plain code, no
-/// actors; the file is read with the caller's polling.
+/// `file_notice_source` is one: a file that the cloud's own agent (or a
+/// script) or a test writes. Plain code, no actors; the file is read with
+/// the caller's polling. The clouds' metadata endpoints (AWS, GCP, Azure)
+/// are read by actors/metadata_notice_source.hpp, whose responses
+/// cloud_notice.hpp interprets.
 ///
 /// File format (outside input: bounded, every error naming file and line):
 /// `#` starts a comment, blank lines are skipped; at most one other line,
@@ -37,6 +38,10 @@ public:
   /// deadline once. invalid_argument for a source that gives bad input.
   [[nodiscard]] virtual result<std::optional<time_point>> poll() = 0;
 };
+
+/// "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (RFC 3339 in UTC) as a time; nullopt
+/// for anything else, impossible dates (31 February) included.
+std::optional<time_point> parse_rfc3339_utc(std::string_view s);
 
 /// Parses a notice file's text (format above); `origin` names it in errors.
 [[nodiscard]] result<std::optional<time_point>> parse_notice(std::string_view text,

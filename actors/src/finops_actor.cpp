@@ -142,9 +142,8 @@ public:
                      caf::to_string(m.copy_content_to_message()));
           return caf::none;
         });
-    // An error that is no answer to a request of ours (e.g. a remote peer
-    // bouncing a reply to its one-way message) must not end the actor:
-    // CAF's default error handler would.
+    // No error that is no answer to a request of ours ends the ledger's
+    // owner (troupe::actor drops only unexpected_message/_response ones).
     set_error_handler([this](caf::scheduled_actor*, caf::error& e) {
       log_->warn("finops: dropped an error message: {}", caf::to_string(e));
     });

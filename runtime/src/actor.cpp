@@ -2,6 +2,7 @@
 
 #include "node_system_config.hpp"
 #include "troupe/runtime/errc.hpp"
+#include "troupe/runtime/logging.hpp"
 #include "troupe/runtime/metrics.hpp"
 #include "troupe/runtime/node.hpp"
 
@@ -24,6 +25,35 @@ struct consume_guard {
 
 actor::actor(caf::actor_config& cfg) : super(cfg) {
   services_ = services_of(home_system());
+  // CAF 0.17 answers a message no handler takes with unexpected_message,
+  // sent to its sender also when the message was one-way; and a handler's
+  // value for a one-way message goes back to the sender as a one-way
+  // message. Together: B tells A, A's handler returns a value, B has no
+  // handler for it, B's "unexpected_message" reaches A as an error message,
+  // and CAF's default error handler ends A. So: requesters still get
+  // unexpected_message, one-way senders get nothing back, and an error
+  // message saying that something was unexpected is dropped, not fatal.
+  // Subclasses may set their own handlers.
+  set_default_handler(
+      [](caf::scheduled_actor* self, caf::message_view& m) -> caf::result<caf::message> {
+        auto log = logging::get("runtime");
+        if (self->current_message_id().is_request()) {
+          log->debug("actor {}: unexpected request {}", self->name(),
+                     caf::to_string(m.copy_content_to_message()));
+          return caf::sec::unexpected_message;
+        }
+        log->debug("actor {}: dropped a one-way message nothing handles: {}",
+                   self->name(), caf::to_string(m.copy_content_to_message()));
+        return caf::message{};
+      });
+  set_error_handler([](caf::scheduled_actor* self, caf::error& e) {
+    if (e == caf::sec::unexpected_message || e == caf::sec::unexpected_response) {
+      logging::get("runtime")->debug("actor {}: dropped an error message: {}",
+                                     self->name(), caf::to_string(e));
+      return;
+    }
+    self->quit(std::move(e)); // CAF's default
+  });
 }
 
 actor::~actor() = default;

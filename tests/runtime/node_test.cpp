@@ -13,6 +13,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -127,6 +128,35 @@ TEST_SUITE("node") {
     }
     REQUIRE_FALSE(r.ok());
     CHECK(r.err().is(errc::actor_failed));
+  }
+
+  TEST_CASE("a value answering a one-way message, and a message nothing handles, end "
+            "no one; a request nothing handles still fails") {
+    auto n = make_node();
+    // The echo answers every string, also one-way ones: its value goes back
+    // to the sender as a one-way message.
+    auto echo = n->spawn("echo", [](troupe::actor&) -> troupe::behavior {
+      return {[](const std::string& s) { return s; }, [](get_atom) { return 7; }};
+    });
+    // The teller tells the echo a string and has no handler for the answer.
+    auto teller = n->spawn("teller", [echo](troupe::actor& self) -> troupe::behavior {
+      return {[&self, echo](add_atom, int) { self.tell(echo, std::string{"hi"}); },
+              [](get_atom) { return 8; }};
+    });
+    for (int i = 0; i < 3; ++i)
+      n->tell(teller, add_atom::value, i);
+    n->tell(echo, 3.5); // one-way, nothing handles a double: dropped
+    std::this_thread::sleep_for(200ms);
+    auto e = n->request<int>(echo, 5s, get_atom::value);
+    REQUIRE_MESSAGE(e.ok(), e.err().to_string());
+    CHECK(*e == 7);
+    auto t = n->request<int>(teller, 5s, get_atom::value);
+    REQUIRE_MESSAGE(t.ok(), t.err().to_string());
+    CHECK(*t == 8);
+    // A request nothing handles gets an error, and the actor lives on.
+    auto bad = n->request<int>(teller, 5s, 2.5);
+    CHECK_FALSE(bad.ok());
+    CHECK(n->request<int>(teller, 5s, get_atom::value).ok());
   }
 
   TEST_CASE("a wrong answer type is reported, not crashed on") {

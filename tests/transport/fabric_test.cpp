@@ -115,6 +115,32 @@ struct pair_fixture {
 
 } // namespace
 
+TEST_CASE("a remote actor's value for a one-way message ends no one") {
+  // b's teller tells a's echo a string; the echo's value comes back as a
+  // one-way message the teller has no handler for. Before troupe::actor's
+  // default handlers, the teller's unexpected_message went back to the echo
+  // and CAF's default error handler ended it.
+  pair_fixture f;
+  auto disorder = std::make_shared<std::atomic<int>>(0);
+  f.spawn_echo(disorder);
+  auto ref = f.fb->lookup(f.a->config().node.name, "echo", 5s);
+  REQUIRE_MESSAGE(ref.ok(), ref.err().to_string());
+  auto teller =
+      f.b->spawn("teller", [echo = *ref](troupe::actor& self) -> troupe::behavior {
+        return {[&self, echo](add_atom, int) { self.tell(echo, std::string{"hi"}); },
+                [](get_atom) { return 1; }};
+      });
+  for (int i = 0; i < 3; ++i)
+    f.b->tell(teller, add_atom::value, i);
+  std::this_thread::sleep_for(300ms);
+  auto alive = f.b->request<int>(*ref, 5s, get_atom::value);
+  REQUIRE_MESSAGE(alive.ok(), alive.err().to_string());
+  CHECK(f.b->request<int>(teller, 5s, get_atom::value).ok());
+  // A remote request nothing handles still fails, and the echo lives on.
+  CHECK_FALSE(f.b->request<int>(*ref, 5s, 2.5).ok());
+  CHECK(f.b->request<int>(*ref, 5s, get_atom::value).ok());
+}
+
 TEST_CASE("remote request, tell order, lookup and transports") {
   pair_fixture f;
   auto disorder = std::make_shared<std::atomic<int>>(0);

@@ -507,8 +507,9 @@ private:
     limit = std::clamp<uint32_t>(limit, 1, 10000);
     json records = json::array();
     uint64_t next = after;
-    // TODO(perf): seek to `after` instead of scanning from the start.
-    auto r = db_->scan(cf_audit, "a/", [&](std::string_view, std::string_view v) {
+    // Keys are "a/" + the sequence in fixed-width hex: seek past `after`.
+    const auto from = after == UINT64_MAX ? audit_key(after) + "~" : audit_key(after + 1);
+    auto r = db_->scan(cf_audit, "a/", from, [&](std::string_view, std::string_view v) {
       auto rec = json::parse(v, nullptr, false);
       if (!rec.is_object()) return true;
       auto seq = rec.value("seq", uint64_t{0});

@@ -221,11 +221,17 @@ result<void> store::erase(std::string_view cf, std::string_view key,
 result<void> store::scan(
     std::string_view cf, std::string_view prefix,
     const std::function<bool(std::string_view key, std::string_view value)>& visit) {
+  return scan(cf, prefix, prefix, visit);
+}
+
+result<void> store::scan(
+    std::string_view cf, std::string_view prefix, std::string_view from,
+    const std::function<bool(std::string_view key, std::string_view value)>& visit) {
   auto family = impl_->family(cf);
   if (!family) return std::move(family).err();
   std::unique_ptr<rocksdb::Iterator> it{
       impl_->db->NewIterator(rocksdb::ReadOptions{}, *family)};
-  for (it->Seek(to_slice(prefix)); it->Valid(); it->Next()) {
+  for (it->Seek(to_slice(std::max(prefix, from))); it->Valid(); it->Next()) {
     auto key = to_view(it->key());
     if (!key.starts_with(prefix)) break;
     if (!visit(key, to_view(it->value()))) break;

@@ -480,6 +480,15 @@ TEST_SUITE("actors.finops_actor") {
     CHECK(rec[1]["held_gpus"] == 4);
     CHECK(rec[1]["at_ms"] == 1000);
     CHECK(rec[1]["verdict"] == "share_cap_exceeded");
+    // Pages of the audit log: after a sequence, at most `limit`.
+    auto page = h.ask(fo_audit_atom::value, rec[1]["seq"].get<uint64_t>(), uint32_t{2});
+    REQUIRE(page["records"].size() == 2);
+    CHECK(page["records"][0]["seq"] == rec[2]["seq"]);
+    CHECK(page["next"] == rec[3]["seq"]);
+    auto last = h.ask(fo_audit_atom::value, page["next"].get<uint64_t>(), uint32_t{10});
+    REQUIRE(last["records"].size() == 1);
+    CHECK(last["records"][0]["seq"] == rec[4]["seq"]);
+    CHECK(h.ask(fo_audit_atom::value, UINT64_MAX, uint32_t{10})["records"].empty());
   }
 
   TEST_CASE("budgets: ok, warn, then exceeded blocks low-priority work; each audited "

@@ -547,6 +547,22 @@ TEST_SUITE("store") {
                 return seen.size() < 2; // stop after the second key
               }).ok());
     CHECK(seen == std::vector<std::string>{"job/1", "job/10"});
+    // From a key on: the rest of the prefix only; a start before the prefix
+    // starts at it, one past it finds nothing.
+    auto from = [&](std::string_view prefix, std::string_view start) {
+      std::vector<std::string> keys;
+      REQUIRE(db->scan("jobs", prefix, start, [&](std::string_view k, std::string_view) {
+                  keys.emplace_back(k);
+                  return true;
+                }).ok());
+      return keys;
+    };
+    CHECK(from("job/", "job/10") == std::vector<std::string>{"job/10", "job/2"});
+    CHECK(from("job/", "job/11") == std::vector<std::string>{"job/2"});
+    CHECK(from("job/", "a") == std::vector<std::string>{"job/1", "job/10", "job/2"});
+    CHECK(from("job/", "job/3").empty());
+    CHECK(from("job/", "z").empty());
+    CHECK(from("", "jobx") == std::vector<std::string>{"jobx"});
 
     REQUIRE(db->erase("jobs", "job/1").ok());
     REQUIRE(db->erase("jobs", "never/there").ok());

@@ -143,6 +143,12 @@ public:
   [[nodiscard]] result<void>
   scan(std::string_view cf, std::string_view prefix,
        const std::function<bool(std::string_view key, std::string_view value)>& visit);
+  /// As scan, from the first key >= `from` (a key before `prefix` starts the
+  /// scan at the prefix): a page of a log keyed by sequence number without
+  /// reading the pages before it.
+  [[nodiscard]] result<void>
+  scan(std::string_view cf, std::string_view prefix, std::string_view from,
+       const std::function<bool(std::string_view key, std::string_view value)>& visit);
 
   /// Applies every operation of `batch` atomically: all or none, also across
   /// a crash. Returns `errc::invalid_argument` (and writes nothing) when the

@@ -613,6 +613,7 @@ placement::gang_request to_placement_request(const job_spec& spec,
   g.priority = spec.priority;
   g.preemptible = spec.preemptible;
   g.spot_tolerant = spec.spot_tolerant;
+  g.cheapest_first = spec.spot_tolerant; // spot work goes to the cheapest nodes first
   return g;
 }
 

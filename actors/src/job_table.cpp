@@ -279,7 +279,7 @@ job_command job_table::place_command(const job_record& j,
   c.job = j.id;
   c.replica = replica;
   c.request = to_placement_request(j.spec, replica);
-  c.request.spot_tolerant = may_use_spot(j);
+  c.request.spot_tolerant = c.request.cheapest_first = may_use_spot(j);
   if (j.spec.time_limit.count() > 0) c.request.runtime_estimate = j.spec.time_limit;
   return c;
 }

@@ -50,6 +50,7 @@ json request_json(const gang_request& r) {
           {"priority", r.priority},
           {"preemptible", r.preemptible},
           {"spot_tolerant", r.spot_tolerant},
+          {"cheapest_first", r.cheapest_first},
           {"runtime_estimate_ns", r.runtime_estimate.count()},
           {"submitted_ns", ns_of(r.submitted)},
           {"last_checkpoint_ns", ns_of(r.last_checkpoint)},
@@ -158,6 +159,8 @@ gang_request request_from(const json& j, const std::string& where) {
   r.priority = static_cast<int32_t>(prio);
   r.preemptible = get_bool(j, "preemptible", where);
   r.spot_tolerant = get_bool(j, "spot_tolerant", where);
+  r.cheapest_first =
+      j.contains("cheapest_first") ? get_bool(j, "cheapest_first", where) : false;
   r.runtime_estimate = duration{get_int(j, "runtime_estimate_ns", where)};
   r.submitted = time_point{duration{get_int(j, "submitted_ns", where)}};
   r.last_checkpoint = time_point{duration{get_int(j, "last_checkpoint_ns", where)}};

@@ -310,7 +310,8 @@ void for_each_scored(const cluster_state& st, const scorer& sc, node_id n,
 /// schedulable), computed once per decision; identical bundles share a row.
 class eligibility {
 public:
-  eligibility(const cluster_state& st, const gang_request& req)
+  eligibility(const cluster_state& st, const gang_request& req,
+              std::optional<troupe::micro_usd> max_price = std::nullopt)
       : rows_(req.bundles.size()) {
     std::vector<size_t> owner(req.bundles.size());
     for (size_t i = 0; i < req.bundles.size(); ++i) {
@@ -321,7 +322,11 @@ public:
       if (j < i) continue;
       auto& row = table_.emplace_back(st.node_count());
       for (uint32_t k = 0; k < st.node_count(); ++k)
-        row[k] = st.eligible(node_id{k}, req.bundles[i], req.spot_tolerant) ? 1 : 0;
+        row[k] =
+            st.eligible(node_id{k}, req.bundles[i], req.spot_tolerant) &&
+                    (!max_price || st.spec(node_id{k}).price_per_gpu_hour <= *max_price)
+                ? 1
+                : 0;
       index_.push_back(table_.size() - 1);
     }
     for (size_t i = 0; i < req.bundles.size(); ++i) {
@@ -538,10 +543,11 @@ std::vector<node_id> all_nodes(const cluster_state& st) {
 
 } // namespace
 
-std::optional<placement_plan> placer::place_exact(const cluster_state& st,
-                                                  const gang_request& req) const {
+std::optional<placement_plan>
+placer::place_exact(const cluster_state& st, const gang_request& req,
+                    std::optional<troupe::micro_usd> max_price) const {
   const auto& sc = active();
-  eligibility el{st, req};
+  eligibility el{st, req, max_price};
   candidate_buffer buf;
   auto order = order_largest_first(req, static_cast<uint32_t>(req.bundles.size()));
   auto any = [](node_id, const std::set<uint32_t>&) { return true; };
@@ -579,7 +585,7 @@ std::optional<placement_plan> placer::place_exact(const cluster_state& st,
     if (!all_whole_gpu(req)) {
       gang_request packed = req;
       packed.placement_strategy = strategy::pack;
-      return place_exact(st, packed);
+      return place_exact(st, packed, max_price);
     }
     // 1: one NVLink island; 2: one node.
     if (auto p = single_node(st, sc, req, el, order, true, buf)) return p;
@@ -648,15 +654,29 @@ std::optional<placement_plan> placer::place_elastic(const cluster_state& st,
                                                     const gang_request& req,
                                                     uint32_t& bundles_placed) const {
   auto required = req.required_bundles();
+  // Price tiers, cheapest first (cheapest_first); the last try has them all.
+  std::vector<troupe::micro_usd> tiers;
+  if (req.cheapest_first) {
+    for (uint32_t k = 0; k < st.node_count(); ++k)
+      tiers.push_back(st.spec(node_id{k}).price_per_gpu_hour);
+    std::sort(tiers.begin(), tiers.end());
+    tiers.erase(std::unique(tiers.begin(), tiers.end()), tiers.end());
+    if (!tiers.empty()) tiers.pop_back(); // the dearest: no limit
+  }
+  auto exact = [&](const gang_request& r) {
+    for (auto t : tiers)
+      if (auto p = place_exact(st, r, t)) return p;
+    return place_exact(st, r);
+  };
   for (auto k = static_cast<uint32_t>(req.bundles.size()); k >= required && k > 0; --k) {
     std::optional<placement_plan> p;
     if (k == req.bundles.size()) {
-      p = place_exact(st, req); // all bundles: no copy of the request
+      p = exact(req); // all bundles: no copy of the request
     } else {
       gang_request sub = req;
       sub.bundles.resize(k);
       sub.min_bundles = 0;
-      p = place_exact(st, sub);
+      p = exact(sub);
     }
     if (p) {
       std::sort(p->bundles.begin(), p->bundles.end(),

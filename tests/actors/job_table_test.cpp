@@ -443,7 +443,7 @@ TEST_SUITE("job table") {
   }
 
   TEST_CASE("a job refused spot by the policy is placed off spot, with the reason "
-            "in its document") {
+            "in its document; allowed spot work asks for the cheapest nodes first") {
     job_table t;
     std::vector<job_command> out;
     auto sp = spec(2, restart_mode::on_failure, 3);
@@ -453,12 +453,14 @@ TEST_SUITE("job table") {
     REQUIRE(allowed.ok());
     REQUIRE(out.size() == 1);
     CHECK(out[0].request.spot_tolerant);
+    CHECK(out[0].request.cheapest_first); // spot work: the cheapest nodes first
     out.clear();
     auto refused = t.submit(sp, "acme", at(1), out,
                             spot_admission{false, "share_cap_exceeded", "over the cap"});
     REQUIRE(refused.ok());
     REQUIRE(out.size() == 1);
     CHECK_FALSE(out[0].request.spot_tolerant);
+    CHECK_FALSE(out[0].request.cheapest_first);
     CHECK(t.find(refused->id)->spec.spot_tolerant); // what the user asked is kept
     CHECK_FALSE(may_use_spot(*t.find(refused->id)));
     out.clear();

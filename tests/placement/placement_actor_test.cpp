@@ -228,8 +228,11 @@ TEST_SUITE("placement codec") {
     r.priority = -3;
     r.preemptible = true;
     r.runtime_estimate = std::chrono::seconds{90};
+    r.spot_tolerant = r.cheapest_first = true;
     auto back = decode_request(encode(r));
     REQUIRE(back.ok());
+    CHECK(back->spot_tolerant);
+    CHECK(back->cheapest_first);
     CHECK(back->bundles == r.bundles);
     CHECK(back->cost_labels == r.cost_labels);
     CHECK(back->priority == -3);

@@ -239,6 +239,49 @@ TEST_SUITE("placer") {
     CHECK(p.place(st, r).plan);
   }
 
+  TEST_CASE("cheapest_first puts a gang on the cheapest nodes it fits, adding dearer "
+            "tiers only as needed") {
+    auto t = racks(1);
+    // Best fit alone would take the 4-GPU on-demand node for a 4-GPU
+    // bundle; the 8-GPU spot node is cheaper.
+    t.nodes.push_back(make_node("od4", 0, 4));
+    t.nodes.back().price_per_gpu_hour = troupe::micro_usd{3'000'000};
+    t.nodes.push_back(make_node("spot8", 0, 8));
+    t.nodes.back().capacity = capacity_type::spot;
+    t.nodes.back().price_per_gpu_hour = troupe::micro_usd{1'000'000};
+    t.nodes.push_back(make_node("rsv4", 0, 4));
+    t.nodes.back().capacity = capacity_type::reserved;
+    t.nodes.back().price_per_gpu_hour = troupe::micro_usd{2'000'000};
+    cluster_state st{t};
+    placer p;
+    auto r = gang(1, 4, strategy::pack);
+    r.spot_tolerant = true;
+    auto plain = p.place(st, r);
+    REQUIRE(plain.plan);
+    CHECK(nodes_of(*plain.plan) == std::set<uint32_t>{0}); // the tightest fit
+    r.cheapest_first = true;
+    auto cheap = p.place(st, r);
+    REQUIRE(cheap.plan);
+    CHECK(nodes_of(*cheap.plan) == std::set<uint32_t>{1});
+    // 3 bundles of 4: two on spot, then the next tier (reserved), not on-demand.
+    auto big = gang(3, 4, strategy::pack);
+    big.spot_tolerant = big.cheapest_first = true;
+    auto g = p.place(st, big);
+    REQUIRE(g.plan);
+    CHECK(nodes_of(*g.plan) == std::set<uint32_t>{1, 2});
+    // Not spot tolerant: the spot tier is not eligible; the reserved node is
+    // cheaper than on-demand.
+    auto od = gang(1, 4, strategy::pack);
+    od.cheapest_first = true;
+    auto o = p.place(st, od);
+    REQUIRE(o.plan);
+    CHECK(nodes_of(*o.plan) == std::set<uint32_t>{2});
+    // Nothing fits even with every tier: no plan, as without the flag.
+    auto huge = gang(1, 16, strategy::pack);
+    huge.cheapest_first = huge.spot_tolerant = true;
+    CHECK_FALSE(p.place(st, huge).plan);
+  }
+
   TEST_CASE("GPU shares go to the GPU they fill best and never exceed 1000 milli") {
     auto t = racks(1);
     t.nodes.push_back(make_node("n0", 0, 2));

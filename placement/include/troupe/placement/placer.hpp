@@ -104,8 +104,10 @@ private:
   std::optional<placement_plan> place_elastic(const cluster_state& st,
                                               const gang_request& req,
                                               uint32_t& bundles_placed) const;
-  std::optional<placement_plan> place_exact(const cluster_state& st,
-                                            const gang_request& req) const;
+  /// `max_price`: only nodes at most this dear per GPU-hour.
+  std::optional<placement_plan>
+  place_exact(const cluster_state& st, const gang_request& req,
+              std::optional<troupe::micro_usd> max_price = std::nullopt) const;
   const scorer& active() const;
   const scorer* scorer_;
 };

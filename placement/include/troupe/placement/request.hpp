@@ -62,7 +62,12 @@ struct gang_request {
   bool require_nvlink_domain = false;
   int32_t priority = 0; ///< higher runs first and may preempt lower
   bool preemptible = false;
-  bool spot_tolerant = false;   ///< may run on spot capacity
+  bool spot_tolerant = false; ///< may run on spot capacity
+  /// Lowest price first: the gang goes on the cheapest nodes it fits on
+  /// (price_per_gpu_hour tiers, each try adding the next dearer tier; nodes
+  /// without a price count as free), the strategy deciding within them.
+  /// The job manager sets it for work that may use spot (finops choose_pool).
+  bool cheapest_first = false;
   duration runtime_estimate{0}; ///< 0: unknown
   time_point submitted{};
   time_point last_checkpoint{}; ///< work before this survives preemption

@@ -674,7 +674,9 @@ void engine::arrive(uint32_t j) {
     auto h = fo_->held.find(js.req.tenant);
     auto d = finops::decide_spot(
         *fo_->cfg.spot, cand, h == fo_->held.end() ? finops::tenant_gpus{} : h->second);
-    js.req.spot_tolerant = d.allowed();
+    // As in the live cluster (job_table): allowed spot work asks for the
+    // cheapest nodes first.
+    js.req.spot_tolerant = js.req.cheapest_first = d.allowed();
     if (d.allowed()) ++fo_->out.spot_tolerant_jobs;
   }
   if (never_fits(js.req)) {

@@ -586,12 +586,23 @@ private:
     bool known = !spec->idempotency_key.empty() &&
                  table_.find_by_key(tenant, spec->idempotency_key) != nullptr;
     auto fo = known || !cfg_.finops ? std::nullopt : cfg_.finops();
-    if (!fo) return accept(tenant, std::move(*spec));
+    if (!fo) {
+      // FinOps is configured but not found now: the share cap cannot be
+      // checked, so spot work stays off spot (as when it does not answer).
+      if (!known && cfg_.finops && spec->spot_tolerant)
+        return accept(
+            tenant, std::move(*spec),
+            spot_admission{false, "unchecked",
+                           "no FinOps actor: the spot share could not be checked"});
+      return accept(tenant, std::move(*spec));
+    }
     auto rp = make_response_promise<std::string>();
     auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       wall_now().time_since_epoch())
                       .count();
-    request(*fo, std::chrono::seconds{5}, fo_budget_atom::value, tenant, spec->priority,
+    // 3 s for the budget and 3 s for the spot answer: the two together stay
+    // well inside the control plane's 10 s for a submit.
+    request(*fo, std::chrono::seconds{3}, fo_budget_atom::value, tenant, spec->priority,
             static_cast<int64_t>(now_ms))
         .then(
             [this, rp, tenant, spec = *spec](const std::string& answer) mutable {
@@ -646,9 +657,16 @@ private:
   /// answer: kept off spot, since the share cap could not be checked.
   void admit_spot(caf::typed_response_promise<std::string> rp, const std::string& tenant,
                   job_spec spec) {
-    auto fo = spec.spot_tolerant && cfg_.finops ? cfg_.finops() : std::nullopt;
-    if (!fo) {
+    if (!spec.spot_tolerant || !cfg_.finops) {
       rp.deliver(accept(tenant, std::move(spec)));
+      return;
+    }
+    auto fo = cfg_.finops();
+    if (!fo) {
+      rp.deliver(accept(tenant, std::move(spec),
+                        spot_admission{false, "unchecked",
+                                       "no FinOps actor: the spot share could not be "
+                                       "checked"}));
       return;
     }
     const uint64_t gpus = uint64_t{spec.resources.gpus} * spec.replicas;
@@ -672,7 +690,7 @@ private:
           it != spot_asking_.end() && (it->second -= gpus) == 0)
         spot_asking_.erase(it);
     };
-    request(*fo, std::chrono::seconds{5}, fo_spot_atom::value, q.dump())
+    request(*fo, std::chrono::seconds{3}, fo_spot_atom::value, q.dump())
         .then(
             [this, rp, tenant, spec, done](const std::string& answer) mutable {
               done();
@@ -913,6 +931,11 @@ private:
       return;
     const auto& r = j->replicas[*c.replica];
     if (r.generation != c.generation || r.node != c.node) return;
+    // A reclaim or a spot notice is checkpointing it already: a second
+    // signal would restart the checkpoint and lose the first confirmation.
+    // Its answer ends the periodic ask too (on_agent_event).
+    for (auto& p : checkpoints_)
+      if (p.waiting.count({c.job, r.index, r.generation})) return;
     if (ask_checkpoint(*j, r, j->spec.checkpoint->timeout))
       log_->debug("jobs: {} replica {} asked for its periodic checkpoint", c.job,
                   r.index);

@@ -170,6 +170,7 @@ void job_table::launch(job_record& j, replica_record& r, time_point now,
   r.reason.clear();
   r.last_checkpoint = {};
   r.checkpoint_asked = {};
+  r.checkpoint_failed = {};
   job_command c;
   c.what = job_command::kind::launch;
   c.job = j.id;
@@ -195,7 +196,10 @@ void job_table::on_checkpoint(const std::string& job, uint32_t replica,
                               uint64_t generation, bool confirmed, time_point now) {
   auto* r = replica_of(job, replica, generation);
   if (r == nullptr) return;
-  if (confirmed) r->last_checkpoint = now;
+  if (confirmed)
+    r->last_checkpoint = now;
+  else if (r->checkpoint_asked != time_point{})
+    r->checkpoint_failed = now; // a periodic ask failed: retry an interval on
   r->checkpoint_asked = {};
   dirty_.insert(job);
 }
@@ -448,9 +452,11 @@ void job_table::tick(time_point now, std::vector<job_command>& out) {
         if (now <
             r.checkpoint_asked + j.spec.checkpoint->timeout + checkpoint_answer_grace)
           continue;
-        r.checkpoint_asked = {}; // the answer was lost: ask again
+        r.checkpoint_asked = {}; // the answer was lost: a failure
+        r.checkpoint_failed = now;
       }
-      if (now < std::max(r.started, r.last_checkpoint) + j.spec.checkpoint->interval)
+      if (now < std::max({r.started, r.last_checkpoint, r.checkpoint_failed}) +
+                    j.spec.checkpoint->interval)
         continue;
       r.checkpoint_asked = now;
       job_command c;
@@ -528,7 +534,8 @@ std::optional<time_point> job_table::next_deadline() const {
         consider(r.checkpoint_asked + j.spec.checkpoint->timeout +
                  checkpoint_answer_grace);
       else
-        consider(std::max(r.started, r.last_checkpoint) + j.spec.checkpoint->interval);
+        consider(std::max({r.started, r.last_checkpoint, r.checkpoint_failed}) +
+                 j.spec.checkpoint->interval);
     }
   }
   return best;
@@ -623,6 +630,7 @@ json replica_doc(const replica_record& r, bool storage) {
     x["restart_at_ns"] = ns(r.restart_at);
     x["last_checkpoint_ns"] = ns(r.last_checkpoint);
     x["checkpoint_asked_ns"] = ns(r.checkpoint_asked);
+    x["checkpoint_failed_ns"] = ns(r.checkpoint_failed);
   } else {
     x["started"] = rfc3339(r.started);
     x["ended"] = rfc3339(r.ended);
@@ -729,6 +737,7 @@ result<job_record> decode_job(std::string_view text) {
       // Stored before periodic checkpoints: none.
       r.last_checkpoint = from_ns(x.value("last_checkpoint_ns", int64_t{0}));
       r.checkpoint_asked = from_ns(x.value("checkpoint_asked_ns", int64_t{0}));
+      r.checkpoint_failed = from_ns(x.value("checkpoint_failed_ns", int64_t{0}));
       j.replicas.push_back(std::move(r));
     }
     if (j.replicas.size() != j.spec.replicas)

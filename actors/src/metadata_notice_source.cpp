@@ -11,8 +11,9 @@ struct metadata_notice_source::impl {
   metadata_notice_config cfg;
   finops::cloud_notice_reader reader;
   httplib::Client http;
-  std::string token;           ///< AWS session token ("" none yet)
-  time_point token_renew_at{}; ///< renewed past this
+  std::string token;             ///< AWS session token ("" none yet)
+  time_point token_renew_at{};   ///< renewed past this
+  time_point token_expires_at{}; ///< usable until this, if renewal fails
 
   explicit impl(metadata_notice_config c)
       : cfg(std::move(c)), reader(cfg.cloud, cfg.vm),
@@ -52,6 +53,7 @@ struct metadata_notice_source::impl {
     token = r->body;
     // Renew well before it expires.
     token_renew_at = now + std::chrono::seconds{finops::aws_token_ttl_seconds / 2};
+    token_expires_at = now + std::chrono::seconds{finops::aws_token_ttl_seconds};
     return {};
   }
 
@@ -61,7 +63,10 @@ struct metadata_notice_source::impl {
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (cfg.cloud == finops::notice_cloud::aws &&
           (token.empty() || now >= token_renew_at))
-        if (auto t = fetch_token(now); !t) return std::move(t).err();
+        if (auto t = fetch_token(now); !t) {
+          // A renewal that fails keeps the old token while it is valid.
+          if (token.empty() || now >= token_expires_at) return std::move(t).err();
+        }
       httplib::Headers h(req.headers.begin(), req.headers.end());
       if (cfg.cloud == finops::notice_cloud::aws)
         h.emplace(finops::aws_token_header, token);

@@ -65,8 +65,10 @@ std::optional<notice_cloud> parse_notice_cloud(std::string_view s) noexcept {
 }
 
 std::string default_metadata_endpoint(notice_cloud c) {
-  return c == notice_cloud::gcp ? "http://metadata.google.internal"
-                                : "http://169.254.169.254";
+  // GCE's metadata.google.internal is 169.254.169.254 too; the address
+  // needs no DNS lookup (which no connect timeout bounds).
+  (void)c;
+  return "http://169.254.169.254";
 }
 
 metadata_request notice_request(notice_cloud c) {
@@ -142,7 +144,8 @@ result<bool> parse_gcp_preempted(std::string_view body) {
 }
 
 result<std::optional<time_point>>
-parse_azure_scheduled_events(std::string_view body, std::string_view vm, time_point now) {
+parse_azure_scheduled_events(std::string_view body, std::string_view vm, time_point now,
+                             std::map<std::string, time_point>& started) {
   constexpr auto c = notice_cloud::azure;
   if (body.size() > max_metadata_body_bytes)
     return bad(c, "scheduled events: " + std::to_string(body.size()) + " bytes, over " +
@@ -153,6 +156,7 @@ parse_azure_scheduled_events(std::string_view body, std::string_view vm, time_po
   if (events == j->end() || !events->is_array())
     return bad(c, "scheduled events: \"Events\" missing or not an array");
   std::optional<time_point> best;
+  std::map<std::string, time_point> seen; // this document's started events
   for (size_t i = 0; i < events->size(); ++i) {
     const auto& e = (*events)[i];
     const auto where = "scheduled events: Events[" + std::to_string(i) + "]";
@@ -174,12 +178,22 @@ parse_azure_scheduled_events(std::string_view body, std::string_view vm, time_po
     if (nb == e.end() || !nb->is_string())
       return bad(c, where + ": \"NotBefore\" missing or not a string");
     const auto& text = nb->get_ref<const std::string&>();
-    std::optional<time_point> t = text.empty() ? std::optional{now} : parse_rfc1123(text);
+    std::optional<time_point> t;
+    if (text.empty()) {
+      auto id = e.find("EventId");
+      const std::string key = id != e.end() && id->is_string() ? id->get<std::string>()
+                                                               : "#" + std::to_string(i);
+      auto it = started.find(key);
+      t = seen[key] = it == started.end() ? now : it->second;
+    } else {
+      t = parse_rfc1123(text);
+    }
     if (!t)
       return bad(c, where + ": NotBefore " + shown(text) +
                         ", expected \"Mon, 19 Sep 2016 18:29:47 GMT\"");
     if (!best || *t < *best) best = t;
   }
+  started = std::move(seen);
   return best;
 }
 
@@ -201,15 +215,17 @@ cloud_notice_reader::on_response(int status, std::string_view body, time_point n
     if (status != 200) break;
     auto p = parse_gcp_preempted(body);
     if (!p) return std::move(p).err();
-    if (!*p)
+    if (!*p) {
       gcp_deadline_.reset();
-    else if (!gcp_deadline_)
-      gcp_deadline_ = now + gcp_preemption_notice;
+      gcp_last_false_ = now;
+    } else if (!gcp_deadline_) {
+      gcp_deadline_ = gcp_last_false_.value_or(now) + gcp_preemption_notice;
+    }
     return gcp_deadline_;
   }
   case notice_cloud::azure:
     if (status != 200) break;
-    return parse_azure_scheduled_events(body, vm_, now);
+    return parse_azure_scheduled_events(body, vm_, now, azure_started_);
   }
   return bad(cloud_, std::string{notice_request(cloud_).path} + " answered HTTP " +
                          std::to_string(status));

@@ -664,9 +664,13 @@ std::optional<placement_plan> placer::place_elastic(const cluster_state& st,
     if (!tiers.empty()) tiers.pop_back(); // the dearest: no limit
   }
   auto exact = [&](const gang_request& r) {
+    // All nodes first: when the gang does not fit at all (a preemption
+    // search asks that often), no tier is tried.
+    auto any = place_exact(st, r);
+    if (!any) return any;
     for (auto t : tiers)
       if (auto p = place_exact(st, r, t)) return p;
-    return place_exact(st, r);
+    return any;
   };
   for (auto k = static_cast<uint32_t>(req.bundles.size()); k >= required && k > 0; --k) {
     std::optional<placement_plan> p;

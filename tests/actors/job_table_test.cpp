@@ -406,39 +406,48 @@ TEST_SUITE("job table") {
     CHECK(only(out, kind::checkpoint).empty());
     t.tick(at(135), out);
     REQUIRE(only(out, kind::checkpoint).size() == 1);
-    // No answer within the timeout and the grace: asked again.
+    // No answer within the timeout and the grace: a failure, and the next
+    // ask an interval later (not at once: a hook that never confirms is not
+    // signalled every tick).
     out.clear();
-    const auto grace = std::chrono::duration_cast<std::chrono::seconds>(
-                           job_table::checkpoint_answer_grace)
-                           .count();
-    t.tick(at(135 + 20 + static_cast<int>(grace) - 1), out);
+    const auto grace = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(
+                                            job_table::checkpoint_answer_grace)
+                                            .count());
+    t.tick(at(135 + 20 + grace - 1), out);
+    t.tick(at(135 + 20 + grace), out);
     CHECK(only(out, kind::checkpoint).empty());
-    t.tick(at(135 + 20 + static_cast<int>(grace)), out);
+    CHECK(t.find(s->id)->replicas[0].checkpoint_failed == at(135 + 20 + grace));
+    CHECK(*t.next_deadline() == at(135 + 20 + grace + 60));
+    t.tick(at(135 + 20 + grace + 60), out);
     CHECK(only(out, kind::checkpoint).size() == 1);
-    // A timed-out answer ends the ask; the interval counts from the last
-    // confirmed checkpoint, so it is due again at once.
+    // A timed-out answer is a failure too.
     out.clear();
-    t.on_checkpoint(s->id, 0, g0, false, at(170));
+    const int asked = 135 + 20 + grace + 60;
+    t.on_checkpoint(s->id, 0, g0, false, at(asked + 5));
     CHECK(t.find(s->id)->replicas[0].last_checkpoint == at(75));
-    t.tick(at(170), out);
+    t.tick(at(asked + 6), out);
+    CHECK(only(out, kind::checkpoint).empty());
+    t.tick(at(asked + 65), out);
     CHECK(only(out, kind::checkpoint).size() == 1);
     // The last checkpoint is stored, and shown in the document.
     auto back = decode_job(encode_job(*t.find(s->id)));
     REQUIRE(back.ok());
     CHECK(back->replicas[0].last_checkpoint == at(75));
-    CHECK(back->replicas[0].checkpoint_asked == at(170));
+    CHECK(back->replicas[0].checkpoint_asked == at(asked + 65));
+    CHECK(back->replicas[0].checkpoint_failed == at(asked + 5));
     CHECK(back->spec.checkpoint->interval == 60s);
     CHECK(job_json(*t.find(s->id))
               .find("\"last_checkpoint\":\"2027-01-15T08:01:15.000Z\"") !=
           std::string::npos);
     // A restart is a new launch: its count starts again.
     out.clear();
-    t.on_exited(s->id, 0, g0, replica_exit::exited(1), at(200), out);
-    t.tick(at(202), out);
+    t.on_exited(s->id, 0, g0, replica_exit::exited(1), at(400), out);
+    t.tick(at(402), out);
     const auto& r0 = t.find(s->id)->replicas[0];
     CHECK(r0.generation != g0);
     CHECK(r0.last_checkpoint == troupe::time_point{});
     CHECK(r0.checkpoint_asked == troupe::time_point{});
+    CHECK(r0.checkpoint_failed == troupe::time_point{});
     (void)g1;
   }
 

@@ -32,8 +32,8 @@ TEST_SUITE("finops.cloud_notice") {
     CHECK_FALSE(parse_notice_cloud("AWS"));
     CHECK_FALSE(parse_notice_cloud(""));
     CHECK(default_metadata_endpoint(notice_cloud::aws) == "http://169.254.169.254");
-    CHECK(default_metadata_endpoint(notice_cloud::gcp) ==
-          "http://metadata.google.internal");
+    // GCE's metadata.google.internal, without a DNS lookup.
+    CHECK(default_metadata_endpoint(notice_cloud::gcp) == "http://169.254.169.254");
     CHECK(notice_request(notice_cloud::aws).path ==
           "/latest/meta-data/spot/instance-action");
     auto g = notice_request(notice_cloud::gcp);
@@ -55,13 +55,16 @@ TEST_SUITE("finops.cloud_notice") {
     CHECK(*r.on_response(404, "", ms(t0)) == std::nullopt); // withdrawn
   }
 
-  TEST_CASE("GCE: the deadline is 30 s after the first TRUE, kept while TRUE") {
+  TEST_CASE("GCE: the deadline is 30 s after the last FALSE, kept while TRUE") {
     cloud_notice_reader r{notice_cloud::gcp};
     CHECK(*r.on_response(200, "FALSE", ms(t0)) == std::nullopt);
-    CHECK(*r.on_response(200, "TRUE\n", ms(t0 + 1000)) == ms(t0 + 31'000));
-    CHECK(*r.on_response(200, " TRUE ", ms(t0 + 5000)) == ms(t0 + 31'000));
+    // It may have turned right after the FALSE: count from there.
+    CHECK(*r.on_response(200, "TRUE\n", ms(t0 + 1000)) == ms(t0 + 30'000));
+    CHECK(*r.on_response(200, " TRUE ", ms(t0 + 5000)) == ms(t0 + 30'000));
     CHECK(*r.on_response(200, "FALSE", ms(t0 + 6000)) == std::nullopt);
-    CHECK(*r.on_response(200, "TRUE", ms(t0 + 9000)) == ms(t0 + 39'000)); // a new one
+    CHECK(*r.on_response(200, "TRUE", ms(t0 + 9000)) == ms(t0 + 36'000)); // a new one
+    cloud_notice_reader first{notice_cloud::gcp}; // TRUE at the first poll
+    CHECK(*first.on_response(200, "TRUE", ms(t0 + 2000)) == ms(t0 + 32'000));
   }
 
   TEST_CASE("Azure: the earliest Preempt event naming this VM") {
@@ -84,10 +87,15 @@ TEST_SUITE("finops.cloud_notice") {
     // No events; an event already started (empty NotBefore) goes now.
     CHECK(*any.on_response(200, R"({"DocumentIncarnation": 4, "Events": []})", ms(t0)) ==
           std::nullopt);
-    CHECK(*any.on_response(200,
-                           R"({"Events": [{"EventType": "Preempt", "Resources": [],
-                                "NotBefore": ""}]})",
-                           ms(t0 + 7)) == ms(t0 + 7));
+    const std::string started = R"({"Events": [{"EventId": "s", "EventType": "Preempt",
+                                   "Resources": [], "NotBefore": ""}]})";
+    CHECK(*any.on_response(200, started, ms(t0 + 7)) == ms(t0 + 7));
+    // The same event on the next polls: the same deadline (told once).
+    CHECK(*any.on_response(200, started, ms(t0 + 900)) == ms(t0 + 7));
+    CHECK(*any.on_response(200, started, ms(t0 + 1900)) == ms(t0 + 7));
+    // Gone, then back: a new one.
+    CHECK(*any.on_response(200, R"({"Events": []})", ms(t0 + 2000)) == std::nullopt);
+    CHECK(*any.on_response(200, started, ms(t0 + 3000)) == ms(t0 + 3000));
   }
 
   TEST_CASE("RFC 1123 dates") {

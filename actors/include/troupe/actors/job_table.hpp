@@ -82,6 +82,9 @@ struct replica_record {
   time_point last_checkpoint{};
   /// When the periodic checkpoint now outstanding was asked ({}: none).
   time_point checkpoint_asked{};
+  /// When the last periodic checkpoint failed (timed out, unanswered):
+  /// the next one is an interval after it, not at once ({}: none).
+  time_point checkpoint_failed{};
 };
 
 /// The FinOps spot policy's answer for a spot-tolerant job at submit
@@ -181,7 +184,8 @@ public:
                         std::vector<job_command>& out);
   /// A checkpoint the replica was asked for was confirmed (`confirmed`) or
   /// not (timed out, not running there). A confirmation becomes the
-  /// launch's last checkpoint; either way the periodic ask is over. Stale
+  /// launch's last checkpoint; a failure puts the next periodic ask an
+  /// interval later; either way the periodic ask is over. Stale
   /// generations are ignored.
   void on_checkpoint(const std::string& job, uint32_t replica, uint64_t generation,
                      bool confirmed, time_point now);
@@ -218,10 +222,10 @@ public:
   /// single replicas), as submit and node losses first asked.
   void place_unacknowledged(std::vector<job_command>& out) const;
   /// Backoffs that are due restart; time limits that passed stop the job;
-  /// running replicas whose checkpoint interval passed since they started
-  /// or last checkpointed are asked to checkpoint (`checkpoint` commands;
-  /// an ask unanswered for its timeout plus checkpoint_answer_grace is
-  /// given up and asked again).
+  /// running replicas whose checkpoint interval passed since they started,
+  /// last checkpointed or last failed to are asked to checkpoint
+  /// (`checkpoint` commands; an ask unanswered for its timeout plus
+  /// checkpoint_answer_grace counts as failed).
   void tick(time_point now, std::vector<job_command>& out);
   static constexpr duration checkpoint_answer_grace = std::chrono::seconds{10};
 

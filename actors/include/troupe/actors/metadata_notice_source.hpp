@@ -6,8 +6,10 @@
 /// expires or when the service answers 401); what each response means is
 /// finops::cloud_notice_reader's (finops/cloud_notice.hpp).
 ///
-/// Polls block the caller for at most the connect and read timeouts
-/// (metadata services answer on a link-local address in milliseconds). An
+/// A poll makes one GET (AWS: up to two token PUTs and two GETs, after a
+/// 401), each bounded by the connect timeout and by the read timeout per
+/// read; metadata services answer on a link-local address (no DNS lookup
+/// by default) in milliseconds. An
 /// unreachable service is an error, logged by the agent once per distinct
 /// message, and the next poll tries again.
 #include "troupe/finops/cloud_notice.hpp"

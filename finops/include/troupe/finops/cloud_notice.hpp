@@ -12,14 +12,17 @@
 /// - Google Compute Engine: GET /computeMetadata/v1/instance/preempted with
 ///   "Metadata-Flavor: Google". "FALSE": none; "TRUE": preempted, and the VM
 ///   stops 30 s after the notice (gcp_preemption_notice): the deadline is
-///   30 s after the first poll that saw TRUE, kept while it stays TRUE.
+///   30 s after the last poll that saw FALSE (the flag may have turned at
+///   any time since; the first poll's time when none did), kept while it
+///   stays TRUE.
 /// - Azure (Scheduled Events): GET /metadata/scheduledevents?api-version=
 ///   2020-07-01 with "Metadata: true". 200: {"DocumentIncarnation": n,
 ///   "Events": [{"EventId", "EventType": "Preempt"|"Reboot"|..., "Resources":
 ///   [VM names], "EventStatus", "NotBefore": RFC 1123 ("Mon, 19 Sep 2016
 ///   18:29:47 GMT") or "" (started)}]}: the earliest Preempt event naming
 ///   this VM (any VM when no name is given); its NotBefore is the deadline
-///   ("" : the poll's time).
+///   ("": the event has started; the time its EventId was first seen, so
+///   the notice stays the same from poll to poll).
 ///
 /// Responses are outside input: bounded (max_metadata_body_bytes), every
 /// error says what was wrong; any other HTTP status is an error.
@@ -29,6 +32,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,10 +75,13 @@ inline constexpr int aws_token_ttl_seconds = 21600;
 /// GCE's preempted flag ("TRUE" or "FALSE", surrounding whitespace allowed).
 [[nodiscard]] result<bool> parse_gcp_preempted(std::string_view body);
 /// Azure's Scheduled Events document -> the earliest Preempt event naming
-/// `vm` (any when empty); nullopt when none. `now` stands for an empty
-/// NotBefore.
+/// `vm` (any when empty); nullopt when none. An empty NotBefore stands for
+/// the time the event's EventId was first seen: `started` keeps those
+/// (first seen at `now` when new; events gone from the document are
+/// dropped from it).
 [[nodiscard]] result<std::optional<time_point>>
-parse_azure_scheduled_events(std::string_view body, std::string_view vm, time_point now);
+parse_azure_scheduled_events(std::string_view body, std::string_view vm, time_point now,
+                             std::map<std::string, time_point>& started);
 /// "Mon, 19 Sep 2016 18:29:47 GMT" (RFC 1123, the HTTP date) as a time.
 std::optional<time_point> parse_rfc1123(std::string_view s);
 
@@ -92,6 +99,8 @@ private:
   notice_cloud cloud_;
   std::string vm_;
   std::optional<time_point> gcp_deadline_; ///< while GCE says TRUE
+  std::optional<time_point> gcp_last_false_;
+  std::map<std::string, time_point> azure_started_; ///< EventId -> first seen
 };
 
 } // namespace troupe::finops

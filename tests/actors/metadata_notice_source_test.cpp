@@ -5,6 +5,7 @@
 // and go away, and an unreachable, slow or oversized service is an error
 // the next poll recovers from.
 
+#include "loopback_http.hpp"
 #include "troupe/actors/errc.hpp"
 #include "troupe/actors/metadata_notice_source.hpp"
 
@@ -18,6 +19,7 @@
 using namespace std::chrono_literals;
 using namespace troupe::actors;
 using troupe::time_point;
+using troupe::actors::testing::loopback_http;
 
 namespace {
 
@@ -28,9 +30,6 @@ constexpr int64_t t0 = 1'796'693'400'000; // 2026-12-08T01:30:00Z
 
 /// A fake metadata service on a free loopback port.
 struct fake_service {
-  httplib::Server server;
-  std::thread thread;
-  int port = 0;
   std::mutex mu; // guards the fields below
   int status = 404;
   std::string body;
@@ -43,18 +42,18 @@ struct fake_service {
   httplib::Headers last_headers;
 
   explicit fake_service(const std::string& path) {
-    server.Put("/latest/api/token",
-               [this](const httplib::Request& q, httplib::Response& r) {
-                 std::lock_guard lock{mu};
-                 ++token_puts;
-                 if (q.get_header_value("X-aws-ec2-metadata-token-ttl-seconds").empty()) {
-                   r.status = 400;
-                   return;
-                 }
-                 r.status = token_status;
-                 if (token_status == 200) r.set_content(token, "text/plain");
-               });
-    server.Get(path, [this](const httplib::Request& q, httplib::Response& r) {
+    http.server.Put(
+        "/latest/api/token", [this](const httplib::Request& q, httplib::Response& r) {
+          std::lock_guard lock{mu};
+          ++token_puts;
+          if (q.get_header_value("X-aws-ec2-metadata-token-ttl-seconds").empty()) {
+            r.status = 400;
+            return;
+          }
+          r.status = token_status;
+          if (token_status == 200) r.set_content(token, "text/plain");
+        });
+    http.server.Get(path, [this](const httplib::Request& q, httplib::Response& r) {
       std::chrono::milliseconds wait;
       {
         std::lock_guard lock{mu};
@@ -71,18 +70,10 @@ struct fake_service {
       r.status = status;
       r.set_content(body, "text/plain");
     });
-    port = server.bind_to_any_port("127.0.0.1");
-    REQUIRE(port > 0);
-    thread = std::thread{[this] { server.listen_after_bind(); }};
-    // stop() before the accept loop runs would be lost.
-    while (!server.is_running())
-      std::this_thread::sleep_for(1ms);
+    http.start();
   }
-  ~fake_service() {
-    server.stop();
-    thread.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  std::string url() const { return http.url(); }
+  loopback_http http; // last: stops before the fields its handlers use go
   void answer(int s, std::string b) {
     std::lock_guard lock{mu};
     status = s;
@@ -184,7 +175,7 @@ TEST_SUITE("actors.metadata_notice_source") {
     int dead_port = 0;
     {
       fake_service gone{"/x"};
-      dead_port = gone.port;
+      dead_port = gone.http.port;
     }
     metadata_notice_source dead{config(troupe::finops::notice_cloud::gcp,
                                        "http://127.0.0.1:" + std::to_string(dead_port),

@@ -18,6 +18,7 @@
 // whatever happens.
 
 #include "cluster_test_client.hpp"
+#include "loopback_http.hpp"
 #include "troupe/actors/finops_actor.hpp"
 
 #include <ctime>
@@ -59,30 +60,20 @@ json job_of(const std::string& name, uint32_t gpus, bool spot_tolerant,
 /// A fake Azure metadata service on a free loopback port: its Scheduled
 /// Events document is `events`.
 struct fake_azure {
-  httplib::Server server;
-  std::thread thread;
-  int port = 0;
   std::mutex mu; // guards events
   std::string events = R"({"DocumentIncarnation": 1, "Events": []})";
+  loopback_http http; // last: stops before the fields its handler uses go
   fake_azure() {
-    server.Get("/metadata/scheduledevents",
-               [this](const httplib::Request& q, httplib::Response& r) {
-                 if (q.get_header_value("Metadata") != "true") {
-                   r.status = 400;
-                   return;
-                 }
-                 std::lock_guard lock{mu};
-                 r.set_content(events, "application/json");
-               });
-    port = server.bind_to_any_port("127.0.0.1");
-    REQUIRE(port > 0);
-    thread = std::thread{[this] { server.listen_after_bind(); }};
-    while (!server.is_running())
-      std::this_thread::sleep_for(1ms);
-  }
-  ~fake_azure() {
-    server.stop();
-    thread.join();
+    http.server.Get("/metadata/scheduledevents",
+                    [this](const httplib::Request& q, httplib::Response& r) {
+                      if (q.get_header_value("Metadata") != "true") {
+                        r.status = 400;
+                        return;
+                      }
+                      std::lock_guard lock{mu};
+                      r.set_content(events, "application/json");
+                    });
+    http.start();
   }
 };
 
@@ -118,7 +109,7 @@ TEST_CASE("spot admission on a local cluster: the share cap and the checkpoint i
   o.extra_toml = "[finops]\nspot_max_share = 0.4\nspot_checkpoint_interval = \"1m\"\n"
                  "spot_notice_cloud = \"azure\"\nspot_notice_vm = \"{node}\"\n"
                  "spot_notice_endpoint = \"http://127.0.0.1:" +
-                 std::to_string(azure.port) +
+                 std::to_string(azure.http.port) +
                  "\"\n"
                  "[telemetry]\nsample_interval = \"250ms\"\n";
   cluster_guard guard{o.dir, {}};

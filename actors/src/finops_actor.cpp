@@ -136,12 +136,15 @@ public:
       m_samples_ = &reg.get_counter("troupe_finops_samples_total",
                                     "GPU telemetry samples received");
     }
-    set_default_handler(
-        [this](caf::scheduled_actor*, caf::message_view& m) -> caf::result<caf::message> {
-          log_->warn("finops: dropped an unexpected message: {}",
-                     caf::to_string(m.copy_content_to_message()));
-          return caf::none;
-        });
+    set_default_handler([this](caf::scheduled_actor* self,
+                               caf::message_view& m) -> caf::result<caf::message> {
+      log_->warn("finops: dropped an unexpected message: {}",
+                 caf::to_string(m.copy_content_to_message()));
+      // As troupe::actor's: a requester learns it, a one-way sender
+      // gets nothing back.
+      if (self->current_message_id().is_request()) return caf::sec::unexpected_message;
+      return caf::message{};
+    });
     // No error that is no answer to a request of ours ends the ledger's
     // owner (troupe::actor drops only unexpected_message/_response ones).
     set_error_handler([this](caf::scheduled_actor*, caf::error& e) {

@@ -94,12 +94,15 @@ public:
     auto self = caf::actor_cast<caf::actor>(this);
     // Stray messages (answers nobody waits for, a peer's mistake) are
     // logged and dropped, never fatal.
-    set_default_handler(
-        [this](caf::scheduled_actor*, caf::message_view& m) -> caf::result<caf::message> {
-          log_->warn("jobs: dropped an unexpected message: {}",
-                     caf::to_string(m.copy_content_to_message()));
-          return caf::none;
-        });
+    set_default_handler([this](caf::scheduled_actor* self,
+                               caf::message_view& m) -> caf::result<caf::message> {
+      log_->warn("jobs: dropped an unexpected message: {}",
+                 caf::to_string(m.copy_content_to_message()));
+      // As troupe::actor's: a requester learns it, a one-way sender
+      // gets nothing back.
+      if (self->current_message_id().is_request()) return caf::sec::unexpected_message;
+      return caf::message{};
+    });
     request(cfg_.placement, std::chrono::seconds{10}, placement::subscribe_atom::value,
             self)
         .then([](bool) {},

@@ -140,10 +140,7 @@ public:
                                caf::message_view& m) -> caf::result<caf::message> {
       log_->warn("finops: dropped an unexpected message: {}",
                  caf::to_string(m.copy_content_to_message()));
-      // As troupe::actor's: a requester learns it, a one-way sender
-      // gets nothing back.
-      if (self->current_message_id().is_request()) return caf::sec::unexpected_message;
-      return caf::message{};
+      return answer_unhandled(self);
     });
     // No error that is no answer to a request of ours ends the ledger's
     // owner (troupe::actor drops only unexpected_message/_response ones).

@@ -98,10 +98,7 @@ public:
                                caf::message_view& m) -> caf::result<caf::message> {
       log_->warn("jobs: dropped an unexpected message: {}",
                  caf::to_string(m.copy_content_to_message()));
-      // As troupe::actor's: a requester learns it, a one-way sender
-      // gets nothing back.
-      if (self->current_message_id().is_request()) return caf::sec::unexpected_message;
-      return caf::message{};
+      return answer_unhandled(self);
     });
     request(cfg_.placement, std::chrono::seconds{10}, placement::subscribe_atom::value,
             self)

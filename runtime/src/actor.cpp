@@ -36,15 +36,9 @@ actor::actor(caf::actor_config& cfg) : super(cfg) {
   // Subclasses may set their own handlers.
   set_default_handler(
       [](caf::scheduled_actor* self, caf::message_view& m) -> caf::result<caf::message> {
-        auto log = logging::get("runtime");
-        if (self->current_message_id().is_request()) {
-          log->debug("actor {}: unexpected request {}", self->name(),
-                     caf::to_string(m.copy_content_to_message()));
-          return caf::sec::unexpected_message;
-        }
-        log->debug("actor {}: dropped a one-way message nothing handles: {}",
-                   self->name(), caf::to_string(m.copy_content_to_message()));
-        return caf::message{};
+        logging::get("runtime")->debug("actor {}: nothing handles {}", self->name(),
+                                       caf::to_string(m.copy_content_to_message()));
+        return answer_unhandled(self);
       });
   set_error_handler([](caf::scheduled_actor* self, caf::error& e) {
     if (e == caf::sec::unexpected_message || e == caf::sec::unexpected_response) {
@@ -57,6 +51,11 @@ actor::actor(caf::actor_config& cfg) : super(cfg) {
 }
 
 actor::~actor() = default;
+
+caf::result<caf::message> actor::answer_unhandled(caf::scheduled_actor* self) {
+  if (self->current_message_id().is_request()) return caf::sec::unexpected_message;
+  return caf::message{};
+}
 
 const troupe::clock& actor::clock() const noexcept {
   return services_ != nullptr ? services_->clock() : fallback_clock;

@@ -183,6 +183,11 @@ public:
 protected:
   caf::invoke_message_result consume(caf::mailbox_element& x) override;
 
+  /// The answer to a message nothing handles (the default handler's, for
+  /// subclasses that set their own to log): a request gets
+  /// unexpected_message, a one-way message nothing (see actor.cpp).
+  static caf::result<caf::message> answer_unhandled(caf::scheduled_actor* self);
+
   /// Called for a drain request after earlier messages were handled.
   /// Default: quit with `user_shutdown`.
   virtual void on_drain();

@@ -590,10 +590,7 @@ private:
       // FinOps is configured but not found now: the share cap cannot be
       // checked, so spot work stays off spot (as when it does not answer).
       if (!known && cfg_.finops && spec->spot_tolerant)
-        return accept(
-            tenant, std::move(*spec),
-            spot_admission{false, "unchecked",
-                           "no FinOps actor: the spot share could not be checked"});
+        return accept(tenant, std::move(*spec), unchecked_spot("no FinOps actor"));
       return accept(tenant, std::move(*spec));
     }
     auto rp = make_response_promise<std::string>();
@@ -605,7 +602,8 @@ private:
     request(*fo, std::chrono::seconds{3}, fo_budget_atom::value, tenant, spec->priority,
             static_cast<int64_t>(now_ms))
         .then(
-            [this, rp, tenant, spec = *spec](const std::string& answer) mutable {
+            [this, rp, fo = *fo, tenant,
+             spec = *spec](const std::string& answer) mutable {
               auto d = json::parse(answer, nullptr, false);
               if (d.is_object() && d.value("admit", true) == false) {
                 log_->info("jobs: {}'s job {} refused: {}", tenant, spec.name,
@@ -615,12 +613,12 @@ private:
                                           d.value("reason", std::string{"over budget"})));
                 return;
               }
-              admit_spot(rp, tenant, std::move(spec));
+              admit_spot(rp, fo, tenant, std::move(spec));
             },
-            [this, rp, tenant, spec = *spec](caf::error& e) mutable {
+            [this, rp, fo = *fo, tenant, spec = *spec](caf::error& e) mutable {
               log_->warn("jobs: no budget answer from FinOps ({}): {}'s job admitted",
                          caf::to_string(e), tenant);
-              admit_spot(rp, tenant, std::move(spec));
+              admit_spot(rp, fo, tenant, std::move(spec));
             });
     return rp;
   }
@@ -652,21 +650,18 @@ private:
     return {spot, total};
   }
 
-  /// Asks the FinOps spot policy whether a spot-tolerant job may use spot,
-  /// then accepts it with the answer (a refusal places it off spot). No
-  /// answer: kept off spot, since the share cap could not be checked.
-  void admit_spot(caf::typed_response_promise<std::string> rp, const std::string& tenant,
-                  job_spec spec) {
-    if (!spec.spot_tolerant || !cfg_.finops) {
+  /// Spot work whose share could not be checked stays off spot.
+  static spot_admission unchecked_spot(const std::string& why) {
+    return {false, "unchecked", why + ": the spot share could not be checked"};
+  }
+
+  /// Asks the FinOps actor `fo` (the one that answered the budget) whether
+  /// a spot-tolerant job may use spot, then accepts it with the answer (a
+  /// refusal places it off spot). No answer: kept off spot.
+  void admit_spot(caf::typed_response_promise<std::string> rp, const actor_ref& fo,
+                  const std::string& tenant, job_spec spec) {
+    if (!spec.spot_tolerant) {
       rp.deliver(accept(tenant, std::move(spec)));
-      return;
-    }
-    auto fo = cfg_.finops();
-    if (!fo) {
-      rp.deliver(accept(tenant, std::move(spec),
-                        spot_admission{false, "unchecked",
-                                       "no FinOps actor: the spot share could not be "
-                                       "checked"}));
       return;
     }
     const uint64_t gpus = uint64_t{spec.resources.gpus} * spec.replicas;
@@ -690,7 +685,7 @@ private:
           it != spot_asking_.end() && (it->second -= gpus) == 0)
         spot_asking_.erase(it);
     };
-    request(*fo, std::chrono::seconds{3}, fo_spot_atom::value, q.dump())
+    request(fo, std::chrono::seconds{3}, fo_spot_atom::value, q.dump())
         .then(
             [this, rp, tenant, spec, done](const std::string& answer) mutable {
               done();
@@ -714,11 +709,9 @@ private:
               log_->warn(
                   "jobs: no spot answer from FinOps ({}): {}'s job {} placed off spot",
                   caf::to_string(e), tenant, spec.name);
-              rp.deliver(accept(
-                  tenant, std::move(spec),
-                  spot_admission{false, "unchecked",
-                                 "no answer from the FinOps actor (" + caf::to_string(e) +
-                                     "): the spot share could not be checked"}));
+              rp.deliver(accept(tenant, std::move(spec),
+                                unchecked_spot("no answer from the FinOps actor (" +
+                                               caf::to_string(e) + ")")));
             });
   }
 

@@ -60,6 +60,18 @@ bool holds_process(replica_state s) noexcept {
   return s == replica_state::starting || s == replica_state::running;
 }
 
+/// A command for replica `r` of `job` on its node, its current launch.
+job_command replica_command(job_command::kind what, const std::string& job,
+                            const replica_record& r) {
+  job_command c;
+  c.what = what;
+  c.job = job;
+  c.replica = r.index;
+  c.generation = r.generation;
+  c.node = r.node;
+  return c;
+}
+
 } // namespace
 
 bool may_use_spot(const job_record& j) noexcept {
@@ -171,12 +183,7 @@ void job_table::launch(job_record& j, replica_record& r, time_point now,
   r.last_checkpoint = {};
   r.checkpoint_asked = {};
   r.checkpoint_failed = {};
-  job_command c;
-  c.what = job_command::kind::launch;
-  c.job = j.id;
-  c.replica = r.index;
-  c.generation = r.generation;
-  c.node = r.node;
+  auto c = replica_command(job_command::kind::launch, j.id, r);
   c.allocation = r.allocation;
   c.bundle = r.bundle;
   out.push_back(std::move(c));
@@ -253,13 +260,7 @@ void job_table::release(replica_record& r, std::vector<job_command>& out) {
 void job_table::cancel_replica(const job_record& j, replica_record& r, time_point now,
                                std::vector<job_command>& out) {
   if (holds_process(r.state)) {
-    job_command c;
-    c.what = job_command::kind::stop;
-    c.job = j.id;
-    c.replica = r.index;
-    c.generation = r.generation;
-    c.node = r.node;
-    out.push_back(std::move(c));
+    out.push_back(replica_command(job_command::kind::stop, j.id, r));
   }
   r.state = replica_state::cancelled;
   r.request = 0;
@@ -459,13 +460,7 @@ void job_table::tick(time_point now, std::vector<job_command>& out) {
                     j.spec.checkpoint->interval)
         continue;
       r.checkpoint_asked = now;
-      job_command c;
-      c.what = job_command::kind::checkpoint;
-      c.job = id;
-      c.replica = r.index;
-      c.generation = r.generation;
-      c.node = r.node;
-      out.push_back(std::move(c));
+      out.push_back(replica_command(job_command::kind::checkpoint, id, r));
       dirty_.insert(id);
     }
   }

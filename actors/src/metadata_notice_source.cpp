@@ -7,8 +7,20 @@
 
 namespace troupe::actors {
 
+namespace {
+
+/// The config with its defaults filled in: the cloud's endpoint, the wall clock.
+metadata_notice_config resolved(metadata_notice_config c) {
+  if (c.endpoint.empty()) c.endpoint = finops::default_metadata_endpoint(c.cloud);
+  if (!c.now) c.now = finops_wall_now;
+  return c;
+}
+
+} // namespace
+
 struct metadata_notice_source::impl {
   metadata_notice_config cfg;
+  std::string origin; ///< "aws metadata at http://...", for errors
   finops::cloud_notice_reader reader;
   httplib::Client http;
   std::string token;             ///< AWS session token ("" none yet)
@@ -16,10 +28,9 @@ struct metadata_notice_source::impl {
   time_point token_expires_at{}; ///< usable until this, if renewal fails
 
   explicit impl(metadata_notice_config c)
-      : cfg(std::move(c)), reader(cfg.cloud, cfg.vm),
-        http(cfg.endpoint.empty() ? finops::default_metadata_endpoint(cfg.cloud)
-                                  : cfg.endpoint) {
-    if (!cfg.now) cfg.now = finops_wall_now;
+      : cfg(resolved(std::move(c))), origin(std::string{finops::to_string(cfg.cloud)} +
+                                            " metadata at " + cfg.endpoint),
+        reader(cfg.cloud, cfg.vm), http(cfg.endpoint) {
     auto secs = [](std::chrono::milliseconds ms) {
       return std::make_pair(static_cast<time_t>(ms.count() / 1000),
                             static_cast<time_t>(ms.count() % 1000 * 1000));
@@ -33,23 +44,17 @@ struct metadata_notice_source::impl {
     http.set_follow_location(false);
   }
 
-  std::string where() const {
-    return std::string{finops::to_string(cfg.cloud)} + " metadata at " +
-           (cfg.endpoint.empty() ? finops::default_metadata_endpoint(cfg.cloud)
-                                 : cfg.endpoint);
-  }
-
   result<void> fetch_token(time_point now) {
     httplib::Headers h{
         {finops::aws_token_ttl_header, std::to_string(finops::aws_token_ttl_seconds)}};
     auto r = http.Put(finops::aws_token_path, h, "", "text/plain");
     if (!r)
       return error{errc::unavailable,
-                   where() + ": no session token: " + httplib::to_string(r.error())};
+                   origin + ": no session token: " + httplib::to_string(r.error())};
     if (r->status != 200 || r->body.empty() ||
         r->body.size() > finops::max_metadata_body_bytes)
       return error{errc::unavailable,
-                   where() + ": no session token: HTTP " + std::to_string(r->status)};
+                   origin + ": no session token: HTTP " + std::to_string(r->status)};
     token = r->body;
     // Renew well before it expires.
     token_renew_at = now + std::chrono::seconds{finops::aws_token_ttl_seconds / 2};
@@ -82,18 +87,18 @@ struct metadata_notice_source::impl {
       });
       if (over)
         return error{errc::invalid_argument,
-                     where() + ": " + req.path + ": an answer over " +
+                     origin + ": " + req.path + ": an answer over " +
                          std::to_string(finops::max_metadata_body_bytes) + " bytes"};
       if (!r)
         return error{errc::unavailable,
-                     where() + ": " + req.path + ": " + httplib::to_string(r.error())};
+                     origin + ": " + req.path + ": " + httplib::to_string(r.error())};
       if (cfg.cloud == finops::notice_cloud::aws && r->status == 401 && attempt == 0) {
         token.clear(); // expired or revoked: a new one, once
         continue;
       }
       return reader.on_response(r->status, body, now);
     }
-    return error{errc::unavailable, where() + ": the session token was refused"};
+    return error{errc::unavailable, origin + ": the session token was refused"};
   }
 };
 
